@@ -1,0 +1,1 @@
+"""Subcommands of ``router-gateway``; each module defines ``register(subparsers)``."""

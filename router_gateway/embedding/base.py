@@ -1,0 +1,61 @@
+"""The embedder interface and the factory that picks a backend.
+
+Every backend returns L2-normalised float32 rows. ``info.name`` identifies the *model* (routers
+trained with one model refuse another); ``info.backend`` records how it ran (torch, onnx, remote).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What an artifact records about the embedder it was trained with."""
+
+    name: str
+    dim: int
+    backend: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, shape (len(texts), info.dim)."""
+
+    info: EmbedderInfo
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads: int | None = None,
+                  url: str | None = None, api_key: str | None = None, dim: int | None = None) -> Embedder:
+    """Build an embedder. ``auto`` prefers onnxruntime (torch-free, faster) and falls back to torch."""
+    if backend == "remote":
+        from router_gateway.embedding.remote import RemoteEmbedder
+        if not url:
+            raise ValueError("remote embedder needs a url")
+        return RemoteEmbedder(url=url, model=model, api_key=api_key, dim=dim)
+    if backend in ("onnx", "auto"):
+        try:
+            from router_gateway.embedding.onnx_backend import OnnxEmbedder
+            return OnnxEmbedder(model=model, threads=threads)
+        except ImportError:
+            if backend == "onnx":
+                raise
+    if backend in ("torch", "auto"):
+        from router_gateway.embedding.torch_backend import TorchEmbedder
+        return TorchEmbedder(model=model, threads=threads)
+    raise ValueError(f"unknown embedder backend {backend!r} (torch, onnx, remote, auto)")
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """L2-normalise rows in float32 (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)

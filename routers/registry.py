@@ -1,0 +1,34 @@
+"""Router registry: adding a router is one line here plus its own module."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from routers.base import Router, RouterError
+
+# name -> "module:Class"; imported lazily so the serving path loads only what it uses.
+_ROUTERS: dict[str, str] = {
+    "random": "routers.baselines:RandomRouter",
+    "cheapest": "routers.baselines:CheapestRouter",
+    "strongest": "routers.baselines:StrongestRouter",
+    "fixed": "routers.baselines:FixedRouter",
+}
+
+
+def available_routers() -> list[str]:
+    """Names of every registered router."""
+    return sorted(_ROUTERS)
+
+
+def router_class(name: str) -> type[Router]:
+    """The class registered under ``name``."""
+    try:
+        module_name, class_name = _ROUTERS[name].split(":")
+    except KeyError:
+        raise RouterError(f"unknown router type {name!r}; known: {', '.join(available_routers())}") from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_router(name: str, **params: Any) -> Router:
+    """Instantiate the router registered under ``name`` with hyperparameters ``params``."""
+    return router_class(name)(**params)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up the gateway's Python environment (.venv) and the system services its tests use.
+# Idempotent: a second run reuses what exists. Progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  say "installing redis-server (apt)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+PIP=".venv/bin/pip"
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  # The CPU build of torch lies on local disk; installing it first stops pip from pulling a CUDA build.
+  say "installing torch 2.13.0 (CPU build)"
+  $PIP install -q --upgrade pip
+  $PIP install -q torch==2.13.0
+fi
+say "installing router-gateway with extras [all,test]"
+$PIP install -q -e ".[all,test]"
+say "python environment ready: $(.venv/bin/python --version)"
