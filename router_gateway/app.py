@@ -1,0 +1,184 @@
+"""The app factory: FastAPI app whose lifespan builds the gateway; thin handlers; one error renderer."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from router_gateway import __version__
+from router_gateway.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, PermissionDenied
+from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.protocol import parse_chat_request
+from router_gateway.services.chat import CallContext, ChatService, new_request_id
+
+log = logging.getLogger("router_gateway.api")
+JSON = "application/json"
+
+
+def create_app(options: GatewayOptions) -> FastAPI:
+    """Build the ASGI app; nothing is loaded until the lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        gateway = Gateway(options)
+        await gateway.start()
+        app.state.gateway = gateway
+        app.state.chat = ChatService(gateway)
+        try:
+            yield
+        finally:
+            gateway.draining = True
+            await gateway.close()
+
+    app = FastAPI(title="router-gateway", version=__version__, lifespan=lifespan)
+    _install_error_handlers(app)
+    _install_routes(app)
+    return app
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(error.body_bytes(), status_code=error.status, media_type=JSON, headers=error.headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError):
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in err.get("loc", ())[1:]) or None
+        return error_response(BadRequest(f"{param}: {err['msg']}" if param else err["msg"], param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        error = NotFound(f"no route {request.method} {request.url.path}") if exc.status_code == 404 else \
+            GatewayError(str(exc.detail))
+        if exc.status_code != 404:
+            error.status, error.type, error.code = exc.status_code, "invalid_request_error", "method_not_allowed"
+        return error_response(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(GatewayError("internal error in the gateway"))
+
+
+async def read_json_body(request: Request, limit: int) -> tuple[Any, int]:
+    """Read the body within ``limit`` bytes (413 beyond) and decode JSON (400 if invalid)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        return orjson.loads(raw), size
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        gateway: Gateway = request.app.state.gateway
+        body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
+        chat = parse_chat_request(body)
+        ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"))
+        outcome = await request.app.state.chat.handle(chat, ctx)
+        if outcome.stream is None:
+            return Response(outcome.body, media_type=JSON, headers=outcome.headers)
+        return StreamingResponse(outcome.stream, media_type="text/event-stream",
+                                 headers={**outcome.headers, "cache-control": "no-cache"})
+
+    @app.post("/v1/route")
+    async def route(request: Request):
+        gateway: Gateway = request.app.state.gateway
+        body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
+        chat = parse_chat_request(body)
+        runtime = gateway.acquire()
+        try:
+            decision = await runtime.routing.decide(chat, size, new_request_id(),
+                                                    request.headers.get("x-router-cost-weight"))
+        finally:
+            gateway.release(runtime)
+        return json_response(decision.as_dict())
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        config = request.app.state.gateway.runtime.config
+        data = [{"id": name, "object": "model", "owned_by": "router-gateway", "kind": "profile",
+                 "router": p.router, "cost_weight": p.cost_weight} for name, p in config.profiles.items()]
+        data += [{"id": name, "object": "model", "owned_by": "router-gateway", "kind": "expert",
+                  "served_model": e.model, "context_window": e.context_window,
+                  "capabilities": list(e.capabilities), "domains": list(e.domains),
+                  "price": e.price.model_dump()} for name, e in config.experts.items()]
+        return json_response({"object": "list", "data": data})
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        gateway: Gateway = request.app.state.gateway
+        body, _ = await read_json_body(request, 64 * 1024)
+        request_id, score = _feedback_fields(body)
+        extra = {k: v for k, v in body.items() if k not in ("request_id", "score")}
+        if not await gateway.request_log.add_feedback(request_id, score, extra):
+            raise NotFound(f"unknown request_id {request_id!r}", param="request_id")
+        return json_response({"request_id": request_id, "score": score, "status": "recorded"})
+
+    @app.get("/health")
+    async def health():
+        return json_response({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready(request: Request):
+        ok, checks = request.app.state.gateway.ready()
+        return json_response({"ready": ok, **checks}, status=200 if ok else 503)
+
+    @app.post("/admin/reload")
+    async def reload(request: Request):
+        _require_loopback_admin(request)
+        ok, message = await request.app.state.gateway.reload()
+        if not ok:
+            raise BadRequest(f"reload refused, old config keeps serving: {message}")
+        return json_response({"status": "reloaded", "message": message})
+
+    @app.get("/admin/state")
+    async def state(request: Request):
+        _require_loopback_admin(request)
+        gateway: Gateway = request.app.state.gateway
+        return json_response({"config_version": gateway.runtime.version, "experts": gateway.state.snapshot(),
+                              "embed_cache": {"hits": gateway.embedder.cache.hits,
+                                              "misses": gateway.embedder.cache.misses}})
+
+
+def _feedback_fields(body: Any) -> tuple[str, float]:
+    if not isinstance(body, dict):
+        raise BadRequest("feedback body must be a JSON object")
+    request_id, score = body.get("request_id"), body.get("score")
+    if not isinstance(request_id, str) or not request_id:
+        raise BadRequest("request_id: a string is required", param="request_id")
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+        raise BadRequest("score: a number in [0, 1] is required", param="score")
+    return request_id, float(score)
+
+
+def _require_loopback_admin(request: Request) -> None:
+    """Until API keys exist, admin calls are accepted from loopback only."""
+    host = request.client.host if request.client else ""
+    if host not in ("127.0.0.1", "::1", "localhost", "testclient"):
+        raise PermissionDenied("admin endpoints need an admin key")

@@ -1,0 +1,63 @@
+"""``router-gateway serve``: run the gateway with uvicorn (one or more worker processes)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", default="experts.yaml", help="path of experts.yaml (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
+    p.add_argument("--allow-public-without-keys", action="store_true",
+                   help="bind a non-loopback address even though no API keys are configured")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=run)
+
+
+def app_factory():
+    """Uvicorn factory (used with --workers): config path comes from the environment."""
+    from pathlib import Path
+
+    from router_gateway.app import create_app
+    from router_gateway.gateway import GatewayOptions
+    return create_app(GatewayOptions(config_path=Path(os.environ["ROUTER_GATEWAY_CONFIG"])))
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import uvicorn
+
+    from router_gateway.config import load_config
+    from router_gateway.config_yaml import ConfigError
+    from router_gateway.logging_setup import configure_logging
+
+    try:
+        load_config(args.config)  # fail at boot, before binding, with the config's own message
+    except ConfigError as exc:
+        print(f"router-gateway: config refused:\n{exc}", file=sys.stderr)
+        return 1
+    if args.host not in LOOPBACK and not args.allow_public_without_keys and not _keys_configured():
+        print(f"router-gateway: refusing to bind {args.host} with no API keys configured; create keys with "
+              "'router-gateway keys create' or pass --allow-public-without-keys", file=sys.stderr)
+        return 1
+    configure_logging(args.log_level)
+    os.environ["ROUTER_GATEWAY_CONFIG"] = str(Path(args.config).resolve())
+    uvicorn.run("router_gateway.commands.serve:app_factory", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=False,
+                timeout_graceful_shutdown=30, log_config=None)
+    return 0
+
+
+def _keys_configured() -> bool:
+    try:
+        from router_gateway.auth import KeyStore
+    except ImportError:
+        return False
+    return KeyStore.default().has_keys()

@@ -1,0 +1,239 @@
+"""experts.yaml: strict pydantic models, parsed in two phases.
+
+Phase 1 parses each section strictly (unknown keys and bad values are errors naming key and line).
+Phase 2 resolves names across sections (profiles name routers, routers name experts, fallbacks and
+allow-lists name experts). A config that fails either phase is refused at boot or on reload.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
+                                       substitute_env)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+BASELINE_ROUTERS = ("cheapest", "strongest", "fixed", "random")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+    def cost(self, input_tokens: float, output_tokens: float) -> float:
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+class Timeouts(_Strict):
+    """Seconds. ``first_byte`` bounds the wait until the gateway can send the client its first byte:
+    the first stream chunk, or the whole answer when not streaming. Until then a failure is retried
+    on the next expert; after it, never."""
+
+    connect: float = Field(default=3.0, gt=0, le=600)
+    first_byte: float = Field(default=120.0, gt=0, le=3600)
+    total: float = Field(default=600.0, gt=0, le=86400)
+
+
+class Expert(_Strict):
+    """One expert model behind an OpenAI-compatible endpoint (vLLM by default) or litellm."""
+
+    provider: Literal["openai", "litellm"] = "openai"
+    base_url: str
+    model: str = Field(min_length=1)
+    api_key: str | None = None
+    price: Price
+    context_window: int = Field(default=8192, ge=16)
+    capabilities: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+    max_concurrency: int = Field(default=64, ge=1)
+    prior_quality: float = Field(default=0.5, ge=0, le=1)
+    timeout: Timeouts = Timeouts()
+    fallbacks: tuple[str, ...] = ()
+    health_path: str = "/models"
+    litellm_model: str | None = None  # e.g. "openai/<model>"; only for provider: litellm
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    def __repr__(self) -> str:  # never print the key
+        return f"Expert(model={self.model!r}, base_url={self.base_url!r})"
+
+
+class RouterSpec(_Strict):
+    """A router instance: a baseline (no artifact) or a trained artifact directory."""
+
+    type: str
+    artifact: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    expert: str | None = None  # for type: fixed
+
+
+class Profile(_Strict):
+    """What clients put in ``model``: which router, how much cost matters, and input limits."""
+
+    router: str
+    cost_weight: float = Field(default=0.5, ge=0, le=1000)
+    experts: tuple[str, ...] = ()  # allow-list; empty = all
+    expected_output_tokens: int = Field(default=256, ge=1)
+    max_messages: int = Field(default=256, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    explore: float = Field(default=0.0, ge=0, le=1)
+
+
+class EmbedderSettings(_Strict):
+    """Prompt embedder: backend, micro-batching and cache."""
+
+    backend: Literal["auto", "torch", "onnx", "remote"] = "auto"
+    model: str = "all-MiniLM-L6-v2"
+    url: str | None = None
+    api_key: str | None = None
+    dim: int | None = None
+    threads: int | None = Field(default=None, ge=1, le=64)
+    cache_size: int = Field(default=4096, ge=0)
+    max_batch: int = Field(default=32, ge=1, le=1024)
+    max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+
+
+class LoggingSettings(_Strict):
+    """The request log: an embedded SQLite file in WAL mode, written in batches off the request path."""
+
+    path: str = "var/requests.db"
+    store_prompts: bool = True
+    flush_interval_ms: int = Field(default=200, ge=10, le=60000)
+    max_batch: int = Field(default=500, ge=1)
+
+
+class ServerSettings(_Strict):
+    """Request limits and forwarding budget."""
+
+    max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    request_deadline_s: float = Field(default=900.0, gt=0)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+
+
+class GatewayConfig(_Strict):
+    """The whole experts.yaml."""
+
+    experts: dict[str, Expert]
+    routers: dict[str, RouterSpec] = Field(default_factory=lambda: {"default": RouterSpec(type="strongest")})
+    profiles: dict[str, Profile] = Field(default_factory=lambda: {"auto": Profile(router="default")})
+    embedder: EmbedderSettings = EmbedderSettings()
+    logging: LoggingSettings = LoggingSettings()
+    server: ServerSettings = ServerSettings()
+
+    @field_validator("experts", "routers", "profiles")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        import re
+        for name in value:
+            if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+                raise ValueError(f"{name!r} is not a valid name (letters, digits, . _ : / -)")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "GatewayConfig":
+        """Phase 2: every cross-reference names something that exists."""
+        if not self.experts:
+            raise ValueError("experts: at least one expert is required")
+        clash = set(self.experts) & set(self.profiles)
+        if clash:
+            raise ValueError(f"names used both as expert and profile: {sorted(clash)}")
+        for name, expert in self.experts.items():
+            for fb in expert.fallbacks:
+                if fb not in self.experts:
+                    raise ValueError(f"experts.{name}.fallbacks: unknown expert {fb!r}")
+            if expert.provider == "litellm" and not expert.litellm_model:
+                raise ValueError(f"experts.{name}.litellm_model: required when provider is litellm")
+        for name, spec in self.routers.items():
+            if spec.type in BASELINE_ROUTERS and spec.artifact:
+                raise ValueError(f"routers.{name}.artifact: baseline {spec.type!r} takes no artifact")
+            if spec.type not in BASELINE_ROUTERS and not spec.artifact:
+                raise ValueError(f"routers.{name}.artifact: a trained router ({spec.type!r}) needs an artifact")
+            if spec.type == "fixed" and spec.expert not in self.experts:
+                raise ValueError(f"routers.{name}.expert: fixed router needs an existing expert, got {spec.expert!r}")
+        for name, profile in self.profiles.items():
+            if profile.router not in self.routers:
+                raise ValueError(f"profiles.{name}.router: unknown router {profile.router!r}")
+            for ex in profile.experts:
+                if ex not in self.experts:
+                    raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")
+        return self
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None,
+                 env: dict[str, str] | None = None) -> GatewayConfig:
+    """Parse and resolve a config text; raises ConfigError with key path and line."""
+    data, lines = read_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with an 'experts' key")
+    try:
+        data = substitute_env(data, env=env)
+    except EnvVarError as exc:
+        line = line_of(lines, exc.path)
+        raise ConfigError(f"{source}:{line}: {exc}" if line else f"{source}: {exc}") from None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, lines, source)) from None
+    return _absolute_paths(config, base_dir) if base_dir else config
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Read experts.yaml from disk; relative artifact and log paths resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse_config(text, str(path), base_dir=path.resolve().parent, env=env)
+
+
+def _describe(exc: ValidationError, lines: dict[tuple, int], source: str) -> str:
+    out = []
+    for err in exc.errors()[:20]:
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        if not loc and message.split(":")[0].count("."):
+            # phase-2 errors name their key path in the message ("profiles.auto.router: ...")
+            loc = tuple(message.split(":")[0].split("."))
+            message = message.split(": ", 1)[1]
+        line = line_of(lines, loc)
+        where = f"{source}:{line}" if line else source
+        out.append(f"{where}: {format_path(loc)}: {message}" if loc else f"{where}: {message}")
+    return "\n".join(out)
+
+
+def _absolute_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:
+    routers = {name: spec.model_copy(update={"artifact": str((base_dir / spec.artifact).resolve())})
+               if spec.artifact else spec for name, spec in config.routers.items()}
+    log_path = str((base_dir / config.logging.path).resolve())
+    return config.model_copy(update={"routers": routers,
+                                     "logging": config.logging.model_copy(update={"path": log_path})})
+
+
+def redacted(config: GatewayConfig) -> dict[str, Any]:
+    """The resolved config as a dict with secrets replaced, for printing."""
+    data = config.model_dump(mode="json")
+    for expert in data["experts"].values():
+        if expert.get("api_key"):
+            expert["api_key"] = "***"
+    if data["embedder"].get("api_key"):
+        data["embedder"]["api_key"] = "***"
+    return data

@@ -1,0 +1,190 @@
+"""The running gateway: the current config version (routers, routing, forwarder) and what outlives
+reloads (embedder, expert state, request log).
+
+A reload builds the new version completely before swapping it in; if anything fails the old one
+keeps serving. A retired version is closed once the requests that started on it have finished.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from router_gateway.config import GatewayConfig, load_config
+from router_gateway.config_yaml import ConfigError
+from router_gateway.embedding.batcher import BatchingEmbedder
+from router_gateway.services.expert_state import ExpertState
+from router_gateway.services.forwarding import Forwarder
+from router_gateway.services.request_log import RequestLog
+from router_gateway.services.router_set import build_router_set
+from router_gateway.services.routing import RoutingService
+
+log = logging.getLogger("router_gateway")
+
+
+@dataclass
+class Runtime:
+    """One config version: everything that is rebuilt on reload."""
+
+    version: int
+    config: GatewayConfig
+    routing: RoutingService
+    forwarder: Forwarder
+    active: int = 0
+    retired: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class GatewayOptions:
+    """How to build the gateway (what tests override)."""
+
+    config_path: Path | None = None
+    config: GatewayConfig | None = None
+    transport: httpx.AsyncBaseTransport | None = None  # injected in unit tests
+    embedder: object | None = None  # a ready Embedder, injected in tests
+    health_interval_s: float = 5.0
+    watch_config: bool = True
+
+
+class Gateway:
+    """Owns the runtime and the long-lived services; the API handlers talk to it."""
+
+    def __init__(self, options: GatewayOptions):
+        self.options = options
+        self.state = ExpertState()
+        self.runtime: Runtime | None = None
+        self.embedder: BatchingEmbedder | None = None
+        self.request_log: RequestLog | None = None
+        self.reload_error: str | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._version = 0
+        self._reload_lock = asyncio.Lock()
+        self.draining = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        config = self.options.config or load_config(self.options.config_path)
+        self.embedder = await self._make_embedder(config)
+        self.runtime = self._build_runtime(config)
+        settings = config.logging
+        self.request_log = RequestLog(settings.path, settings.flush_interval_ms, settings.max_batch,
+                                      settings.store_prompts)
+        await self.request_log.start()
+        if self.options.health_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
+        if self.options.watch_config and self.options.config_path:
+            self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.request_log:
+            await self.request_log.close()
+        if self.runtime:
+            await self.runtime.forwarder.aclose()
+        if self.embedder:
+            await self.embedder.close()
+
+    async def _make_embedder(self, config: GatewayConfig) -> BatchingEmbedder:
+        settings = config.embedder
+        if self.options.embedder is not None:
+            base = self.options.embedder
+        else:
+            from router_gateway.embedding.base import make_embedder
+            base = await asyncio.to_thread(make_embedder, settings.backend, model=settings.model,
+                                           threads=settings.threads, url=settings.url,
+                                           api_key=settings.api_key, dim=settings.dim)
+            await asyncio.to_thread(base.embed, ["warm-up"])  # first call pays lazy init; not a request
+        batcher = BatchingEmbedder(base, settings.max_batch, settings.max_wait_ms, settings.cache_size,
+                                   on_batch=self.on_embed_batch)
+        await batcher.start()
+        return batcher
+
+    def on_embed_batch(self, size: int) -> None:
+        """Hook for metrics (embedder batch sizes)."""
+
+    def _build_runtime(self, config: GatewayConfig) -> Runtime:
+        routers = build_router_set(config, self.embedder.info if self.embedder else None)
+        self._version += 1
+        routing = RoutingService(config, routers, self.embedder, self.state)
+        forwarder = Forwarder(config, self.state, self.options.transport)
+        return Runtime(self._version, config, routing, forwarder)
+
+    # -- requests use a runtime for their whole life ---------------------------------------
+    def acquire(self) -> Runtime:
+        runtime = self.runtime
+        assert runtime is not None
+        runtime.active += 1
+        return runtime
+
+    def release(self, runtime: Runtime) -> None:
+        runtime.active -= 1
+        if runtime.retired and runtime.active == 0 and not runtime.closed.is_set():
+            runtime.closed.set()
+            asyncio.get_running_loop().create_task(runtime.forwarder.aclose())
+
+    # -- reload ----------------------------------------------------------------------------
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the config file; on any error keep the running version and say why."""
+        async with self._reload_lock:
+            try:
+                if self.options.config_path is None:
+                    raise ConfigError("no config file to reload")
+                config = await asyncio.to_thread(load_config, self.options.config_path)
+                if config.embedder != self.runtime.config.embedder:
+                    raise ConfigError("embedder settings changed: restart the gateway to apply them")
+                new = await asyncio.to_thread(self._build_runtime, config)
+            except (ConfigError, OSError) as exc:
+                self.reload_error = str(exc)
+                log.error("config reload refused, keeping version %s: %s", self.runtime.version, exc)
+                return False, str(exc)
+            old, self.runtime = self.runtime, new
+            self.reload_error = None
+            old.retired = True
+            if old.active == 0:
+                old.closed.set()
+                await old.forwarder.aclose()
+            log.info("config version %s loaded (%d experts)", new.version, len(config.experts))
+            return True, f"version {new.version} loaded"
+
+    async def _watch_config(self) -> None:
+        from watchfiles import awatch
+        path = Path(self.options.config_path).resolve()
+        async for changes in awatch(path.parent, debounce=300, step=100):
+            if any(Path(p).resolve() == path for _, p in changes):
+                await self.reload()
+
+    # -- active health checks --------------------------------------------------------------
+    async def _health_loop(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0, transport=self.options.transport) as client:
+            while True:
+                config = self.runtime.config
+                await asyncio.gather(*(self._check(client, name, e) for name, e in config.experts.items()))
+                await asyncio.sleep(self.options.health_interval_s)
+
+    async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
+        headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
+        try:
+            response = await client.get(expert.base_url + expert.health_path, headers=headers)
+            self.state.set_health(name, None if response.status_code < 500 else f"HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            self.state.set_health(name, type(exc).__name__)
+
+    def ready(self) -> tuple[bool, dict]:
+        """Config loaded, embedder warm, at least one expert reachable."""
+        runtime = self.runtime
+        checks = {"config": runtime is not None, "embedder": self.embedder is not None,
+                  "experts_reachable": []}
+        if runtime:
+            checks["experts_reachable"] = [n for n in runtime.config.experts if self.state.health(n) is None
+                                           and n in self.state._health]
+            checks["config_version"] = runtime.version
+        if self.reload_error:
+            checks["last_reload_error"] = self.reload_error
+        ok = checks["config"] and checks["embedder"] and bool(checks["experts_reachable"]) and not self.draining
+        return ok, checks

@@ -1,0 +1,1 @@
+"""Services behind the thin API handlers: routing, forwarding, request log, expert state."""

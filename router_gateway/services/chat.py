@@ -1,0 +1,131 @@
+"""The chat-completion use case: decide, forward, price, log. The HTTP handler only parses and renders."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from router_gateway.errors import GatewayError
+from router_gateway.gateway import Gateway, Runtime
+from router_gateway.protocol import ChatRequest
+from router_gateway.services.forwarding import ForwardResult
+from router_gateway.services.request_log import prompt_digest
+from router_gateway.services.routing import Decision
+
+
+def new_request_id() -> str:
+    return "req-" + uuid.uuid4().hex
+
+
+@dataclass
+class ChatOutcome:
+    """What the handler renders: headers plus a body or a stream."""
+
+    headers: dict[str, str]
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+
+@dataclass
+class CallContext:
+    """Per-request facts known before routing (from the HTTP layer)."""
+
+    request_id: str
+    body: dict[str, Any]
+    body_size: int
+    cost_weight_header: str | None = None
+    key_id: str | None = None
+    allowed_experts: set[str] | None = None
+    started: float = field(default_factory=time.perf_counter)
+    ts: float = field(default_factory=time.time)
+
+
+class ChatService:
+    """Runs one chat request through routing and forwarding and writes its log record."""
+
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+
+    async def handle(self, chat: ChatRequest, ctx: CallContext) -> ChatOutcome:
+        runtime = self.gateway.acquire()
+        decision: Decision | None = None
+        try:
+            decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
+                                                    ctx.cost_weight_header, ctx.allowed_experts)
+            deadline = time.monotonic() + runtime.config.server.request_deadline_s
+            result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
+                                                     chat.stream, deadline)
+        except GatewayError as exc:
+            self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
+            self.gateway.release(runtime)
+            raise
+        except BaseException:
+            self.gateway.release(runtime)
+            raise
+        headers = self._headers(ctx, decision, result, runtime)
+        if result.stream is None:
+            self._log(runtime, ctx, chat, decision, result, result.status)
+            self.gateway.release(runtime)
+            return ChatOutcome(headers, body=result.body)
+        return ChatOutcome(headers, stream=self._stream(runtime, ctx, chat, decision, result))
+
+    async def _stream(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision,
+                      result: ForwardResult) -> AsyncIterator[bytes]:
+        try:
+            async for event in result.stream:
+                yield event
+        finally:
+            self._log(runtime, ctx, chat, decision, result, result.status,
+                      stream_error=result.stream_state.get("error"))
+            self.gateway.release(runtime)
+
+    def _headers(self, ctx: CallContext, decision: Decision, result: ForwardResult,
+                 runtime: Runtime) -> dict[str, str]:
+        headers = {"x-request-id": ctx.request_id, "x-router-expert": result.expert,
+                   "x-router-profile": decision.profile or "", "x-router-attempts": str(len(result.attempts))}
+        if decision.router:
+            headers["x-router-router"] = decision.router
+        cost = price_usage(runtime, result.expert, result.usage)
+        if cost is not None:
+            headers["x-router-cost-usd"] = f"{cost:.8f}"
+        return headers
+
+    def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
+             result: ForwardResult | None, status: int, error: GatewayError | None = None,
+             stream_error: str | None = None) -> None:
+        if self.gateway.request_log is None:
+            return
+        usage = (result.usage if result else None) or {}
+        expert = result.expert if result else None
+        attempts = (result.attempts if result else getattr(error, "attempts", [])) or []
+        text = decision.prompt_text if decision else ""
+        # a fallback's answer was not the policy's choice: no propensity, so OPE skips the row
+        propensity = decision.propensity if decision and result and result.expert == decision.chosen else None
+        self.gateway.request_log.record({
+            "request_id": ctx.request_id, "ts": ctx.ts, "model": chat.model,
+            "profile": decision.profile if decision else None, "router": decision.router if decision else None,
+            "candidates": [c.as_dict() for c in decision.candidates] if decision else [],
+            "ineligible": decision.ineligible if decision else {},
+            "chosen_expert": expert, "propensity": propensity, "explored": decision.explored if decision else False,
+            "cost_weight": decision.cost_weight if decision else None,
+            "prompt_digest": prompt_digest(text) if text else None, "prompt": text or None,
+            "status": status, "error": (error.message if error else stream_error),
+            "stream": chat.stream, "attempts": [a.as_dict() for a in attempts],
+            "ttft_ms": result.ttft_ms if result else None,
+            "latency_ms": round((time.perf_counter() - ctx.started) * 1e3, 3),
+            "embed_ms": decision.embed_ms if decision else None, "route_ms": decision.route_ms if decision else None,
+            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+            "cost_usd": price_usage(runtime, expert, usage) if expert else None,
+            "key_id": ctx.key_id, "config_version": runtime.version,
+        })
+
+
+def price_usage(runtime: Runtime, expert: str | None, usage: dict | None) -> float | None:
+    """USD for the tokens an expert reported, from experts.yaml prices."""
+    if not expert or not usage or expert not in runtime.config.experts:
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return runtime.config.experts[expert].price.cost(prompt, completion)

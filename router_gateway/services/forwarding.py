@@ -1,0 +1,262 @@
+"""Forwarding to experts: pooled HTTP clients, fallback before the first byte, SSE pass-through.
+
+A request tries the ranked candidates in order. Connection errors, 5xx, 429 and timeouts before the
+first byte reach the client move on to the next candidate, within ``server.max_attempts`` and the
+request deadline. Once a byte has been sent, a failure ends the stream with an SSE error event.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import httpx
+import orjson
+
+from router_gateway.config import Expert, GatewayConfig
+from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from router_gateway.services.expert_state import ExpertState
+from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_events, usage_of
+
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+@dataclass
+class Attempt:
+    """One try at one expert, for the log and the response headers."""
+
+    expert: str
+    outcome: str  # ok | connect_error | timeout | http_<status> | protocol_error
+    ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"expert": self.expert, "outcome": self.outcome, "ms": round(self.ms, 2)}
+
+
+@dataclass
+class ForwardResult:
+    """What came back: a whole body, or a stream whose first event is already in hand."""
+
+    expert: str
+    status: int
+    attempts: list[Attempt]
+    body: bytes = b""
+    usage: dict | None = None
+    stream: AsyncIterator[bytes] | None = None
+    ttft_ms: float | None = None
+    stream_state: dict[str, Any] = field(default_factory=dict)
+
+
+class ClientError(GatewayError):
+    """The expert rejected the request itself (4xx other than 429): passed to the client as is."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, body: bytes):
+        super().__init__(f"expert rejected the request with status {status}")
+        self.status = status
+        self.raw = body
+
+    def body_bytes(self) -> bytes:
+        try:
+            data = orjson.loads(self.raw)
+            if isinstance(data, dict) and isinstance(data.get("error"), dict):
+                return self.raw
+        except orjson.JSONDecodeError:
+            pass
+        return orjson.dumps({"error": {"message": self.raw[:500].decode("utf-8", "replace") or self.message,
+                                       "type": self.type, "param": None, "code": f"upstream_{self.status}"}})
+
+
+class Forwarder:
+    """Holds one pooled async HTTP client per expert; built per config version."""
+
+    def __init__(self, config: GatewayConfig, state: ExpertState,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.config = config
+        self.state = state
+        self._clients = {name: self._client(e, transport) for name, e in config.experts.items()
+                         if e.provider == "openai"}
+        self._litellm = None
+
+    @staticmethod
+    def _client(expert: Expert, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        headers = {"content-type": "application/json"}
+        if expert.api_key:
+            headers["authorization"] = f"Bearer {expert.api_key}"
+        limits = httpx.Limits(max_connections=expert.max_concurrency * 2,
+                              max_keepalive_connections=expert.max_concurrency)
+        timeout = httpx.Timeout(connect=expert.timeout.connect, read=expert.timeout.total,
+                                write=expert.timeout.connect, pool=expert.timeout.connect)
+        return httpx.AsyncClient(base_url=expert.base_url, headers=headers, limits=limits, timeout=timeout,
+                                 transport=transport)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self._clients.values()), return_exceptions=True)
+
+    async def forward(self, candidates: list[str], body: dict[str, Any], stream: bool,
+                      deadline: float) -> ForwardResult:
+        """Try candidates in order; return the first success or raise the right GatewayError."""
+        attempts: list[Attempt] = []
+        last: GatewayError | None = None
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        for name in candidates[: self.config.server.max_attempts]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            expert = self.config.experts[name]
+            payload = self._payload(body, expert, stream)
+            started = time.perf_counter()
+            self.state.acquire(name)
+            try:
+                if expert.provider == "litellm":
+                    result = await self._litellm_call(name, expert, payload, stream, remaining)
+                elif stream:
+                    result = await self._open_stream(name, expert, payload, remaining, wants_usage)
+                else:
+                    result = await self._call(name, expert, payload, remaining)
+            except _Retryable as exc:
+                self.state.release(name)
+                self.state.record_failure(name, exc.outcome)
+                attempts.append(Attempt(name, exc.outcome, (time.perf_counter() - started) * 1e3))
+                last = exc.error
+                continue
+            except ClientError:
+                self.state.release(name)
+                self.state.record_success(name)  # the expert is healthy; the request was bad
+                raise
+            except BaseException:
+                self.state.release(name)
+                raise
+            attempts.append(Attempt(name, "ok", (time.perf_counter() - started) * 1e3))
+            result.attempts = attempts
+            if not stream:
+                self.state.release(name)
+                self.state.record_success(name)
+            return result
+        if last is None:
+            last = UpstreamTimeout("request deadline passed before any expert answered")
+        last.message += " (tried: " + ", ".join(f"{a.expert}={a.outcome}" for a in attempts) + ")"
+        last.attempts = attempts  # type: ignore[attr-defined]
+        raise last
+
+    @staticmethod
+    def _payload(body: dict[str, Any], expert: Expert, stream: bool) -> dict[str, Any]:
+        payload = dict(body)
+        payload["model"] = expert.model
+        if stream:
+            options = dict(payload.get("stream_options") or {})
+            options["include_usage"] = True  # so tokens and cost are known for streams too
+            payload["stream_options"] = options
+        return payload
+
+    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float) -> ForwardResult:
+        client = self._clients[name]
+        try:
+            response = await asyncio.wait_for(
+                client.post("/chat/completions", content=orjson.dumps(payload)),
+                timeout=min(expert.timeout.first_byte, remaining))
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise _Retryable("timeout", UpstreamTimeout(f"expert {name} did not answer in time")) from None
+        except httpx.TransportError as exc:
+            raise _Retryable("connect_error", UpstreamError(f"expert {name} unreachable: {type(exc).__name__}")) from None
+        if response.status_code in RETRYABLE_STATUS:
+            raise _Retryable(f"http_{response.status_code}",
+                             UpstreamError(f"expert {name} answered {response.status_code}"))
+        if response.status_code >= 400:
+            raise ClientError(response.status_code, response.content)
+        content = response.content
+        try:
+            usage = orjson.loads(content).get("usage")
+        except (orjson.JSONDecodeError, AttributeError):
+            raise _Retryable("protocol_error", UpstreamError(f"expert {name} sent invalid JSON")) from None
+        return ForwardResult(name, response.status_code, [], body=ModelRenamer(expert.model, name)(content),
+                             usage=usage if isinstance(usage, dict) else None)
+
+    async def _open_stream(self, name: str, expert: Expert, payload: dict, remaining: float,
+                           wants_usage: bool) -> ForwardResult:
+        client = self._clients[name]
+        started = time.perf_counter()
+        request = client.build_request("POST", "/chat/completions", content=orjson.dumps(payload))
+        timeout = min(expert.timeout.first_byte, remaining)
+        response = None
+        try:
+            response = await asyncio.wait_for(client.send(request, stream=True), timeout=timeout)
+            if response.status_code in RETRYABLE_STATUS:
+                await response.aclose()
+                raise _Retryable(f"http_{response.status_code}",
+                                 UpstreamError(f"expert {name} answered {response.status_code}"))
+            if response.status_code >= 400:
+                body = await response.aread()
+                raise ClientError(response.status_code, body)
+            events = sse_events(response.aiter_raw())
+            first = await asyncio.wait_for(events.__anext__(), timeout=max(0.001, timeout - (time.perf_counter() - started)))
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            await _close(response)
+            raise _Retryable("timeout", UpstreamTimeout(f"expert {name} sent no first byte in time")) from None
+        except (httpx.TransportError, StopAsyncIteration) as exc:
+            await _close(response)
+            raise _Retryable("connect_error" if isinstance(exc, httpx.ConnectError) else "protocol_error",
+                             UpstreamError(f"expert {name} failed before the first byte: {type(exc).__name__}")) from None
+        ttft = (time.perf_counter() - started) * 1e3
+        result = ForwardResult(name, response.status_code, [], ttft_ms=ttft)
+        result.stream = self._relay(name, expert, response, events, first, result, wants_usage)
+        return result
+
+    async def _relay(self, name: str, expert: Expert, response: httpx.Response, events: AsyncIterator[bytes],
+                     first: bytes, result: ForwardResult, client_wants_usage: bool) -> AsyncIterator[bytes]:
+        """Yield events to the client as they arrive; record usage; end with an error event on failure."""
+        rename = ModelRenamer(expert.model, name)
+        ok = False
+        try:
+            event = first
+            while True:
+                usage = usage_of(event)
+                if usage is not None:
+                    result.usage = usage
+                if usage is None or client_wants_usage or not is_usage_only(event):
+                    yield rename(event)
+                if event.startswith(b"data: [DONE]"):
+                    ok = True
+                    break
+                try:
+                    event = await events.__anext__()
+                except StopAsyncIteration:
+                    ok = True
+                    break
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            result.stream_state["error"] = f"mid-stream failure: {type(exc).__name__}"
+            result.status = 502
+            yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({type(exc).__name__})"))
+        finally:
+            await _close(response)
+            self.state.release(name)
+            if ok:
+                self.state.record_success(name)
+            elif "error" in result.stream_state:
+                self.state.record_failure(name, "mid_stream")
+
+    async def _litellm_call(self, name: str, expert: Expert, payload: dict, stream: bool,
+                            remaining: float) -> ForwardResult:
+        if self._litellm is None:
+            from router_gateway.services.litellm_provider import LiteLLMProvider
+            self._litellm = LiteLLMProvider()
+        return await self._litellm.call(name, expert, payload, stream, remaining, _Retryable)
+
+
+class _Retryable(Exception):
+    """Internal: this attempt failed in a way that allows trying the next expert."""
+
+    def __init__(self, outcome: str, error: GatewayError):
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.error = error
+
+
+async def _close(response: httpx.Response | None) -> None:
+    if response is not None:
+        try:
+            await response.aclose()
+        except Exception:  # closing a broken connection must not mask the real error
+            pass

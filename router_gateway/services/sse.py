@@ -1,0 +1,60 @@
+"""Minimal SSE framing on raw bytes: split events, rewrite the model name, pick out usage.
+
+Why bytes: the hot path must not decode and re-encode every chunk. Only the (rare) usage event is
+parsed as JSON.
+"""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import orjson
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Re-frame a byte stream into whole SSE events (each ending in a blank line)."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
+            continue
+        if b"\r\n" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        cut = buffer.rfind(b"\n\n") + 2
+        complete, buffer = buffer[:cut], buffer[cut:]
+        for event in complete.split(b"\n\n"):
+            if event.strip():
+                yield event + b"\n\n"
+    if buffer.strip():
+        yield buffer if buffer.endswith(b"\n\n") else buffer + b"\n\n"
+
+
+class ModelRenamer:
+    """Replaces the served model name with the expert's name in JSON bytes."""
+
+    def __init__(self, served: str, expert: str):
+        self.active = served != expert
+        s, e = orjson.dumps(served), orjson.dumps(expert)
+        self.pairs = [(b'"model":' + s, b'"model":' + e), (b'"model": ' + s, b'"model": ' + e)]
+
+    def __call__(self, data: bytes) -> bytes:
+        if self.active:
+            for old, new in self.pairs:
+                data = data.replace(old, new)
+        return data
+
+
+def usage_of(event: bytes) -> dict | None:
+    """The ``usage`` object of an SSE chunk that carries one, else None."""
+    if b'"prompt_tokens"' not in event:
+        return None
+    try:
+        data = orjson.loads(event.split(b"data:", 1)[1])
+    except (IndexError, orjson.JSONDecodeError):
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def is_usage_only(event: bytes) -> bool:
+    """A chunk with no choices, just usage (what include_usage adds at the end)."""
+    return b'"choices":[]' in event or b'"choices": []' in event

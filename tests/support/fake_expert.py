@@ -1,0 +1,119 @@
+"""A fake OpenAI-compatible expert for integration tests: a real HTTP server, behaviour by name.
+
+Run: ``python -m tests.support.fake_expert --port N --behaviour ok``. Behaviours:
+ok (answers, echoing the request it got), slow (delays the first byte), error (500), ratelimit (429),
+hang (never answers), die_midstream (streams two chunks then drops the connection),
+flaky (fails every other request with 500), badrequest (400 in OpenAI's shape).
+The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake"}
+
+
+def completion(body: dict, text: str) -> dict:
+    return {"id": f"chatcmpl-{STATE['count']}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text,
+                                     **({"tool_calls": [{"id": "call_1", "type": "function",
+                                                         "function": {"name": body["tools"][0]["function"]["name"],
+                                                                      "arguments": "{\"x\": 1}"}}]}
+                                        if body.get("tools") else {})}}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            "x_echo": body, "x_server": STATE["name"]}
+
+
+def chunk(body: dict, delta: dict, finish: str | None = None) -> bytes:
+    data = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"),
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+async def chat(request: Request) -> Response:
+    STATE["count"] += 1
+    body = orjson.loads(await request.body())
+    behaviour = STATE["behaviour"]
+    if behaviour == "flaky":
+        behaviour = "error" if STATE["count"] % 2 else "ok"
+    if behaviour == "error":
+        return Response(b'{"error": {"message": "boom", "type": "server_error"}}', status_code=500)
+    if behaviour == "ratelimit":
+        return Response(b'{"error": {"message": "slow down"}}', status_code=429)
+    if behaviour == "badrequest":
+        return Response(orjson.dumps({"error": {"message": "bad temperature", "type": "BadRequestError",
+                                                "param": "temperature", "code": 400}}), status_code=400)
+    if behaviour == "hang":
+        await asyncio.sleep(3600)
+    if behaviour == "slow":
+        await asyncio.sleep(STATE["delay"])
+    text = f"answer from {STATE['name']}"
+    if not body.get("stream"):
+        return Response(orjson.dumps(completion(body, text)), media_type="application/json")
+
+    async def events():
+        yield chunk(body, {"role": "assistant", "content": ""})
+        for word in text.split():
+            yield chunk(body, {"content": word + " "})
+            if behaviour == "die_midstream":
+                await asyncio.sleep(0.05)
+                os._exit(1) if STATE.get("exit_on_die") else None
+                raise ConnectionResetError("dying mid-stream")
+        yield chunk(body, {}, "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0,
+                     "model": body.get("model"), "choices": [],
+                     "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}}
+            yield b"data: " + orjson.dumps(usage) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def models(request: Request) -> Response:
+    if STATE["behaviour"] in ("error", "hang"):
+        return Response(b"{}", status_code=503)
+    return Response(orjson.dumps({"object": "list", "data": [{"id": STATE["name"], "object": "model"}]}),
+                    media_type="application/json")
+
+
+async def set_behaviour(request: Request) -> Response:
+    data = orjson.loads(await request.body())
+    STATE.update({k: v for k, v in data.items() if k in ("behaviour", "delay")})
+    return Response(orjson.dumps(STATE), media_type="application/json")
+
+
+async def stats(request: Request) -> Response:
+    return Response(orjson.dumps(STATE), media_type="application/json")
+
+
+app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                        Route("/v1/models", models), Route("/health", models),
+                        Route("/_behaviour", set_behaviour, methods=["POST"]), Route("/_stats", stats)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--behaviour", default="ok")
+    parser.add_argument("--name", default="fake")
+    parser.add_argument("--delay", type=float, default=0.5)
+    args = parser.parse_args()
+    STATE.update(behaviour=args.behaviour, name=args.name, delay=args.delay)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

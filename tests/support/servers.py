@@ -1,0 +1,86 @@
+"""Start real servers on free loopback ports for integration tests, and stop them."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None,
+              ok=lambda r: r.status_code < 500) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            if ok(httpx.get(url, timeout=1.0)):
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s ({last})")
+
+
+class Server:
+    """A subprocess server; ``stop()`` sends SIGTERM then SIGKILL."""
+
+    def __init__(self, args: list[str], port: int, env: dict | None = None, log: Path | None = None):
+        self.port = port
+        self.log_path = log
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
+                                     stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+def start_fake_expert(behaviour: str = "ok", name: str = "fake", delay: float = 0.5) -> Server:
+    port = free_port()
+    server = Server([sys.executable, "-m", "tests.support.fake_expert", "--port", str(port),
+                     "--behaviour", behaviour, "--name", name, "--delay", str(delay)], port)
+    wait_http(f"{server.url}/_stats", 30, server.proc)
+    return server
+
+
+def start_gateway(config_path: Path, tmp: Path, extra_args: list[str] | None = None,
+                  env: dict | None = None) -> Server:
+    port = free_port()
+    server = Server([sys.executable, "-m", "router_gateway.cli", "serve", "--config", str(config_path),
+                     "--port", str(port), *(extra_args or [])], port,
+                    env={"ROUTER_GATEWAY_HOME": str(tmp), **(env or {})}, log=tmp / f"gateway-{port}.log")
+    try:
+        wait_http(f"{server.url}/health", 90, server.proc)
+    except Exception:
+        print(server.log_text()[-4000:])
+        raise
+    return server
