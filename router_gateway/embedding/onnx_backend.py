@@ -141,6 +141,7 @@ class OnnxEmbedder:
         path = Path(onnx_path) if onnx_path else ensure_onnx(model)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._tokenizer.no_padding()  # tokenizer.json pads to a fixed 128: we run unpadded rows
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or 1)
         options.inter_op_num_threads = 1
