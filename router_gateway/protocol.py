@@ -59,5 +59,6 @@ def required_capabilities(request: ChatRequest) -> set[str]:
 
 
 def estimate_prompt_tokens(body_bytes: int, text_chars: int) -> int:
-    """Cheap prompt-token estimate (~4 characters a token) for context-window checks and cost."""
-    return max(1, max(body_bytes // 5, text_chars // 4))
+    """Cheap prompt-token estimate for context-window checks and expected cost: ~4 bytes of the
+    JSON body a token (errs high, which is the safe side for a context-window check)."""
+    return max(1, body_bytes // 4, text_chars // 4)

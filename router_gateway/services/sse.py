@@ -39,7 +39,7 @@ class ModelRenamer:
     def __call__(self, data: bytes) -> bytes:
         if self.active:
             for old, new in self.pairs:
-                data = data.replace(old, new)
+                data = data.replace(old, new, 1)  # the top-level "model" comes first
         return data
 
 

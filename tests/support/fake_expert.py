@@ -3,7 +3,8 @@
 Run: ``python -m tests.support.fake_expert --port N --behaviour ok``. Behaviours:
 ok (answers, echoing the request it got), slow (delays the first byte), error (500), ratelimit (429),
 hang (never answers), die_midstream (streams two chunks then drops the connection),
-flaky (fails every other request with 500), badrequest (400 in OpenAI's shape).
+flaky (fails every other request with 500), badrequest (400 in OpenAI's shape), unhealthy
+(health endpoint answers 503). Only 'unhealthy' fails the health check: the others are up but misbehave.
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
 """
 from __future__ import annotations
@@ -83,7 +84,7 @@ async def chat(request: Request) -> Response:
 
 
 async def models(request: Request) -> Response:
-    if STATE["behaviour"] in ("error", "hang"):
+    if STATE["behaviour"] == "unhealthy":
         return Response(b"{}", status_code=503)
     return Response(orjson.dumps({"object": "list", "data": [{"id": STATE["name"], "object": "model"}]}),
                     media_type="application/json")

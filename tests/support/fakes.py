@@ -1,0 +1,62 @@
+"""In-process fakes for unit tests: a hashing embedder and an httpx transport whose behaviour
+is chosen by the expert's served model name (ok, slow, error, stream, ...)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import httpx
+import numpy as np
+import orjson
+
+from router_gateway.embedding.base import EmbedderInfo, normalise
+
+
+class HashEmbedder:
+    """Deterministic pseudo-embeddings: same text, same vector. Claims MiniLM's name and size so
+    artifacts trained with it pass the gateway's embedder check in unit tests."""
+
+    def __init__(self, dim: int = 384, name: str = "all-MiniLM-L6-v2"):
+        self.info = EmbedderInfo(name=name, dim=dim, backend="hash")
+        self.calls: list[int] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            rows.append(np.random.default_rng(seed).standard_normal(self.info.dim))
+        return normalise(np.asarray(rows))
+
+
+def fake_transport(calls: list | None = None) -> httpx.MockTransport:
+    """Behaviour by the served model name's prefix: ok*, slow*, error*, ratelimit*, stream responses
+    for stream requests, 'down*' raises a connection error."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": []})
+        body = orjson.loads(request.content)
+        model = body["model"]
+        if calls is not None:
+            calls.append(body)
+        if model.startswith("down"):
+            raise httpx.ConnectError("connection refused", request=request)
+        if model.startswith("error"):
+            return httpx.Response(500, json={"error": {"message": "boom"}})
+        if model.startswith("ratelimit"):
+            return httpx.Response(429, json={"error": {"message": "slow down"}})
+        if model.startswith("slow"):
+            await asyncio.sleep(5)
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if body.get("stream"):
+            chunks = [{"model": model, "choices": [{"index": 0, "delta": {"content": w}}]} for w in ("a", "b")]
+            chunks.append({"model": model, "choices": [], "usage": usage})
+            data = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+            return httpx.Response(200, content=data, headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": model,
+                                         "choices": [{"index": 0, "message": {"role": "assistant",
+                                                                              "content": "hi"}}],
+                                         "usage": usage})
+
+    return httpx.MockTransport(handler)
