@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router_gateway import __version__
 from router_gateway.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, PermissionDenied
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatService, new_request_id
 
@@ -39,6 +40,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
     app = FastAPI(title="router-gateway", version=__version__, lifespan=lifespan)
     _install_error_handlers(app)
     _install_routes(app)
+    install_ops_routes(app)
     return app
 
 

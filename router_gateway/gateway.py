@@ -64,6 +64,8 @@ class Gateway:
         self._version = 0
         self._reload_lock = asyncio.Lock()
         self.draining = False
+        #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
+        self.observers: list = []
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,7 +108,8 @@ class Gateway:
         return batcher
 
     def on_embed_batch(self, size: int) -> None:
-        """Hook for metrics (embedder batch sizes)."""
+        for observer in self.observers:
+            observer.on_embed_batch(size)
 
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)

@@ -102,7 +102,7 @@ class ChatService:
         text = decision.prompt_text if decision else ""
         # a fallback's answer was not the policy's choice: no propensity, so OPE skips the row
         propensity = decision.propensity if decision and result and result.expert == decision.chosen else None
-        self.gateway.request_log.record({
+        record = {
             "request_id": ctx.request_id, "ts": ctx.ts, "model": chat.model,
             "profile": decision.profile if decision else None, "router": decision.router if decision else None,
             "candidates": [c.as_dict() for c in decision.candidates] if decision else [],
@@ -118,7 +118,10 @@ class ChatService:
             "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
-        })
+        }
+        self.gateway.request_log.record(record)
+        for observer in self.gateway.observers:
+            observer.on_record(record)
 
 
 def price_usage(runtime: Runtime, expert: str | None, usage: dict | None) -> float | None:
