@@ -131,6 +131,8 @@ class Forwarder:
                 raise
             attempts.append(Attempt(name, "ok", (time.perf_counter() - started) * 1e3))
             result.attempts = attempts
+            if stream and expert.provider == "litellm":
+                result.stream = self._release_after(name, result)
             if not stream:
                 self.state.release(name)
                 self.state.record_success(name)
@@ -236,6 +238,19 @@ class Forwarder:
                 self.state.record_success(name)
             elif "error" in result.stream_state:
                 self.state.record_failure(name, "mid_stream")
+
+    async def _release_after(self, name: str, result: ForwardResult) -> AsyncIterator[bytes]:
+        """Streams from litellm: release the in-flight slot and record health when they end."""
+        inner = result.stream
+        try:
+            async for event in inner:
+                yield event
+        finally:
+            self.state.release(name)
+            if "error" in result.stream_state:
+                self.state.record_failure(name, "mid_stream")
+            else:
+                self.state.record_success(name)
 
     async def _litellm_call(self, name: str, expert: Expert, payload: dict, stream: bool,
                             remaining: float) -> ForwardResult:

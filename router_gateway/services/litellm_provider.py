@@ -1,0 +1,79 @@
+"""Experts that are not OpenAI-compatible, called through litellm (optional extra, audited pin).
+
+litellm had compromised releases on PyPI; the extra pins one release known to be clean. It is
+imported only when a ``provider: litellm`` expert is first called, and told to use its bundled
+cost map (it probes the network at import otherwise).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, AsyncIterator
+
+import orjson
+
+from router_gateway.config import Expert
+from router_gateway.errors import UpstreamError, UpstreamTimeout
+
+# what a client may send that litellm must not receive twice or at all
+_OWN_FIELDS = {"model", "messages", "stream"}
+
+
+class LiteLLMProvider:
+    """Calls ``litellm.acompletion`` and converts its objects to OpenAI JSON bytes."""
+
+    def __init__(self):
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        try:
+            import litellm
+        except ImportError:
+            raise UpstreamError("an expert uses provider: litellm but litellm is not installed "
+                                "(pip install 'router-gateway[litellm]')") from None
+        litellm.telemetry = False
+        litellm.drop_params = False
+        self._litellm = litellm
+
+    async def call(self, name: str, expert: Expert, payload: dict[str, Any], stream: bool,
+                   remaining: float, retryable: type[Exception]):
+        from router_gateway.services.forwarding import ForwardResult
+
+        extra = {k: v for k, v in payload.items() if k not in _OWN_FIELDS}
+        started = time.perf_counter()
+        try:
+            response = await asyncio.wait_for(self._litellm.acompletion(
+                model=expert.litellm_model, messages=payload["messages"], stream=stream,
+                api_base=expert.base_url, api_key=expert.api_key or "unused",
+                timeout=expert.timeout.total, **extra), timeout=min(expert.timeout.first_byte, remaining))
+        except asyncio.TimeoutError:
+            raise retryable("timeout", UpstreamTimeout(f"expert {name} did not answer in time")) from None
+        except Exception as exc:  # litellm wraps every provider error in its own classes
+            status = getattr(exc, "status_code", 502)
+            outcome = f"http_{status}" if isinstance(status, int) else "provider_error"
+            raise retryable(outcome, UpstreamError(f"expert {name} failed: {type(exc).__name__}")) from None
+        if not stream:
+            data = response.model_dump()
+            data["model"] = name
+            return ForwardResult(name, 200, [], body=orjson.dumps(data), usage=data.get("usage"))
+        result = ForwardResult(name, 200, [], ttft_ms=(time.perf_counter() - started) * 1e3)
+        result.stream = self._relay(name, response, result, bool(
+            (payload.get("stream_options") or {}).get("include_usage")))
+        return result
+
+    async def _relay(self, name: str, response: AsyncIterator, result, wants_usage: bool) -> AsyncIterator[bytes]:
+        from router_gateway.errors import sse_error_event
+        try:
+            async for chunk in response:
+                data = chunk.model_dump(exclude_none=True)
+                data["model"] = name
+                usage = data.get("usage")
+                if usage:
+                    result.usage = usage
+                    if not wants_usage and not data.get("choices"):
+                        continue
+                yield b"data: " + orjson.dumps(data) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:
+            result.stream_state["error"] = f"mid-stream failure: {type(exc).__name__}"
+            result.status = 502
+            yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({type(exc).__name__})"))
