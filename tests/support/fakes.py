@@ -53,7 +53,7 @@ def fake_transport(calls: list | None = None) -> httpx.MockTransport:
             chunks = [{"model": model, "choices": [{"index": 0, "delta": {"content": w}}]} for w in ("a", "b")]
             chunks.append({"model": model, "choices": [], "usage": usage})
             data = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-            return httpx.Response(200, content=data, headers={"content-type": "text/event-stream"})
+            return httpx.Response(200, stream=httpx.ByteStream(data), headers={"content-type": "text/event-stream"})
         return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": model,
                                          "choices": [{"index": 0, "message": {"role": "assistant",
                                                                               "content": "hi"}}],
