@@ -21,6 +21,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   $PIP install -q --upgrade pip
   $PIP install -q torch==2.13.0
 fi
-say "installing router-gateway with extras [all,test]"
-$PIP install -q -e ".[all,test]"
+say "installing router-gateway with extras [all,test,litellm]"
+$PIP install -q -e ".[all,test,litellm]"
 say "python environment ready: $(.venv/bin/python --version)"

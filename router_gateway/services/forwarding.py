@@ -132,7 +132,7 @@ class Forwarder:
             attempts.append(Attempt(name, "ok", (time.perf_counter() - started) * 1e3))
             result.attempts = attempts
             if stream and expert.provider == "litellm":
-                result.stream = self._release_after(name, result)
+                result.stream = self._release_after(name, result, result.stream)
             if not stream:
                 self.state.release(name)
                 self.state.record_success(name)
@@ -239,9 +239,9 @@ class Forwarder:
             elif "error" in result.stream_state:
                 self.state.record_failure(name, "mid_stream")
 
-    async def _release_after(self, name: str, result: ForwardResult) -> AsyncIterator[bytes]:
+    async def _release_after(self, name: str, result: ForwardResult,
+                             inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Streams from litellm: release the in-flight slot and record health when they end."""
-        inner = result.stream
         try:
             async for event in inner:
                 yield event

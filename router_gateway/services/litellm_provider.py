@@ -30,6 +30,10 @@ class LiteLLMProvider:
         except ImportError:
             raise UpstreamError("an expert uses provider: litellm but litellm is not installed "
                                 "(pip install 'router-gateway[litellm]')") from None
+        import logging
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):  # per-call INFO lines on the hot path
+            logging.getLogger(name).setLevel(logging.WARNING)
+        litellm.suppress_debug_info = True
         litellm.telemetry = False
         litellm.drop_params = False
         self._litellm = litellm

@@ -1,0 +1,37 @@
+"""provider: litellm experts, called through litellm's OpenAI provider against a local server."""
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.conftest import write_config
+from tests.support.servers import start_gateway
+
+pytest.importorskip("litellm", reason="litellm is an optional extra (router-gateway[litellm])")
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def litellm_gateway(fake_experts, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("litellm")
+    config = write_config(tmp / "experts.yaml", {"viallm": fake_experts["good"].url},
+                          expert_extra={"viallm": "provider: litellm\nlitellm_model: openai/viallm-served"})
+    server = start_gateway(config, tmp, env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    yield server
+    server.stop()
+
+
+def test_plain_and_streamed_through_litellm(litellm_gateway):
+    client = openai.OpenAI(base_url=f"{litellm_gateway.url}/v1", api_key="x", max_retries=0, timeout=30)
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=MSG, temperature=0.2)
+    reply = raw.parse()
+    assert raw.headers["x-router-expert"] == "viallm"
+    assert reply.model == "viallm"
+    assert reply.choices[0].message.content == "answer from good"
+    assert float(raw.headers["x-router-cost-usd"]) > 0
+    chunks = list(client.chat.completions.create(model="auto", messages=MSG, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == "answer from good"
+    assert any(c.usage and c.usage.total_tokens for c in chunks)
