@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_gateway import __version__
-from router_gateway.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, PermissionDenied
+from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, presented_key
+from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
+                                   PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
@@ -95,34 +97,98 @@ async def read_json_body(request: Request, limit: int) -> tuple[Any, int]:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
+def authenticate(request: Request) -> ApiKey | None:
+    """The caller's key; None when no keys are configured (the gateway is then loopback-only)."""
+    keys = request.app.state.gateway.keys
+    if keys is None or not keys.has_keys():
+        return None
+    secret = presented_key(request.headers)
+    if not secret:
+        raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
+    key = keys.verify(secret)
+    if key is None:
+        raise AuthenticationFailed("invalid or revoked API key")  # never echo what was sent
+    return key
+
+
+def authenticate_admin(request: Request) -> ApiKey | None:
+    """Admin endpoints: an admin-scope key when keys exist, else loopback callers only."""
+    keys = request.app.state.gateway.keys
+    if keys is None or not keys.has_keys():
+        _require_loopback_admin(request)
+        return None
+    key = authenticate(request)
+    if not key.is_admin:
+        raise PermissionDenied(f"key {key.id} lacks the admin scope")
+    return key
+
+
+Caller = Annotated[ApiKey | None, Depends(authenticate)]
+Admin = Annotated[ApiKey | None, Depends(authenticate_admin)]
+
+# The handlers read the raw body (for the byte limit and pass-through), so FastAPI cannot infer the
+# request schemas: they are declared here for /openapi.json (clients, docs, the schemathesis fuzz).
+CHAT_SCHEMA = {
+    "type": "object", "required": ["model", "messages"], "additionalProperties": True,
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role"], "additionalProperties": True,
+            "properties": {"role": {"type": "string", "minLength": 1},
+                           "content": {"anyOf": [{"type": "string"}, {"type": "null"},
+                                                 {"type": "array", "items": {"type": "object"}}]}}}},
+        "stream": {"type": "boolean"},
+        "max_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "max_completion_tokens": {"type": ["integer", "null"], "minimum": 1},
+        "temperature": {"type": "number"},
+        "tools": {"type": ["array", "null"], "items": {"type": "object"}},
+        "response_format": {"type": ["object", "null"]},
+        "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
+    },
+}
+FEEDBACK_SCHEMA = {
+    "type": "object", "required": ["request_id", "score"], "additionalProperties": True,
+    "properties": {"request_id": {"type": "string", "minLength": 1},
+                   "score": {"type": "number", "minimum": 0, "maximum": 1}},
+}
+
+
+def _body(schema: dict) -> dict:
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
+
+
 def _install_routes(app: FastAPI) -> None:
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
+    @app.post("/v1/chat/completions", openapi_extra=_body(CHAT_SCHEMA))
+    async def chat_completions(request: Request, key: Caller):
         gateway: Gateway = request.app.state.gateway
         body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
         chat = parse_chat_request(body)
-        ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"))
+        ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
+                          key_id=key.id if key else None, allowed_experts=allowed_experts(key), api_key=key)
         outcome = await request.app.state.chat.handle(chat, ctx)
         if outcome.stream is None:
             return Response(outcome.body, media_type=JSON, headers=outcome.headers)
         return StreamingResponse(outcome.stream, media_type="text/event-stream",
                                  headers={**outcome.headers, "cache-control": "no-cache"})
 
-    @app.post("/v1/route")
-    async def route(request: Request):
+    @app.post("/v1/route", openapi_extra=_body(CHAT_SCHEMA))
+    async def route(request: Request, key: Caller):
         gateway: Gateway = request.app.state.gateway
         body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
         chat = parse_chat_request(body)
         runtime = gateway.acquire()
         try:
+            if key is not None:
+                check_model_allowed(key, chat.model, runtime.config)
             decision = await runtime.routing.decide(chat, size, new_request_id(),
-                                                    request.headers.get("x-router-cost-weight"))
+                                                    request.headers.get("x-router-cost-weight"),
+                                                    allowed_experts(key))
         finally:
             gateway.release(runtime)
         return json_response(decision.as_dict())
 
     @app.get("/v1/models")
-    async def models(request: Request):
+    async def models(request: Request, key: Caller):
         config = request.app.state.gateway.runtime.config
         data = [{"id": name, "object": "model", "owned_by": "router-gateway", "kind": "profile",
                  "router": p.router, "cost_weight": p.cost_weight} for name, p in config.profiles.items()]
@@ -132,8 +198,8 @@ def _install_routes(app: FastAPI) -> None:
                   "price": e.price.model_dump()} for name, e in config.experts.items()]
         return json_response({"object": "list", "data": data})
 
-    @app.post("/v1/feedback")
-    async def feedback(request: Request):
+    @app.post("/v1/feedback", openapi_extra=_body(FEEDBACK_SCHEMA))
+    async def feedback(request: Request, key: Caller):
         gateway: Gateway = request.app.state.gateway
         body, _ = await read_json_body(request, 64 * 1024)
         request_id, score = _feedback_fields(body)
@@ -152,18 +218,17 @@ def _install_routes(app: FastAPI) -> None:
         return json_response({"ready": ok, **checks}, status=200 if ok else 503)
 
     @app.post("/admin/reload")
-    async def reload(request: Request):
-        _require_loopback_admin(request)
+    async def reload(request: Request, key: Admin):
         ok, message = await request.app.state.gateway.reload()
         if not ok:
             raise BadRequest(f"reload refused, old config keeps serving: {message}")
         return json_response({"status": "reloaded", "message": message})
 
     @app.get("/admin/state")
-    async def state(request: Request):
-        _require_loopback_admin(request)
+    async def state(request: Request, key: Admin):
         gateway: Gateway = request.app.state.gateway
         return json_response({"config_version": gateway.runtime.version, "experts": gateway.state.snapshot(),
+                              "shared_state": gateway.shared.status() if gateway.shared else None,
                               "embed_cache": {"hits": gateway.embedder.cache.hits,
                                               "misses": gateway.embedder.cache.misses}})
 
@@ -180,7 +245,7 @@ def _feedback_fields(body: Any) -> tuple[str, float]:
 
 
 def _require_loopback_admin(request: Request) -> None:
-    """Until API keys exist, admin calls are accepted from loopback only."""
+    """Without API keys, admin calls are accepted from loopback only."""
     host = request.client.host if request.client else ""
     if host not in ("127.0.0.1", "::1", "localhost", "testclient"):
         raise PermissionDenied("admin endpoints need an admin key")

@@ -115,13 +115,22 @@ class LoggingSettings(_Strict):
     max_batch: int = Field(default=500, ge=1)
 
 
+class BreakerConfig(_Strict):
+    """Per-expert circuit breaker: consecutive failures that open it, seconds before a probe."""
+
+    failure_threshold: int = Field(default=3, ge=1, le=1000)
+    cooldown_s: float = Field(default=10.0, gt=0, le=3600)
+
+
 class ServerSettings(_Strict):
-    """Request limits and forwarding budget."""
+    """Request limits, forwarding budget, health checking and shutdown."""
 
     max_body_bytes: int = Field(default=4 << 20, ge=1024)
     max_attempts: int = Field(default=3, ge=1, le=10)
     request_deadline_s: float = Field(default=900.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    breaker: BreakerConfig = BreakerConfig()
+    health_interval_s: float = Field(default=5.0, ge=0, le=3600)  # 0: no active health checks
 
 
 class GatewayConfig(_Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +17,14 @@ import httpx
 from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
-from router_gateway.services.expert_state import ExpertState
+from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
+from router_gateway.services.limits import LocalLimiter, SharedLimiter
 from router_gateway.services.request_log import RequestLog
 from router_gateway.services.router_set import build_router_set
 from router_gateway.services.routing import RoutingService
+from router_gateway.services.shared_state import SharedState
 
 log = logging.getLogger("router_gateway")
 
@@ -46,8 +50,10 @@ class GatewayOptions:
     config: GatewayConfig | None = None
     transport: httpx.AsyncBaseTransport | None = None  # injected in unit tests
     embedder: object | None = None  # a ready Embedder, injected in tests
-    health_interval_s: float = 5.0
+    health_interval_s: float | None = None  # None: server.health_interval_s from the config
     watch_config: bool = True
+    redis_url: str | None = None  # shared state for several replicas (REDIS_URL); None: in-process
+    keys_path: Path | None = None  # None: $ROUTER_GATEWAY_KEYS or keys.json beside the request log
 
 
 class Gateway:
@@ -59,11 +65,15 @@ class Gateway:
         self.runtime: Runtime | None = None
         self.embedder: BatchingEmbedder | None = None
         self.request_log: RequestLog | None = None
+        self.keys: KeyStore | None = None
+        self.shared: SharedState | None = None
+        self.limiter: LocalLimiter | SharedLimiter | None = None
         self.reload_error: str | None = None
         self._tasks: list[asyncio.Task] = []
         self._version = 0
         self._reload_lock = asyncio.Lock()
         self.draining = False
+        self._usage_tasks: set[asyncio.Task] = set()
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
 
@@ -76,15 +86,52 @@ class Gateway:
         self.request_log = RequestLog(settings.path, settings.flush_interval_ms, settings.max_batch,
                                       settings.store_prompts)
         await self.request_log.start()
-        if self.options.health_interval_s > 0:
+        self._apply_breaker(config)
+        await self._start_access_control(config)
+        if self._health_interval() > 0:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
         if self.options.watch_config and self.options.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+
+    async def _start_access_control(self, config: GatewayConfig) -> None:
+        """Keys, per-key limits and budgets, and the shared state that makes them hold across replicas."""
+        keys_path = self.options.keys_path
+        if keys_path is None:
+            keys_path = os.environ.get("ROUTER_GATEWAY_KEYS") or Path(config.logging.path).parent / "keys.json"
+        self.keys = KeyStore(keys_path)
+        local = LocalLimiter()
+        await asyncio.to_thread(local.seed_from_log, config.logging.path)
+        self.shared = SharedState(self.options.redis_url, self.state)
+        self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
+        self.shared.limiter = self.limiter if self.shared.enabled else None
+        await self.shared.start()
+
+    def record_usage(self, key: ApiKey, tokens: int, cost: float) -> None:
+        """Count a finished request against its key's limits (off the request path when shared)."""
+        if isinstance(self.limiter, SharedLimiter):
+            task = asyncio.get_running_loop().create_task(self.limiter.record(key, tokens, cost))
+            self._usage_tasks.add(task)
+            task.add_done_callback(self._usage_tasks.discard)
+        elif self.limiter is not None:
+            self.limiter.add(key.id, tokens, cost)
+
+    def _apply_breaker(self, config: GatewayConfig) -> None:
+        self.state.settings = BreakerSettings(config.server.breaker.failure_threshold,
+                                              config.server.breaker.cooldown_s)
+
+    def _health_interval(self) -> float:
+        if self.options.health_interval_s is not None:
+            return self.options.health_interval_s
+        return self.runtime.config.server.health_interval_s if self.runtime else 0.0
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._usage_tasks:
+            await asyncio.gather(*self._usage_tasks, return_exceptions=True)
+        if self.shared:
+            await self.shared.close()
         if self.request_log:
             await self.request_log.close()
         if self.runtime:
@@ -148,6 +195,7 @@ class Gateway:
                 return False, str(exc)
             old, self.runtime = self.runtime, new
             self.reload_error = None
+            self._apply_breaker(config)
             old.retired = True
             if old.active == 0:
                 old.closed.set()
@@ -168,7 +216,7 @@ class Gateway:
             while True:
                 config = self.runtime.config
                 await asyncio.gather(*(self._check(client, name, e) for name, e in config.experts.items()))
-                await asyncio.sleep(self.options.health_interval_s)
+                await asyncio.sleep(self._health_interval() or 5.0)
 
     async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
         headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
@@ -189,5 +237,8 @@ class Gateway:
             checks["config_version"] = runtime.version
         if self.reload_error:
             checks["last_reload_error"] = self.reload_error
+        if self.shared is not None:
+            # a replica that lost Redis keeps serving on local state: degraded, still ready
+            checks["shared_state"] = self.shared.status()
         ok = checks["config"] and checks["embedder"] and bool(checks["experts_reachable"]) and not self.draining
         return ok, checks

@@ -26,7 +26,8 @@ def app_factory():
 
     from router_gateway.app import create_app
     from router_gateway.gateway import GatewayOptions
-    return create_app(GatewayOptions(config_path=Path(os.environ["ROUTER_GATEWAY_CONFIG"])))
+    return create_app(GatewayOptions(config_path=Path(os.environ["ROUTER_GATEWAY_CONFIG"]),
+                                     redis_url=os.environ.get("REDIS_URL") or None))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from router_gateway.logging_setup import configure_logging
 
     try:
-        load_config(args.config)  # fail at boot, before binding, with the config's own message
+        config = load_config(args.config)  # fail at boot, before binding, with the config's own message
     except ConfigError as exc:
         print(f"router-gateway: config refused:\n{exc}", file=sys.stderr)
         return 1
-    if args.host not in LOOPBACK and not args.allow_public_without_keys and not _keys_configured():
+    if args.host not in LOOPBACK and not args.allow_public_without_keys and not _keys_configured(args.config):
         print(f"router-gateway: refusing to bind {args.host} with no API keys configured; create keys with "
               "'router-gateway keys create' or pass --allow-public-without-keys", file=sys.stderr)
         return 1
@@ -51,13 +52,12 @@ def run(args: argparse.Namespace) -> int:
     os.environ["ROUTER_GATEWAY_CONFIG"] = str(Path(args.config).resolve())
     uvicorn.run("router_gateway.commands.serve:app_factory", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False,
-                timeout_graceful_shutdown=30, log_config=None)
+                # SIGTERM: stop accepting, let streams in flight finish within the drain timeout,
+                # then the lifespan's shutdown flushes the request log
+                timeout_graceful_shutdown=max(1, int(config.server.drain_timeout_s + 0.999)), log_config=None)
     return 0
 
 
-def _keys_configured() -> bool:
-    try:
-        from router_gateway.auth import KeyStore
-    except ImportError:
-        return False
-    return KeyStore.default().has_keys()
+def _keys_configured(config_path: str) -> bool:
+    from router_gateway.auth import KeyStore
+    return KeyStore.default(config_path).has_keys()

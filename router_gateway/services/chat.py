@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+from router_gateway.auth import check_model_allowed
 from router_gateway.errors import GatewayError
 from router_gateway.gateway import Gateway, Runtime
 from router_gateway.protocol import ChatRequest
@@ -37,6 +38,7 @@ class CallContext:
     cost_weight_header: str | None = None
     key_id: str | None = None
     allowed_experts: set[str] | None = None
+    api_key: Any = None  # the caller's auth.ApiKey (None when the gateway runs without keys)
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
 
@@ -51,6 +53,10 @@ class ChatService:
         runtime = self.gateway.acquire()
         decision: Decision | None = None
         try:
+            if ctx.api_key is not None:
+                check_model_allowed(ctx.api_key, chat.model, runtime.config)
+                if ctx.api_key.has_limits:
+                    await self.gateway.limiter.admit(ctx.api_key)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
                                                     ctx.cost_weight_header, ctx.allowed_experts)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
@@ -120,6 +126,10 @@ class ChatService:
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
         self.gateway.request_log.record(record)
+        if ctx.api_key is not None and ctx.api_key.has_limits:
+            tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+                         if isinstance(v, int))
+            self.gateway.record_usage(ctx.api_key, tokens, record["cost_usd"] or 0.0)
         for observer in self.gateway.observers:
             observer.on_record(record)
 

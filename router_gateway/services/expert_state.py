@@ -30,6 +30,7 @@ class _Breaker:
     probe_in_flight: bool = False
     probe_started: float = 0.0
     last_error: str = ""
+    updated: float = 0.0  # wall-clock time of the last open/close, to merge with other replicas
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ExpertState:
     _breakers: dict[str, _Breaker] = field(default_factory=dict)
     _inflight: dict[str, int] = field(default_factory=dict)
     _health: dict[str, str | None] = field(default_factory=dict)  # expert -> failure reason or None
+    _remote_inflight: dict[str, int] = field(default_factory=dict)  # other replicas' counts (Redis)
+    _changes: dict[str, dict] = field(default_factory=dict)  # transitions not yet published
 
     # -- load ------------------------------------------------------------------------------
     def acquire(self, name: str) -> None:
@@ -50,7 +53,14 @@ class ExpertState:
         self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
 
     def inflight(self, name: str) -> int:
-        return self._inflight.get(name, 0)
+        """Requests in flight to this expert from every replica (ours now, others' as last synced)."""
+        return self._inflight.get(name, 0) + self._remote_inflight.get(name, 0)
+
+    def local_inflight(self) -> dict[str, int]:
+        return {n: c for n, c in self._inflight.items() if c}
+
+    def set_remote_inflight(self, counts: dict[str, int]) -> None:
+        self._remote_inflight = counts
 
     def load_penalty(self, name: str, config: Expert) -> float:
         """A small utility penalty growing with load, so ties go to the less busy expert."""
@@ -69,7 +79,10 @@ class ExpertState:
 
     def record_success(self, name: str) -> None:
         b = self._breaker(name)
+        was = b.state
         b.state, b.failures, b.probe_in_flight, b.last_error = CLOSED, 0, False, ""
+        if was != CLOSED:
+            self._changed(name, b)
 
     def record_failure(self, name: str, reason: str) -> None:
         b = self._breaker(name)
@@ -77,6 +90,30 @@ class ExpertState:
         b.last_error = reason
         if b.state == HALF_OPEN or b.failures >= self.settings.failure_threshold:
             b.state, b.opened_at, b.probe_in_flight = OPEN, self.clock(), False
+            self._changed(name, b)
+
+    # -- sharing with other replicas (services.shared_state) -------------------------------
+    def _changed(self, name: str, b: _Breaker) -> None:
+        b.updated = time.time()
+        opened_wall = b.updated - (self.clock() - b.opened_at) if b.state == OPEN else 0.0
+        self._changes[name] = {"state": b.state, "opened_wall": opened_wall, "failures": b.failures,
+                               "last_error": b.last_error, "updated": b.updated}
+
+    def take_changes(self) -> dict[str, dict]:
+        changes, self._changes = self._changes, {}
+        return changes
+
+    def apply_remote(self, name: str, data: dict) -> None:
+        """Adopt another replica's breaker transition if it is newer than ours."""
+        b = self._breaker(name)
+        if data.get("updated", 0.0) <= b.updated:
+            return
+        b.updated, b.failures, b.last_error = data["updated"], data.get("failures", 0), data.get("last_error", "")
+        if data.get("state") == OPEN:
+            b.state, b.probe_in_flight = OPEN, False
+            b.opened_at = self.clock() - max(0.0, time.time() - data.get("opened_wall", b.updated))
+        else:
+            b.state, b.failures, b.probe_in_flight = CLOSED, 0, False
 
     # -- active health ---------------------------------------------------------------------
     def set_health(self, name: str, failure: str | None) -> None:
@@ -104,5 +141,6 @@ class ExpertState:
 
     def snapshot(self) -> dict[str, dict]:
         names = set(self._breakers) | set(self._inflight) | set(self._health)
+        names |= set(self._remote_inflight)
         return {n: {"circuit": self.circuit(n), "inflight": self.inflight(n),
                     "health": self._health.get(n) or "ok"} for n in sorted(names)}

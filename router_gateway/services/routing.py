@@ -15,10 +15,15 @@ import numpy as np
 from router_gateway.config import Expert, GatewayConfig, Profile
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.embedding.text import prompt_text
-from router_gateway.errors import BadRequest, ModelNotFound, NoExpertAvailable
+from router_gateway.errors import BadRequest, ModelNotFound, NoExpertAvailable, RateLimited
 from router_gateway.protocol import ChatRequest, estimate_prompt_tokens, required_capabilities
 from router_gateway.services.router_set import LoadedRouter, score_experts
 from routers.policy import rank_experts, unit_hash
+
+SATURATED = "saturated"  # the prefix of ExpertState's saturation reason
+#: reasons that depend on the request or the key, not on the expert's condition
+REQUEST_REASONS = ("not in the profile's expert list", "not allowed for this API key", "context window",
+                   "lacks capability")
 
 
 class ExpertHealth(Protocol):
@@ -134,9 +139,7 @@ class RoutingService:
         ineligible = self._ineligible(request, tokens, profile, allowed)
         eligible = np.array([n not in ineligible for n in self._names])
         if not eligible.any():
-            raise NoExpertAvailable("no expert can serve this request: " +
-                                    "; ".join(f"{k}: {v}" for k, v in ineligible.items()),
-                                    headers={"Retry-After": "1"})
+            raise nobody_eligible(ineligible)
         norm = costs / max(costs[eligible].max(), 1e-12)
         penalty = np.array([self.health.load_penalty(n, e) for n, e in self.config.experts.items()])
         ranking = rank_experts(scores - penalty, norm, cost_weight, eligible)
@@ -198,6 +201,18 @@ class RoutingService:
         if profile.max_tokens and asked and asked > profile.max_tokens:
             raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
                              param="max_tokens")
+
+
+def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited:
+    """429 when the experts that could serve are all saturated (retry soon, do not queue without
+    bound); 503 otherwise. Both carry Retry-After."""
+    detail = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+    busy = [r for r in reasons.values() if r.startswith(SATURATED)]
+    fixed = [r for r in reasons.values() if r.startswith(REQUEST_REASONS)]
+    if busy and len(busy) + len(fixed) == len(reasons):
+        return RateLimited(f"every expert that can serve this request is at capacity: {detail}",
+                           code="experts_saturated", headers={"Retry-After": "1"})
+    return NoExpertAvailable(f"no expert can serve this request: {detail}", headers={"Retry-After": "1"})
 
 
 def _cost_weight(header: str | None, default: float) -> float:
