@@ -57,8 +57,11 @@ class SharedState:
         if not self.enabled:
             return
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        # no client-side retries: a Redis that is down must cost one fast failure, then local state
         self._redis = aioredis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                        health_check_interval=0, retry_on_timeout=False)
+                                        retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         await self._try_reconnect()
         if not self.connected:
             log.warning("Redis at %s unreachable (%s): serving on local state until it answers",

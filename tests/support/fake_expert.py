@@ -4,7 +4,9 @@ Run: ``python -m tests.support.fake_expert --port N --behaviour ok``. Behaviours
 ok (answers, echoing the request it got), slow (delays the first byte), error (500), ratelimit (429),
 hang (never answers), die_midstream (streams two chunks then drops the connection),
 flaky (fails every other request with 500), badrequest (400 in OpenAI's shape), unhealthy
-(health endpoint answers 503). Only 'unhealthy' fails the health check: the others are up but misbehave.
+(health endpoint answers 503), slowstream (waits ``delay`` seconds between stream chunks), fail<N>
+(N% of calls fail at random: half answer 500, half of the streams die after the first chunk; the
+soak test's "10% of upstream calls failing" is fail10). Only 'unhealthy' fails the health check: the others are up but misbehave.
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import time
 
 import orjson
@@ -30,11 +33,18 @@ def completion(body: dict, text: str) -> dict:
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": text,
                                      **({"tool_calls": [{"id": "call_1", "type": "function",
-                                                         "function": {"name": body["tools"][0]["function"]["name"],
+                                                         "function": {"name": _tool_name(body),
                                                                       "arguments": "{\"x\": 1}"}}]}
                                         if body.get("tools") else {})}}],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
             "x_echo": body, "x_server": STATE["name"]}
+
+
+def _tool_name(body: dict) -> str:
+    try:  # fuzzed requests carry any shape of tools: the fake must not be the thing that breaks
+        return str(body["tools"][0]["function"]["name"])
+    except (KeyError, IndexError, TypeError):
+        return "tool"
 
 
 def chunk(body: dict, delta: dict, finish: str | None = None) -> bytes:
@@ -45,10 +55,21 @@ def chunk(body: dict, delta: dict, finish: str | None = None) -> bytes:
 
 async def chat(request: Request) -> Response:
     STATE["count"] += 1
-    body = orjson.loads(await request.body())
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        return Response(b'{"error": {"message": "not a JSON object", "type": "invalid_request_error"}}',
+                        status_code=400)
     behaviour = STATE["behaviour"]
     if behaviour == "flaky":
         behaviour = "error" if STATE["count"] % 2 else "ok"
+    if behaviour.startswith("fail"):
+        draw = random.random() * 100
+        rate = float(behaviour[4:] or 10)
+        behaviour = "ok" if draw >= rate else ("die_midstream" if body.get("stream") and draw < rate / 2
+                                               else "error")
     if behaviour == "error":
         return Response(b'{"error": {"message": "boom", "type": "server_error"}}', status_code=500)
     if behaviour == "ratelimit":
@@ -67,6 +88,8 @@ async def chat(request: Request) -> Response:
     async def events():
         yield chunk(body, {"role": "assistant", "content": ""})
         for word in text.split():
+            if behaviour == "slowstream":
+                await asyncio.sleep(STATE["delay"])
             yield chunk(body, {"content": word + " "})
             if behaviour == "die_midstream":
                 await asyncio.sleep(0.05)

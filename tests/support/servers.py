@@ -73,14 +73,43 @@ def start_fake_expert(behaviour: str = "ok", name: str = "fake", delay: float = 
 
 
 def start_gateway(config_path: Path, tmp: Path, extra_args: list[str] | None = None,
-                  env: dict | None = None) -> Server:
-    port = free_port()
+                  env: dict | None = None, wait: bool = True, port: int | None = None) -> Server:
+    """A gateway process; ``wait=False`` returns at once (start several, then ``wait_gateway`` each)."""
+    port = port or free_port()
     server = Server([sys.executable, "-m", "router_gateway.cli", "serve", "--config", str(config_path),
                      "--port", str(port), *(extra_args or [])], port,
                     env={"ROUTER_GATEWAY_HOME": str(tmp), **(env or {})}, log=tmp / f"gateway-{port}.log")
+    if wait:
+        wait_gateway(server)
+    return server
+
+
+def wait_gateway(server: Server) -> Server:
     try:
         wait_http(f"{server.url}/health", 90, server.proc)
     except Exception:
         print(server.log_text()[-4000:])
         raise
     return server
+
+
+def start_redis(port: int | None = None) -> Server:
+    """A throw-away redis-server (no persistence) on a free loopback port."""
+    import shutil
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = port or free_port()
+    server = Server([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                    port)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return server
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise TimeoutError("redis-server did not start")

@@ -1,0 +1,185 @@
+"""Fault injection against real fake-expert processes through a real gateway process.
+
+Each fault sits in front of a healthy expert (profile ``via-<fault>``: the faulty expert ranked first)
+and alone (``only-<fault>``). While a healthy expert is eligible no request whose first byte was not
+yet sent may fail; alone, the fault must surface as the right OpenAI-shaped error. The breaker opens
+after 2 failures and probes after 1 s (``server.breaker``). The measured matrix is printed at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import httpx
+import orjson
+import pytest
+
+from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
+from tests.support.servers import start_gateway
+
+FAULTS = ["refuse", "e500", "ratelimited", "hang", "slowfb", "slowok", "dies", "flap"]
+MSG = [{"role": "user", "content": "What is the capital of France?"}]
+MATRIX: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module")
+def gw(experts, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    spec = {name: {"url": s.url, "prior": 0.9} for name, s in experts.items()}
+    spec["good"]["prior"], spec["good2"]["prior"] = 0.5, 0.4
+    profiles = {"healthy": "{router: strong, cost_weight: 0, experts: [good, good2]}",
+                "via-switch": "{router: strong, cost_weight: 0, experts: [switch, good]}"}
+    for fault in FAULTS:
+        profiles[f"via-{fault}"] = f"{{router: strong, cost_weight: 0, experts: [{fault}, good]}}"
+        profiles[f"only-{fault}"] = f"{{router: strong, cost_weight: 0, experts: [{fault}]}}"
+    server_settings = ("server: {max_attempts: 3, max_body_bytes: 65536, health_interval_s: 0.5,\n"
+                       "         breaker: {failure_threshold: 2, cooldown_s: 1.0}}")
+    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, server_settings)
+    server = start_gateway(config, tmp)
+    server.config_path, server.tmp = config, tmp
+    yield server
+    server.stop()
+    out = os.environ.get("RG_FAULT_MATRIX")
+    if out:
+        with open(out, "w") as f:
+            json.dump(MATRIX, f, indent=2)
+    print("\nfault matrix:\n" + "\n".join(f"  {k}: {v}" for k, v in MATRIX.items()))
+
+
+def call(url: str, model: str, stream: bool, timeout: float = 20.0) -> dict:
+    """One request; returns status, who answered, whether the answer is complete, and any error."""
+    body = {"model": model, "messages": MSG, "stream": stream}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=timeout) as r:
+        raw = r.read()
+        out = {"status": r.status_code, "expert": r.headers.get("x-router-expert"),
+               "retry_after": r.headers.get("retry-after")}
+    if out["status"] != 200:
+        out["error"] = orjson.loads(raw)["error"]
+        assert set(out["error"]) == {"message", "type", "param", "code"}
+        return out
+    if not stream:
+        data = orjson.loads(raw)
+        out["complete"] = data["choices"][0]["message"]["content"].startswith("answer from")
+        return out
+    events = [e for e in raw.split(b"\n\n") if e.strip()]
+    assert events[-1] == b"data: [DONE]", events[-3:]
+    payloads = [orjson.loads(e[6:]) for e in events[:-1]]
+    errors = [p["error"] for p in payloads if "error" in p]
+    if errors:
+        out["error"] = errors[-1]
+        assert set(errors[-1]) == {"message", "type", "param", "code"}
+    text = "".join(c["delta"].get("content") or "" for p in payloads for c in p.get("choices", []))
+    out["complete"] = not errors and text.startswith("answer from") and \
+        any(c.get("finish_reason") == "stop" for p in payloads for c in p.get("choices", []))
+    return out
+
+
+def outcome(r: dict) -> str:
+    if r["status"] == 200 and r.get("complete"):
+        return f"200 ok ({r['expert']})"
+    if r["status"] == 200:
+        return f"200 then SSE error {r['error']['code']}"
+    return f"{r['status']} {r['error']['code']}" + (" +Retry-After" if r.get("retry_after") else "")
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault_with_a_healthy_expert_behind_it(gw, fault):
+    results = [call(gw.url, f"via-{fault}", stream=bool(i % 2)) for i in range(8)]
+    MATRIX[f"{fault} + healthy fallback"] = sorted({outcome(r) for r in results})
+    for r in results:
+        if fault == "dies" and r["status"] == 200 and not r.get("complete"):
+            # the stream had started: the only honest answer is a final SSE error event
+            assert r["error"]["type"] == "upstream_error"
+            continue
+        assert r["status"] == 200 and r["complete"], (fault, r)
+        if fault not in ("flap", "slowok", "dies"):
+            assert r["expert"] == "good", (fault, r)
+
+
+ALONE = {"refuse": {502, 503}, "e500": {502, 503}, "ratelimited": {502, 503}, "hang": {504, 503},
+         "slowfb": {504, 503}, "slowok": {200}, "dies": {200, 503}, "flap": {200, 502, 503}}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault_alone_gives_the_right_error(gw, fault):
+    results = [call(gw.url, f"only-{fault}", stream=bool(i % 2)) for i in range(4)]
+    MATRIX[f"{fault} alone"] = sorted({outcome(r) for r in results})
+    for r in results:
+        assert r["status"] in ALONE[fault], (fault, r)
+        if r["status"] == 503:
+            assert r["error"]["code"] == "no_expert_available" and r["retry_after"]
+        elif r["status"] == 502:
+            assert r["error"]["type"] == "upstream_error"
+        elif r["status"] == 504:
+            assert r["error"]["type"] == "timeout_error"
+
+
+def state_of(gw, expert: str) -> str:
+    return httpx.get(f"{gw.url}/admin/state").json()["experts"].get(expert, {}).get("circuit", "closed")
+
+
+def test_circuit_opens_and_recovers_as_configured(gw, experts):
+    switch = experts["switch"]
+    set_behaviour(switch, "error")
+    try:
+        for _ in range(2):  # failure_threshold: 2
+            r = call(gw.url, "via-switch", stream=False)
+            assert r["status"] == 200 and r["expert"] == "good"
+        assert state_of(gw, "switch") == "open"
+        route = httpx.post(f"{gw.url}/v1/route", json={"model": "via-switch", "messages": MSG}).json()
+        assert route["chosen"] == "good" and route["ineligible"]["switch"].startswith("circuit open")
+        set_behaviour(switch, "ok")
+        assert call(gw.url, "via-switch", stream=False)["expert"] == "good"  # still cooling down
+        time.sleep(1.1)  # cooldown_s: 1.0, then one probe goes through
+        probe = call(gw.url, "via-switch", stream=True)
+        assert probe["status"] == 200 and probe["expert"] == "switch" and probe["complete"]
+        assert state_of(gw, "switch") == "closed"
+        MATRIX["circuit"] = "opened after 2 failures, half-open after 1 s, closed by one successful probe"
+    finally:
+        set_behaviour(switch, "ok")
+
+
+def test_health_check_marks_unhealthy_expert_ineligible(gw, experts):
+    switch = experts["switch"]
+    set_behaviour(switch, "unhealthy")  # answers chats, fails /v1/models
+    try:
+        route = lambda: httpx.post(f"{gw.url}/v1/route", json={"model": "via-switch", "messages": MSG}).json()  # noqa: E731
+        assert wait_for(lambda: "health check failing" in route()["ineligible"].get("switch", ""), 5)
+        set_behaviour(switch, "ok")
+        assert wait_for(lambda: route()["chosen"] == "switch", 5)
+    finally:
+        set_behaviour(switch, "ok")
+
+
+HOSTILE = {
+    "unknown key": "experts: {a: {base_url: http://x/v1, model: m, price: {input_per_mtok: 1, output_per_mtok: 1}, colour: red}}\n",
+    "wrong type": "experts: {a: {base_url: http://x/v1, model: m, price: {input_per_mtok: lots, output_per_mtok: 1}}}\n",
+    "unset env var": "experts: {a: {base_url: '${RG_SURELY_UNSET_VAR}', model: m, price: {input_per_mtok: 1, output_per_mtok: 1}}}\n",
+    "duplicate names": "experts:\n  a: {base_url: http://x/v1, model: m, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+                       "  a: {base_url: http://y/v1, model: m, price: {input_per_mtok: 1, output_per_mtok: 1}}\n",
+    "yaml bomb": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                 "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nexperts: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+    "not yaml": "experts: {a: [unclosed\n",
+    "binary": "\x00\x01\x02 garbage",
+    "empty": "",
+}
+
+
+def test_hostile_config_on_reload_keeps_running_config(gw):
+    good = gw.config_path.read_text()
+    version = httpx.get(f"{gw.url}/ready").json()["config_version"]
+    try:
+        for name, text in HOSTILE.items():
+            gw.config_path.write_text(text)
+            refused = httpx.post(f"{gw.url}/admin/reload", timeout=10)
+            assert refused.status_code == 400, (name, refused.text)
+            message = refused.json()["error"]["message"]
+            assert "reload refused" in message and "Traceback" not in message, (name, message)
+            r = call(gw.url, "healthy", stream=False)
+            assert r["status"] == 200 and r["complete"], name
+    finally:
+        gw.config_path.write_text(good)
+    assert httpx.post(f"{gw.url}/admin/reload", timeout=10).status_code == 200
+    assert httpx.get(f"{gw.url}/ready").json()["config_version"] > version
+    assert "Traceback" not in gw.log_text()
