@@ -53,14 +53,15 @@ class Result:
 
 
 def build_request(host: str, path: str, model: str, prompt: str, stream: bool,
-                  extra_headers: dict[str, str] | None = None, max_tokens: int = 16) -> bytes:
+                  extra_headers: dict[str, str] | None = None, max_tokens: int = 16,
+                  api_key: str = "bench") -> bytes:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     data = orjson.dumps(body)
     head = (f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
-            f"authorization: Bearer bench\r\ncontent-length: {len(data)}\r\n")
+            f"authorization: Bearer {api_key}\r\ncontent-length: {len(data)}\r\n")
     for key, value in (extra_headers or {}).items():
         head += f"{key}: {value}\r\n"
     return head.encode() + b"\r\n" + data
@@ -127,19 +128,21 @@ async def _connection(host: str, port: int, make_request, result: Result, deadli
 
 async def run_load(url: str, model: str, concurrency: int, duration: float, stream: bool,
                    requests: int | None = None, headers: dict[str, str] | None = None,
-                   warmup: int = 2, unique: bool = True) -> Result:
+                   warmup: int = 2, unique: bool = True, api_key: str = "bench") -> Result:
     """Drive ``url`` with ``concurrency`` closed-loop connections; returns the raw result."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     counter = itertools.count()
-    templates = [build_request(f"{host}:{port}", parts.path, model, p, stream, headers) for p in PROMPTS]
+    templates = [build_request(f"{host}:{port}", parts.path, model, p, stream, headers, api_key=api_key)
+                 for p in PROMPTS]
 
     def make_request() -> tuple[bytes, bool]:
         i = next(counter)
         if not unique:
             return templates[i % len(templates)], stream
         prompt = f"{PROMPTS[i % len(PROMPTS)]} (request {i})"
-        return build_request(f"{host}:{port}", parts.path, model, prompt, stream, headers), stream
+        return build_request(f"{host}:{port}", parts.path, model, prompt, stream, headers,
+                             api_key=api_key), stream
 
     result = Result()
     result.started = time.perf_counter()
@@ -180,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--header", action="append", default=[], help="extra header 'name: value'")
     p.add_argument("--warmup", type=int, default=2, help="requests per connection not recorded")
+    p.add_argument("--api-key", default=os.environ.get("BENCH_API_KEY", "bench"))
     p.add_argument("--same-prompts", action="store_true", help="repeat 10 prompts (cache hits)")
     args = p.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
     from eval.bench.stub_expert import run_fast
     result = run_fast(run_load(args.url, args.model, args.concurrency, args.duration, args.stream,
-                               args.requests, headers, args.warmup, not args.same_prompts))
+                               args.requests, headers, args.warmup, not args.same_prompts,
+                               args.api_key))
     sys.stdout.write(orjson.dumps(summarise(result, args.concurrency, args.stream)).decode() + "\n")
     return 0
 

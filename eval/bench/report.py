@@ -22,9 +22,11 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
-def _ratio(a: Any, b: Any) -> float | None:
-    if a is None or b is None or b == 0:
+def _ratio(a: Any, b: Any) -> float | str | None:
+    if a is None or b is None:
         return None
+    if b == 0:
+        return "inf" if a > 0 else None
     return a / b
 
 

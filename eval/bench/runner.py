@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -50,10 +51,12 @@ def say(opts: BenchOptions, message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def loadgen(url: str, model: str, concurrency: int, duration: float, stream: bool) -> dict:
+def loadgen(url: str, model: str, concurrency: int, duration: float, stream: bool,
+            api_key: str = "bench") -> dict:
     """One load run in its own process; returns its summary."""
     cmd = python_module("eval.bench.loadgen", "--url", url, "--model", model, "--concurrency",
-                        str(concurrency), "--duration", str(duration)) + (["--stream"] if stream else [])
+                        str(concurrency), "--duration", str(duration), "--api-key", api_key) + \
+        (["--stream"] if stream else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
@@ -70,6 +73,7 @@ class Bench:
         self.urls: dict[str, str] = {}
         self.raw: dict[str, list] = {}
         self.result: dict = {}
+        self.litellm_key = "bench"
 
     # -- processes -------------------------------------------------------------------------
     def start_stubs(self) -> None:
@@ -100,7 +104,9 @@ class Bench:
             return None
         port = procs.free_port()
         config = litellm_config(self.urls["stub"], self.urls["stub-fast"], self.work)
-        self.procs["litellm"] = Proc("litellm", lp.proxy_command(config, port), self.work, env=lp.ENV)
+        self.litellm_key = "sk-" + secrets.token_hex(24)  # it refuses to start without a master key
+        self.procs["litellm"] = Proc("litellm", lp.proxy_command(config, port), self.work,
+                                     env={**lp.ENV, "LITELLM_MASTER_KEY": self.litellm_key})
         self.urls["litellm"] = f"http://127.0.0.1:{port}"
         self.procs["litellm"].wait_ready(self.urls["litellm"] + "/health/liveliness", 180)
         return lp.installed_version()
@@ -117,6 +123,9 @@ class Bench:
             shutil.rmtree(self.work, ignore_errors=True)
 
     # -- measurements ----------------------------------------------------------------------
+    def key(self, target: str) -> str:
+        return self.litellm_key if target == "litellm" else "bench"
+
     def endpoint(self, target: str, fast: bool = False) -> tuple[str, str]:
         """(url, model) for a target; ``fast`` uses the zero-delay stub."""
         stub = "stub-fast" if fast else "stub"
@@ -136,7 +145,7 @@ class Bench:
                     for target in ["direct", *targets]:
                         url, model = self.endpoint(target)
                         cpu0 = {n: procs.cpu_seconds(p.pid) for n, p in self.procs.items()}
-                        summary = loadgen(url, model, c, o.duration, stream)
+                        summary = loadgen(url, model, c, o.duration, stream, self.key(target))
                         summary["cpu_s_servers"] = {n: round(procs.cpu_seconds(p.pid) - cpu0[n], 3)
                                                     for n, p in self.procs.items()}
                         summary.update(round=r, target=target)
@@ -151,7 +160,9 @@ class Bench:
         for r in range(o.runs):
             for target in targets:
                 url, model = self.endpoint(target, fast=True)
-                summary = loadgen(url, model, o.saturation_concurrency, o.duration, False)
+                # long enough that a slow target completes many requests (latency can reach seconds)
+                summary = loadgen(url, model, o.saturation_concurrency, max(o.duration, 1.0 if o.quick else 8.0), False,
+                                  self.key(target))
                 summary.update(round=r, target=target)
                 self.raw.setdefault(key, []).append(summary)
                 say(o, f"saturation round {r + 1}/{o.runs} {target:<11} {summary['rps']:8.1f} req/s"
@@ -255,8 +266,9 @@ def run_bench(opts: BenchOptions) -> dict:
             bench.saturation(["routed", "passthrough"], key=f"saturation_{opts.workers}w")
             result["rss_mb_workers"] = round(procs.rss_mb(bench.procs[f"gateway-{opts.workers}w"].pid), 1)
             bench.stop(f"gateway-{opts.workers}w")
-        result.update(summarise(bench.raw, targets, opts.concurrencies))
-        result["rps"] = throughput(bench.raw.get("saturation", []), ["direct", *targets])
+        # every key is present (None when a target was skipped), so consumers can rely on them
+        result.update(summarise(bench.raw, list(TARGETS), opts.concurrencies))
+        result["rps"] = throughput(bench.raw.get("saturation", []), ["direct", *TARGETS])
         multi = throughput(bench.raw.get(f"saturation_{opts.workers}w", []), ["routed", "passthrough"])
         result["rps_routed_2_workers"] = multi.get("routed")
         result["rps_passthrough_2_workers"] = multi.get("passthrough")
