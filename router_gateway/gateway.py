@@ -79,6 +79,8 @@ class Gateway:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        from router_gateway.observability import Observability  # metrics, traces, live view, request log lines
+        self.observers.append(Observability(self))
         config = self.options.config or load_config(self.options.config_path)
         self.embedder = await self._make_embedder(config)
         self.runtime = self._build_runtime(config)
