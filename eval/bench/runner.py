@@ -201,6 +201,24 @@ def summarise(raw: dict, targets: list[str], concurrencies: tuple[int, ...]) -> 
     return {"added_ms": added, "added_ms_stream": added_stream, "ttft_added_ms": ttft, "direct_ms": direct}
 
 
+def cpu_per_request(raw: dict, targets: list[str]) -> dict:
+    """CPU ms the forwarding process spends per request (all plain and streamed latency runs).
+
+    Unlike wall-clock latency this barely moves when other work shares the machine, so it is the
+    figure to compare between versions of the gateway on a busy host."""
+    out = {}
+    for target in targets:
+        prefix = "litellm" if target == "litellm" else "gateway"
+        for stream in (False, True):
+            values = []
+            for s in raw.get("latency", []):
+                if s["target"] == target and s["stream"] == stream and s.get("n"):
+                    cpu = sum(v for k, v in s["cpu_s_servers"].items() if k.startswith(prefix))
+                    values.append(cpu / s["n"] * 1e3)
+            out.setdefault(target, {})["stream" if stream else "plain"] = _median(values)
+    return out
+
+
 def throughput(raw: list[dict], targets: list[str]) -> dict:
     return {t: _median([s["rps"] for s in raw if s["target"] == t]) for t in targets}
 
@@ -229,7 +247,8 @@ def run_bench(opts: BenchOptions) -> dict:
                              "concurrencies": list(opts.concurrencies),
                              "saturation_concurrency": opts.saturation_concurrency,
                              "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-                             "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}}
+                             "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                             "loadavg_start": os.getloadavg()}}
     try:
         bench.start_stubs()
         say(opts, f"stubs up at {bench.urls['stub']} ({opts.delay_ms:g} ms) and {bench.urls['stub-fast']} (0 ms)")
@@ -273,6 +292,8 @@ def run_bench(opts: BenchOptions) -> dict:
         result["rps_routed_2_workers"] = multi.get("routed")
         result["rps_passthrough_2_workers"] = multi.get("passthrough")
         result["stub_cpu_share"] = stub_cpu_share(bench.raw)
+        result["cpu_ms_per_request"] = cpu_per_request(bench.raw, list(TARGETS))
+        result["meta"]["loadavg_end"] = os.getloadavg()
         result["raw"] = bench.raw
     except BaseException:
         for proc in bench.procs.values():
