@@ -56,6 +56,9 @@ def rows(data: dict) -> list[tuple[str, str, str]]:
                 f"{_fmt(_get(data, 'route_decision_ms.p50'), 'ms')} / {_fmt(_get(data, 'route_decision_ms.p99'), 'ms')}",
                 "p50 <= 4 ms"))
     out.append(("routing decision alone, short prompt (p50)", _fmt(_get(data, "route_decision_ms.short_p50"), "ms"), ""))
+    out.append(("routing decision CPU per prompt (~200 tokens / short)",
+                f"{_fmt(_get(data, 'route_decision_ms.cpu_ms'), 'ms')} / "
+                f"{_fmt(_get(data, 'route_decision_ms.short_cpu_ms'), 'ms')}", ""))
     out.append(("routing decision, batched x32, per prompt (~200 tokens / short)",
                 f"{_fmt(_get(data, 'route_decision_ms.batched_per_prompt'), 'ms')} / "
                 f"{_fmt(_get(data, 'route_decision_ms.short_batched_per_prompt'), 'ms')}", ""))

@@ -264,6 +264,8 @@ def run_bench(opts: BenchOptions) -> dict:
         result["route_decision"] = decision
         result["route_decision_ms"] = {"p50": decision["200tok"]["p50"], "p99": decision["200tok"]["p99"],
                                        "short_p50": decision["short"]["p50"],
+                                       "cpu_ms": decision["200tok"]["cpu_ms"],
+                                       "short_cpu_ms": decision["short"]["cpu_ms"],
                                        "batched_per_prompt": decision["200tok_batched_per_prompt"],
                                        "short_batched_per_prompt": decision["short_batched_per_prompt"]}
         result["cold_start_s"] = round(bench.start_gateway(config, 1), 3)
