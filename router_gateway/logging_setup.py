@@ -12,7 +12,7 @@ class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line; ``extra={"request_id": ...}`` fields are kept."""
 
     KEEP = ("request_id", "expert", "profile", "status", "router", "latency_ms", "ttft_ms", "attempts",
-            "cost_usd", "key_id")
+            "cost_usd", "key_id", "model")
 
     def format(self, record: logging.LogRecord) -> str:
         data = {"ts": round(time.time(), 3), "level": record.levelname.lower(), "logger": record.name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -48,11 +48,10 @@ def install_ops_routes(app: FastAPI) -> None:
         if os.environ.get("ROUTER_GATEWAY_PUBLIC_METRICS", "") not in ("1", "true", "yes"):
             authenticate_admin(request)
 
-    Admin = Annotated[Any, Depends(authenticate_admin)]
-    MetricsAccess = Annotated[None, Depends(metrics_access)]
+    admin = [Depends(authenticate_admin)]  # (dependencies=, not annotations: this module's are strings)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics(request: Request, _: MetricsAccess):
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_access)])
+    async def metrics(request: Request):
         from router_gateway.observability.metrics import CONTENT_TYPE
         return Response(_observability(request).metrics.render(), media_type=CONTENT_TYPE)
 
@@ -67,12 +66,12 @@ def install_ops_routes(app: FastAPI) -> None:
             raise NotFound(f"no static file {name!r}")
         return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers={"cache-control": "no-cache"})
 
-    @app.get("/ui/data", include_in_schema=False)
-    async def ui_data(request: Request, _: Admin):
+    @app.get("/ui/data", include_in_schema=False, dependencies=admin)
+    async def ui_data(request: Request):
         return Response(orjson.dumps(live_payload(request.app.state.gateway)), media_type="application/json")
 
-    @app.get("/ui/frontier/{table}.png", include_in_schema=False)
-    async def ui_frontier(table: str, _: Admin):
+    @app.get("/ui/frontier/{table}.png", include_in_schema=False, dependencies=admin)
+    async def ui_frontier(table: str):
         path = reports_dir() / table / "frontier.png"
         if not TABLE_NAME.match(table) or not path.is_file():
             raise NotFound(f"no frontier plot for table {table!r}")

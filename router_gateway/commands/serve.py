@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     configure_logging(args.log_level)
     os.environ["ROUTER_GATEWAY_CONFIG"] = str(Path(args.config).resolve())
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # workers write their metrics to files in a fresh directory; /metrics sums them (observability.metrics)
+        import tempfile
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="router-gateway-metrics-")
     uvicorn.run("router_gateway.commands.serve:app_factory", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False,
                 # SIGTERM: stop accepting, let streams in flight finish within the drain timeout,

@@ -53,7 +53,7 @@ class Observability:
                             "profile": record.get("profile"), "status": status, "router": record.get("router"),
                             "latency_ms": record.get("latency_ms"), "ttft_ms": record.get("ttft_ms"),
                             "attempts": len(record.get("attempts") or []), "cost_usd": record.get("cost_usd"),
-                            "key_id": record.get("key_id")})
+                            "key_id": record.get("key_id"), "model": record.get("model")})
 
     def close(self) -> None:
         if self.tracer is not None:

@@ -76,6 +76,7 @@ class GatewayMetrics:
 
     def __init__(self, gateway: Any = None):
         self.multiproc = multiprocess_dir()
+        self.gateway = gateway
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(f"{NS}_requests", "chat requests by profile, answering expert and HTTP status",
@@ -105,7 +106,7 @@ class GatewayMetrics:
 
     # -- observer interface (hot path) -----------------------------------------------------
     def on_record(self, record: dict) -> None:
-        profile = record.get("profile") or NONE
+        profile = record.get("profile") or self._known_model(record.get("model"))
         expert = record.get("chosen_expert") or NONE
         self.requests.labels(profile, expert, str(record.get("status"))).inc()
         candidates = record.get("candidates") or []
@@ -122,6 +123,14 @@ class GatewayMetrics:
             self.fallbacks.labels(first, expert).inc()
         self._timings(record, profile, expert)
         self._usage(record, expert)
+
+    def _known_model(self, model: str | None) -> str:
+        """A request refused before its decision has no profile: label it by the model it asked for when
+        that is a configured profile or expert (never by arbitrary client input: label cardinality)."""
+        runtime = getattr(self.gateway, "runtime", None)
+        if model and runtime is not None and (model in runtime.config.profiles or model in runtime.config.experts):
+            return model
+        return NONE
 
     def _timings(self, record: dict, profile: str, expert: str) -> None:
         if record.get("latency_ms") is not None:

@@ -177,12 +177,13 @@ function drawDecisions(data) {
       title: `cost ${fmtUsd(c.cost_usd)}` }, `${c.expert} ${c.score.toFixed(2)} / ${c.utility.toFixed(2)}`));
     const inel = Object.entries(r.ineligible || {}).map(([e, why]) => el("span", { class: "chip bad", title: why },
       `${e}: ${why}`));
+    if (!cands.length && r.error) inel.push(el("span", { class: "chip bad", title: r.error }, r.error));
     const attempts = (r.attempts || []).map((t) => `${t.expert}:${t.outcome}`).join(" → ");
     const ok = r.status < 400;
     return el("tr", {},
       el("td", {}, fmtTime(r.ts)),
       el("td", { class: "mono", title: r.request_id }, (r.request_id || "").slice(0, 12)),
-      el("td", {}, `${r.profile || "–"} · ${r.router || "–"}${r.explored ? " (explore)" : ""}`),
+      el("td", {}, `${r.profile || r.model || "–"} · ${r.router || "–"}${r.explored ? " (explore)" : ""}`),
       el("td", {}, r.chosen_expert ? el("span", { class: "swatch", style: "background:" + colorOf(r.chosen_expert) }) : "",
         r.chosen_expert || "–"),
       el("td", { title: r.error || "" }, pill(String(r.status), ok ? "ok" : "err")),
