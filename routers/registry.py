@@ -12,6 +12,9 @@ _ROUTERS: dict[str, str] = {
     "cheapest": "routers.baselines:CheapestRouter",
     "strongest": "routers.baselines:StrongestRouter",
     "fixed": "routers.baselines:FixedRouter",
+    "knn": "routers.knn:KNNRouter",
+    "cluster": "routers.cluster:ClusterRouter",
+    "classifier": "routers.classifier:ClassifierRouter",
 }
 
 

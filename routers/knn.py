@@ -1,0 +1,66 @@
+"""k-nearest-neighbour router: mean quality of each expert over the k most similar training prompts.
+
+Cosine similarity on L2-normalised embeddings. Partial labels: the mean for an expert uses only the
+neighbours that tried it; where none did, the expert's global mean is used. ``shrinkage`` adds that
+many pseudo-observations at the global mean (0 = plain mean).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from routers._common import expert_means
+from routers.base import Router, RouterError
+
+
+class KNNRouter(Router):
+    """Mean quality per expert over the ``k`` nearest training prompts (cosine similarity)."""
+
+    router_type = "knn"
+    state_attrs = ("X_", "Y_", "global_mean_")
+
+    def __init__(self, k: int = 80, shrinkage: float = 0.0, weighted: bool = False):
+        self.k = k
+        self.shrinkage = shrinkage
+        self.weighted = weighted
+
+    def _fit(self, X, Y, cost):
+        if int(self.k) < 1:
+            raise RouterError(f"knn: k must be >= 1, got {self.k}")
+        self.X_ = _normalise(X)
+        self.Y_ = Y.astype(np.float32)
+        self.global_mean_ = expert_means(Y)
+
+    def neighbours(self, X: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (n, k) of the nearest training prompts and their cosine similarities."""
+        X = _normalise(self.check_X(X))
+        k = int(min(k or self.k, self.X_.shape[0]))
+        idx = np.empty((X.shape[0], k), dtype=np.int64)
+        sim = np.empty((X.shape[0], k), dtype=np.float32)
+        for start in range(0, X.shape[0], 1024):  # bounded memory for big batches
+            s = X[start:start + 1024] @ self.X_.T
+            part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.argsort(-s, axis=1)
+            # deterministic order: by similarity, ties by index
+            ps = np.take_along_axis(s, part, axis=1)
+            order = np.lexsort((part, -ps), axis=1)
+            idx[start:start + 1024] = np.take_along_axis(part, order, axis=1)
+            sim[start:start + 1024] = np.take_along_axis(ps, order, axis=1)
+        return idx, sim
+
+    def predict_scores(self, X: np.ndarray) -> np.ndarray:
+        idx, sim = self.neighbours(X)
+        vals = self.Y_[idx].astype(np.float64)          # (n, k, m)
+        seen = ~np.isnan(vals)
+        w = np.maximum(sim, 0.0)[:, :, None] if self.weighted else np.ones(sim.shape + (1,))
+        w = np.where(seen, w, 0.0)
+        sums = (np.where(seen, vals, 0.0) * w).sum(axis=1)
+        counts = w.sum(axis=1)
+        s = float(self.shrinkage)
+        g = np.asarray(self.global_mean_, dtype=np.float64)[None, :]
+        out = np.where(counts + s > 0, (sums + s * g) / np.maximum(counts + s, 1e-12), g)
+        return np.clip(out, 0.0, 1.0)
+
+
+def _normalise(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    n = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(n > 0, n, 1.0)
