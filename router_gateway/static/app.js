@@ -24,6 +24,7 @@ function headers() {
 }
 
 function colorOf(expert) {
+  if (expert === "(none)") return "#b0b6c3";  // requests no expert answered
   if (!colors.has(expert)) colors.set(expert, PALETTE[colors.size % PALETTE.length]);
   return colors.get(expert);
 }
@@ -57,6 +58,14 @@ function niceMax(v) {
   return 10 * p;
 }
 
+// Draw in the element's own pixel size, so text and strokes are not stretched.
+function size(node) {
+  const w = Math.max(200, Math.round(node.clientWidth || 400));
+  const h = Math.max(120, Math.round(node.clientHeight || 200));
+  node.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  return [w, h];
+}
+
 // Axes and horizontal grid lines; returns the plot area.
 function frame(node, w, h, yMax, yFmt) {
   node.replaceChildren();
@@ -86,12 +95,12 @@ function minuteSeries(data) {
 
 function drawShare(data) {
   const node = document.getElementById("chart-share");
-  const [w, h] = [800, 220];
+  const [w, h] = size(node);
   const slots = minuteSeries(data);
   const experts = data.experts_seen;
   const legend = document.getElementById("legend");
   legend.replaceChildren(...experts.map((e) => el("span", { class: "key" },
-    el("i", { style: "background:" + colorOf(e) }), e)));
+    el("i", { style: "background:" + colorOf(e) }), e === "(none)" ? "no expert (error)" : e)));
   if (!slots.length) return emptyChart(node, w, h, "no traffic yet");
   const a = frame(node, w, h, 100, (v) => Math.round(v) + "%");
   const n = slots.length;
@@ -118,7 +127,7 @@ function drawShare(data) {
 
 function drawLatency(data) {
   const node = document.getElementById("chart-latency");
-  const [w, h] = [400, 200];
+  const [w, h] = size(node);
   const pts = data.minutes.filter((m) => m.p50 != null).slice(-60);
   if (!pts.length) return emptyChart(node, w, h, "no latency samples yet");
   const yMax = niceMax(Math.max(...pts.map((m) => m.p99)));
@@ -137,11 +146,11 @@ function drawLatency(data) {
 
 function drawCost(data) {
   const node = document.getElementById("chart-cost");
-  const [w, h] = [400, 200];
+  const [w, h] = size(node);
   const hours = data.hours.slice(-24);
   if (!hours.length) return emptyChart(node, w, h, "no cost yet");
   const yMax = niceMax(Math.max(...hours.map((b) => b.cost_usd)));
-  const a = frame(node, w, h, yMax, (v) => (v === 0 ? "0" : v < 0.01 ? v.toExponential(0) : v.toFixed(2)));
+  const a = frame(node, w, h, yMax, (v) => (v === 0 ? "0" : v < 0.01 ? String(Number(v.toPrecision(2))) : v.toFixed(2)));
   const slot = (a.x1 - a.x0) / Math.max(hours.length, 6);
   hours.forEach((b, i) => {
     const bh = (b.cost_usd / yMax) * (a.y1 - a.y0);
@@ -175,8 +184,9 @@ function drawDecisions(data) {
   body.replaceChildren(...data.recent.slice(0, 100).map((r) => {
     const cands = (r.candidates || []).map((c, i) => el("span", { class: "chip" + (i === 0 ? " first" : ""),
       title: `cost ${fmtUsd(c.cost_usd)}` }, `${c.expert} ${c.score.toFixed(2)} / ${c.utility.toFixed(2)}`));
-    const inel = Object.entries(r.ineligible || {}).map(([e, why]) => el("span", { class: "chip bad", title: why },
-      `${e}: ${why}`));
+    // experts outside the profile's list are expected: shown muted, real exclusions in red
+    const inel = Object.entries(r.ineligible || {}).map(([e, why]) => el("span", {
+      class: why.includes("not in the profile") ? "chip muted" : "chip bad", title: why }, `${e}: ${why}`));
     if (!cands.length && r.error) inel.push(el("span", { class: "chip bad", title: r.error }, r.error));
     const attempts = (r.attempts || []).map((t) => `${t.expert}:${t.outcome}`).join(" → ");
     const ok = r.status < 400;
@@ -203,7 +213,8 @@ function drawCards(data) {
   const thisHour = data.hours.find((b) => b.t === hour);
   document.getElementById("c-requests").textContent = count.toLocaleString();
   document.getElementById("c-errors").textContent = count ? ((100 * errors) / count).toFixed(1) + "%" : "–";
-  document.getElementById("c-latency").textContent = lat.p50 == null ? "–" :
+  document.getElementById("c-latency").textContent = lat.p50 == null ? "–" : lat.p99 < 1000 ?
+    `${Math.round(lat.p50)} / ${Math.round(lat.p95)} / ${Math.round(lat.p99)} ms` :
     `${fmtMs(lat.p50)} / ${fmtMs(lat.p95)} / ${fmtMs(lat.p99)}`;
   document.getElementById("c-cost").textContent = fmtUsd(thisHour ? thisHour.cost_usd : 0);
   document.getElementById("c-batch").textContent = data.embed.batches ?
