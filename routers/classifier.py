@@ -60,29 +60,41 @@ class ClassifierRouter(Router):
         return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 
 
-def _train(X, Y, val, hidden, weight_decay, max_epochs, lr, dropout, seed):
-    """Full-batch Adam on the masked BCE; returns (arrays, best validation loss, best epoch)."""
+def _train(X, Y, val, hidden, weight_decay, max_epochs, lr, dropout, seed, weights=None, init=None):
+    """Full-batch AdamW on the masked BCE; returns (arrays, best validation loss, best epoch).
+
+    ``weights`` (n, m), optional: per-entry loss weights (importance weights for logged data);
+    ``init``: arrays (W1, b1, W2, b2) to start from (warm start) instead of a seeded random init.
+    """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small dense problems: threads only add contention
     try:
-        return _train_loop(torch, X, Y, val, hidden, weight_decay, max_epochs, lr, dropout, seed)
+        return _train_loop(torch, X, Y, val, hidden, weight_decay, max_epochs, lr, dropout, seed, weights, init)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_loop(torch, X, Y, val, hidden, weight_decay, max_epochs, lr, dropout, seed):
+def _train_loop(torch, X, Y, val, hidden, weight_decay, max_epochs, lr, dropout, seed, weights, init):
     torch.manual_seed(seed)
     Xt = torch.as_tensor(X, dtype=torch.float32)
-    mask = torch.as_tensor(~np.isnan(Y), dtype=torch.float32)
+    seen = ~np.isnan(Y)
+    mask = torch.as_tensor(seen * (1.0 if weights is None else np.nan_to_num(weights)), dtype=torch.float32)
     Yt = torch.as_tensor(np.nan_to_num(Y, nan=0.0), dtype=torch.float32)
     d, m = X.shape[1], Y.shape[1]
     layers = [torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Dropout(dropout)] if hidden else []
     out = torch.nn.Linear(hidden or d, m)
     net = torch.nn.Sequential(*layers, out)
-    with torch.no_grad():  # start from each expert's base rate
-        out.bias.copy_(torch.logit(torch.as_tensor(np.clip(expert_means(Y), 0.02, 0.98), dtype=torch.float32)))
+    with torch.no_grad():
+        if init is not None:
+            W1, b1, W2, b2 = init
+            tensors = ([W1.T, b1] if hidden else []) + [W2.T, b2]
+            for param, value in zip(net.parameters(), tensors):
+                param.copy_(torch.as_tensor(np.ascontiguousarray(value), dtype=torch.float32))
+        else:  # start from each expert's base rate
+            out.bias.copy_(torch.logit(torch.as_tensor(np.clip(expert_means(Y), 0.02, 0.98),
+                                                       dtype=torch.float32)))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     tr = torch.as_tensor(~val)
     vl = torch.as_tensor(val)

@@ -15,6 +15,8 @@ _ROUTERS: dict[str, str] = {
     "knn": "routers.knn:KNNRouter",
     "cluster": "routers.cluster:ClusterRouter",
     "classifier": "routers.classifier:ClassifierRouter",
+    "bandit": "routers.bandit:LinUCBRouter",
+    "policy": "routers.rl_policy:PolicyRouter",
 }
 
 
