@@ -129,11 +129,11 @@ Admin = Annotated[ApiKey | None, Depends(authenticate_admin)]
 # The handlers read the raw body (for the byte limit and pass-through), so FastAPI cannot infer the
 # request schemas: they are declared here for /openapi.json (clients, docs, the schemathesis fuzz).
 CHAT_SCHEMA = {
-    "type": "object", "required": ["model", "messages"], "additionalProperties": True,
+    "type": "object", "required": ["model", "messages"],  # other fields are accepted and forwarded
     "properties": {
         "model": {"type": "string", "minLength": 1},
         "messages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role"], "additionalProperties": True,
+            "type": "object", "required": ["role"],
             "properties": {"role": {"type": "string", "minLength": 1},
                            "content": {"anyOf": [{"type": "string"}, {"type": "null"},
                                                  {"type": "array", "items": {"type": "object"}}]}}}},
@@ -147,7 +147,7 @@ CHAT_SCHEMA = {
     },
 }
 FEEDBACK_SCHEMA = {
-    "type": "object", "required": ["request_id", "score"], "additionalProperties": True,
+    "type": "object", "required": ["request_id", "score"],
     "properties": {"request_id": {"type": "string", "minLength": 1},
                    "score": {"type": "number", "minimum": 0, "maximum": 1}},
 }
