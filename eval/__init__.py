@@ -1,0 +1,1 @@
+"""Routing-quality evaluation (metrics, cross-validation harness, reports, scenarios)."""

@@ -1,0 +1,78 @@
+"""``router-gateway eval TABLE.csv``: cross-validated routing quality per dollar on a routing table."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="score routers on a routing table (cost-quality frontiers, auc, APGR)",
+        description="5-fold cross-validation of routers on a routing table (prompt, fold, task, "
+                    "score:<model>, cost:<model>); writes metrics JSON and a report with plots.")
+    p.add_argument("table", help="routing table CSV")
+    p.add_argument("--routers", default="all", help="'all' or comma-separated router names (default: all)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5: the table's fold column)")
+    p.add_argument("--out", help="directory for report.md, frontier.png and picks.md")
+    p.add_argument("--json", help="write metrics JSON here")
+    p.add_argument("--scenario", choices=["static", "onboarding", "online"], default="static",
+                   help="static cross-validation (default), onboarding of held-back experts, or online replay")
+    p.add_argument("--seed", type=int, default=0, help="seed for routers, shuffles and streams")
+    p.add_argument("--embedder", default="torch", help="embedding backend (default torch: all-MiniLM-L6-v2)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N prompts (smoke runs)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from eval.harness import embed_table, evaluate, log, resolve_routers
+    from eval.tables import load_eval_table
+    from routers.data import TableError
+
+    try:
+        table = load_eval_table(args.table)
+        names = resolve_routers(args.routers) if args.scenario == "static" else []
+    except (OSError, TableError, ValueError) as exc:
+        print(f"router-gateway eval: {exc}", file=sys.stderr)
+        return 2
+    if args.limit:
+        table = table.subset(np.arange(min(args.limit, len(table))))
+    X = embed_table(table, backend=args.embedder)
+    if args.scenario == "onboarding":
+        from eval.scenarios import run_onboarding
+        result = run_onboarding(table, X, seed=args.seed, n_folds=args.folds)
+        return _write_scenario(result, args)
+    if args.scenario == "online":
+        from eval.scenarios import run_online
+        result = run_online(table, X, seed=args.seed)
+        return _write_scenario(result, args)
+
+    from eval.report import write_json, write_report
+    report = evaluate(table, X, names, n_folds=args.folds, seed=args.seed)
+    if args.json:
+        write_json(report, args.json)
+        log(f"wrote {args.json}")
+    if args.out:
+        log(f"wrote {write_report(report, args.out)}")
+    from eval.report import metrics_table
+    print(metrics_table(report))
+    return 0 if any(r.error is None for r in report.routers.values()) or not names else 1
+
+
+def _write_scenario(result: dict, args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from eval.scenarios import scenario_markdown
+
+    text = json.dumps(result, indent=2) + "\n"
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{result['scenario']}.md").write_text(scenario_markdown(result))
+    print(scenario_markdown(result))
+    return 0
