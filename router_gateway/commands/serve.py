@@ -52,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
     os.environ["ROUTER_GATEWAY_CONFIG"] = str(Path(args.config).resolve())
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # workers write their metrics to files in a fresh directory; /metrics sums them (observability.metrics)
+        import atexit
+        import shutil
         import tempfile
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="router-gateway-metrics-")
+        atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     uvicorn.run("router_gateway.commands.serve:app_factory", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False,
                 # SIGTERM: stop accepting, let streams in flight finish within the drain timeout,
