@@ -63,6 +63,7 @@ class ChatService:
             result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
                                                      chat.stream, deadline)
         except GatewayError as exc:
+            exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
             self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
             self.gateway.release(runtime)
             raise
