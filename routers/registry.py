@@ -17,6 +17,7 @@ _ROUTERS: dict[str, str] = {
     "classifier": "routers.classifier:ClassifierRouter",
     "bandit": "routers.bandit:LinUCBRouter",
     "policy": "routers.rl_policy:PolicyRouter",
+    "domain": "routers.domain:DomainRouter",
 }
 
 

@@ -17,6 +17,7 @@ EMBEDDER = {"name": "test-embedder", "dim": 8, "backend": "test"}
 PARAMS = {
     "fixed": {"expert": "medium"},
     "knn": {"k": 10},
+    "domain": {"n_pseudo_domains": 4},
     "classifier": {"max_epochs": 60},
     "stacked": {"inner_folds": 2},
     "policy": {"epochs": 40},
