@@ -18,6 +18,7 @@ _ROUTERS: dict[str, str] = {
     "bandit": "routers.bandit:LinUCBRouter",
     "policy": "routers.rl_policy:PolicyRouter",
     "domain": "routers.domain:DomainRouter",
+    "stacked": "routers.stacked:StackedRouter",
 }
 
 

@@ -19,7 +19,7 @@ PARAMS = {
     "knn": {"k": 10},
     "domain": {"n_pseudo_domains": 4},
     "classifier": {"max_epochs": 60},
-    "stacked": {"inner_folds": 2},
+    "stacked": {"inner_folds": 2, "knn_k": 10},
     "policy": {"epochs": 40},
 }
 
