@@ -179,13 +179,16 @@ cmd_start() {
     log "start: $name on $HOST:$port from $dir ($THREADS thread(s), KV ${KV_GIB} GiB)"
     # vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND=nobind leaves threads unpinned so several servers share
     # the cores; OMP_NUM_THREADS / torch threads cap each server.
+    local preload="${RG_VLLM_PRELOAD-}"
+    if [[ -z "${RG_VLLM_PRELOAD+x}" && -f "$VENV/lib/libiomp5.so" ]]; then preload="$VENV/lib/libiomp5.so"; fi
+    LD_PRELOAD="$preload${LD_PRELOAD:+:$LD_PRELOAD}" KMP_BLOCKTIME="${KMP_BLOCKTIME:-1}" \
     OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" \
     VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-nobind}" \
     VLLM_CPU_NUM_OF_RESERVED_CPU="${VLLM_CPU_NUM_OF_RESERVED_CPU:-0}" \
     VLLM_CPU_KVCACHE_SPACE="$KV_GIB" \
     VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
     TOKENIZERS_PARALLELISM=false \
-    nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
+    setsid nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
       --host "$HOST" --port "$port" --model "$dir" --served-model-name "$name" \
       --max-model-len "$MAX_LEN" --dtype float32 --enforce-eager \
       --max-num-seqs "${RG_VLLM_MAX_SEQS:-16}" \
@@ -214,12 +217,14 @@ cmd_start() {
   cmd_status
 }
 
-# RSS of a process and its children (vLLM spawns an engine-core process), MiB.
+# RSS of a process and all its descendants (API server -> engine core -> worker), MiB.
 rss_mib() {
-  local pid="$1" total=0 p kb
-  for p in "$pid" $(pgrep -P "$pid" 2>/dev/null || true); do
-    kb="$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)"
+  local total=0 p kb queue=("$1")
+  while ((${#queue[@]})); do
+    p="${queue[0]}"; queue=("${queue[@]:1}")
+    kb="$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || true)"
     total=$((total + ${kb:-0}))
+    queue+=($(pgrep -P "$p" 2>/dev/null || true))
   done
   echo $((total / 1024))
 }

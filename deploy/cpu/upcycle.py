@@ -29,6 +29,14 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# Gemma 3's turn format (the packaged GGUF is the base google/gemma-3-270m and carries no template).
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
+    "else 'user' %}{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + "
+    "'\n' }}{% else %}{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
 # Files copied unchanged from the dense checkpoint into the MoE one.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "chat_template.jinja", "generation_config.json", "vocab.json", "merges.txt",
@@ -72,6 +80,10 @@ def gguf_to_safetensors(gguf_path: Path, out: Path, chat_template: str | None = 
     model.save_pretrained(out, safe_serialization=True)
     tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
     if not getattr(tok, "chat_template", None):
+        tok.chat_template = gguf_chat_template(gguf_path)
+    if not getattr(tok, "chat_template", None):
+        if chat_template is None:
+            raise ValueError(f"{gguf_path} carries no chat template and none was given")
         log("the GGUF carries no chat template: using the built-in ChatML one")
         tok.chat_template = chat_template
     tok.save_pretrained(out)
@@ -81,6 +93,16 @@ def gguf_to_safetensors(gguf_path: Path, out: Path, chat_template: str | None = 
     return out
 
 
+def gguf_chat_template(gguf_path: Path) -> str | None:
+    """The `tokenizer.chat_template` string stored in a GGUF file's metadata, if any."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf_path)).fields.get("tokenizer.chat_template")
+    if field is None:
+        return None
+    return bytes(field.parts[field.data[0]]).decode("utf-8")
+
+
 def _ensure_chat_template(out: Path, template: str) -> None:
     """Make sure tokenizer_config.json carries the template too (older readers look only there)."""
     path = out / "tokenizer_config.json"
@@ -88,6 +110,18 @@ def _ensure_chat_template(out: Path, template: str) -> None:
     if not cfg.get("chat_template"):
         cfg["chat_template"] = template
         path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+
+
+def _add_eos(gen_path: Path, token: str, tokenizer_json: Path) -> None:
+    """Add `token`'s id to generation_config.json's eos_token_id (vLLM stops on all of them)."""
+    vocab = json.loads(tokenizer_json.read_text())["model"]["vocab"]
+    tid = vocab[token] if isinstance(vocab, dict) else next(i for i, v in enumerate(vocab) if v[0] == token)
+    gen = json.loads(gen_path.read_text()) if gen_path.exists() else {}
+    eos = gen.get("eos_token_id", [])
+    eos = [eos] if isinstance(eos, int) else list(eos)
+    if tid not in eos:
+        gen["eos_token_id"] = eos + [tid]
+        gen_path.write_text(json.dumps(gen, indent=2))
 
 
 def _strip_quantization(path: Path) -> None:
@@ -205,7 +239,8 @@ def assemble_gemma(package_dir: Path, part_dirs: list[Path], out: Path) -> Path:
             dst.write(data)
     if expected and digest.hexdigest() != expected:
         raise ValueError(f"{gguf_path}: sha256 {digest.hexdigest()} != expected {expected}")
-    result = gguf_to_safetensors(gguf_path, Path(out), chat_template=None)
+    result = gguf_to_safetensors(gguf_path, Path(out), chat_template=GEMMA_TEMPLATE)
+    _add_eos(Path(out) / "generation_config.json", "<end_of_turn>", Path(out) / "tokenizer.json")
     shutil.rmtree(tmp, ignore_errors=True)
     return result
 
