@@ -25,7 +25,7 @@ class StackedRouter(Router):
     state_attrs = ("stack_coef_",)
 
     def __init__(self, bases: str = "knn,classifier,cluster", knn_k: int = 40, inner_folds: int = 3,
-                 stack_C: float = 1.0, seed: int = 0):
+                 stack_C: float = 10.0, seed: int = 0):
         self.bases = bases
         self.knn_k = knn_k
         self.inner_folds = inner_folds
@@ -100,11 +100,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _fit_stack(oof: np.ndarray, Y: np.ndarray, C: float) -> np.ndarray:
-    """Per expert: weights (B) and intercept of a logistic regression on logit(base scores).
+    """Per expert: non-negative weights (B) and an intercept of a logistic model on logit(base scores).
 
-    Fractional targets (F1) are handled by duplicating rows with weights y and 1-y.
+    Cross-entropy with fractional targets (F1 scores are valid targets) plus an L2 penalty 1/(2C)
+    on the weights; weights are bounded below by 0 so a noisy base can be ignored but never inverted.
     """
-    from sklearn.linear_model import LogisticRegression
+    from scipy.optimize import minimize
 
     B, n, m = oof.shape
     coef = np.zeros((m, B + 1))
@@ -113,14 +114,20 @@ def _fit_stack(oof: np.ndarray, Y: np.ndarray, C: float) -> np.ndarray:
         seen = ~np.isnan(Y[:, j])
         y = Y[seen, j]
         F = _logit(oof[:, seen, j]).T
-        if seen.sum() < 10 or y.min() == y.max():
+        if seen.sum() < 10:
             continue
-        Xd = np.vstack([F, F])
-        yd = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
-        wd = np.concatenate([y, 1 - y])
-        clf = LogisticRegression(C=C, max_iter=1000)
-        clf.fit(Xd, yd, sample_weight=wd)
-        coef[j, :B], coef[j, B] = clf.coef_[0], clf.intercept_[0]
+
+        def loss(w, F=F, y=y):
+            z = F @ w[:B] + w[B]
+            p = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+            nll = np.mean(np.logaddexp(0, z) - y * z)
+            grad_z = (p - y) / len(y)
+            reg = 0.5 / (C * len(y))
+            return nll + reg * w[:B] @ w[:B], np.concatenate([F.T @ grad_z + 2 * reg * w[:B], [grad_z.sum()]])
+
+        res = minimize(loss, coef[j], jac=True, method="L-BFGS-B",
+                       bounds=[(0.0, None)] * B + [(None, None)])
+        coef[j] = res.x
     return coef
 
 
