@@ -50,3 +50,13 @@ def _load_unchecked(path: Path) -> tuple[RoutingTable, int]:
         Path(tmp.name).unlink(missing_ok=True)
     table.name = path.stem
     return table, bad
+
+
+def sample_table(table: RoutingTable, n: int | None, seed: int = 0) -> RoutingTable:
+    """A seeded uniform sample of ``n`` rows (kept in table order), or the table itself."""
+    import numpy as np
+
+    if not n or n >= len(table):
+        return table
+    rows = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
+    return table.subset(rows)

@@ -19,15 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="static cross-validation (default), onboarding of held-back experts, or online replay")
     p.add_argument("--seed", type=int, default=0, help="seed for routers, shuffles and streams")
     p.add_argument("--embedder", default="torch", help="embedding backend (default torch: all-MiniLM-L6-v2)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N prompts (smoke runs)")
+    p.add_argument("--sample", type=int, help="evaluate a seeded uniform sample of N prompts (big tables, "
+                   "slow embedding); folds stay the table's")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from eval.harness import embed_table, evaluate, log, resolve_routers
-    from eval.tables import load_eval_table
+    from eval.tables import load_eval_table, sample_table
     from routers.data import TableError
 
     try:
@@ -36,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, TableError, ValueError) as exc:
         print(f"router-gateway eval: {exc}", file=sys.stderr)
         return 2
-    if args.limit:
-        table = table.subset(np.arange(min(args.limit, len(table))))
+    if args.sample:
+        table = sample_table(table, args.sample, args.seed)
+        log(f"evaluating a seeded sample of {len(table)} prompts")
     X = embed_table(table, backend=args.embedder)
     if args.scenario == "onboarding":
         from eval.scenarios import run_onboarding

@@ -1,0 +1,304 @@
+"""Scenarios beyond the static split: onboarding held-back experts, and online replay.
+
+onboarding: the cluster router (UniRoute) is trained on a subset of the models; the held-back models
+are then added with ``add_expert`` from a small probe share of the training prompts (their true scores
+on those probes only), without refitting the clusters. Its out-of-fold auc is compared with the same
+router trained on every model, fold by fold on the same splits.
+
+online: the table is replayed as a stream in a seeded order; a learner sees only the score of the
+expert it chose (bandit feedback). The bandit chooses with its own exploration and learns with
+``partial_fit``; the RL policy acts greedily (uniformly at random before its first training) and is
+retrained every ``retrain_every`` requests from its own logged stream. Reported: cumulative reward,
+regret against the best fixed expert in hindsight, and the off-policy estimates (IPS, SNIPS, DR) of
+candidate routers computed from the bandit's logged stream against their true replayed value.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eval import metrics as M
+from eval.harness import build_router, fold_ids, log
+from routers.data import RoutingTable
+from routers.policy import choose_batch
+from routers.registry import available_routers
+
+
+# -- onboarding ----------------------------------------------------------------------------------
+def held_back_models(models: list[str], seed: int, n_held: int | None = None) -> list[str]:
+    """A seeded choice of a third of the models (at least one, leaving at least one)."""
+    n_held = n_held or max(1, len(models) // 3)
+    n_held = min(n_held, len(models) - 1)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(models, size=n_held, replace=False).tolist(), key=models.index)
+
+
+def run_onboarding(table: RoutingTable, X: np.ndarray, seed: int = 0, n_folds: int = 5,
+                   probe_share: float = 0.05, router: str = "cluster", n_held: int | None = None,
+                   params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Cross-validated auc of ``router`` trained on all models vs trained on a subset + onboarded."""
+    held = held_back_models(table.models, seed, n_held)
+    kept = [m for m in table.models if m not in held]
+    kept_idx = [table.models.index(m) for m in kept]
+    folds = fold_ids(table, n_folds, seed)
+    rng = np.random.default_rng(seed)
+    full = np.full(table.scores.shape, np.nan)
+    onboarded = np.full(table.scores.shape, np.nan)
+    n_probes = []
+    log(f"onboarding: {router} trained on {len(kept)} models, onboarding {held} from "
+        f"{probe_share:.0%} of training prompts")
+    for f in np.unique(folds):
+        test, train = folds == f, np.flatnonzero(folds != f)
+        r_all = build_router(router, seed, params)
+        r_all.fit(X[train], table.scores[train], cost=table.costs[train], experts=table.models)
+        full[test] = r_all.predict_scores(X[test])
+        r_sub = build_router(router, seed, params)
+        r_sub.fit(X[train][:, :], table.scores[np.ix_(train, kept_idx)],
+                  cost=table.costs[np.ix_(train, kept_idx)], experts=kept)
+        probes = np.sort(rng.choice(train, size=max(1, int(probe_share * len(train))), replace=False))
+        n_probes.append(len(probes))
+        for m in held:
+            r_sub.add_expert(m, X[probes], table.scores[probes, table.models.index(m)])
+        order = [r_sub.experts_.index(m) for m in table.models]
+        onboarded[test] = r_sub.predict_scores(X[test])[:, order]
+        log(f"  fold {f}: {len(probes)} probes")
+    base = M.baselines(table.scores, table.costs, table.models)
+    grid = M.cost_weight_grid(table.costs)
+    single = M.single_model_frontier(base)
+    oracle, _, _ = M.oracle(table.scores, table.costs, base, grid)
+    res = {}
+    for name, pred in (("trained_on_all", full), ("onboarded", onboarded)):
+        m, _, _ = M.evaluate_scores(pred, table.scores, table.costs, base, grid, oracle["auc"], single["auc"])
+        res[name] = {k: _r(v) for k, v in m.items()}
+    kept_only = _kept_only_auc(table, full, kept_idx, base, grid)
+    return {
+        "scenario": "onboarding", "table": table.name, "n_prompts": len(table), "router": router,
+        "models": list(table.models), "kept": kept, "held_back": held, "probe_share": probe_share,
+        "probes_per_fold": n_probes, "results": res,
+        "auc_ratio": _r(res["onboarded"]["auc"] / res["trained_on_all"]["auc"]),
+        "auc_kept_models_only": _r(kept_only),
+        "baselines": {"single_model_frontier_auc": _r(single["auc"]), "oracle_auc": _r(oracle["auc"])},
+    }
+
+
+def _kept_only_auc(table, pred, kept_idx, base, grid) -> float:
+    """auc when the held-back models are simply unavailable (the router never picks them)."""
+    masked = np.full(pred.shape, -np.inf)
+    masked[:, kept_idx] = pred[:, kept_idx]
+    front, _ = M.sweep(masked, table.scores, table.costs, grid)
+    return M.auc(front.cost, front.quality, base.c_min, base.c_max)
+
+
+def _r(v: Any) -> Any:
+    return None if v is None else round(float(v), 6)
+
+
+# -- online --------------------------------------------------------------------------------------
+def _ope_estimators():
+    """IPS / SNIPS / DR from routers.ope when it is there, else the textbook formulas."""
+    try:
+        from routers import ope  # noqa: F401
+        fns = {name: getattr(ope, name) for name in ("ips", "snips", "dr") if hasattr(ope, name)}
+        if len(fns) == 3:
+            return fns, "routers.ope"
+    except ImportError:
+        pass
+    return {"ips": _ips, "snips": _snips, "dr": _dr}, "eval fallback"
+
+
+def _ips(rewards, propensities, target_probs, q_hat=None):
+    w = target_probs / propensities
+    return float(np.mean(w * rewards))
+
+
+def _snips(rewards, propensities, target_probs, q_hat=None):
+    w = target_probs / propensities
+    return float(np.sum(w * rewards) / max(np.sum(w), 1e-12))
+
+
+def _dr(rewards, propensities, target_probs, q_hat=None, q_hat_taken=None):
+    w = target_probs / propensities
+    return float(np.mean(q_hat + w * (rewards - q_hat_taken)))
+
+
+def run_online(table: RoutingTable, X: np.ndarray, seed: int = 0, cost_weight: float = 0.1,
+               n_warm: int = 100, batch: int = 50, retrain_every: int = 1000,
+               learners: tuple[str, ...] = ("bandit", "policy")) -> dict[str, Any]:
+    """Replay the table as a stream with bandit feedback; see the module docstring."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(table))
+    Xs, S = X[order], table.scores[order]
+    C = table.costs[order] / float(np.nanmean(table.costs, axis=0).max())  # cost in units of the dearest model
+    R = S - cost_weight * C  # the cost-aware reward of every (prompt, expert), hidden but for the chosen one
+    k, n = len(table.models), len(table)
+    fixed = R.mean(axis=0)
+    best_fixed = int(np.argmax(fixed))
+    out: dict[str, Any] = {
+        "scenario": "online", "table": table.name, "n_prompts": n, "models": list(table.models), "seed": seed,
+        "reward": f"quality - {cost_weight} x cost / mean cost of the dearest model",
+        "best_fixed_expert": {"model": table.models[best_fixed], "mean_reward": _r(fixed[best_fixed])},
+        "oracle_mean_reward": _r(R.max(axis=1).mean()), "learners": {}, "ope": {},
+    }
+    logs = {}
+    for name in learners:
+        if name not in available_routers():
+            out["learners"][name] = {"error": f"router {name!r} is not registered"}
+            continue
+        try:
+            log(f"online: replaying {n} requests through {name}")
+            actions, props = (_replay_bandit if name == "bandit" else _replay_policy)(
+                name, Xs, S, C, R, table.models, seed, cost_weight, n_warm, batch, retrain_every)
+        except Exception as exc:  # reported, not fatal
+            out["learners"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"  {name}: FAILED ({exc})")
+            continue
+        got = R[np.arange(n), actions]
+        cum = np.cumsum(got)
+        regret = np.cumsum(R[:, best_fixed]) - cum
+        marks = np.unique(np.linspace(0, n - 1, 11).astype(int))
+        out["learners"][name] = {
+            "mean_reward": _r(got.mean()), "cumulative_reward": _r(cum[-1]),
+            "mean_quality": _r(S[np.arange(n), actions].mean()), "mean_cost": _r(C[np.arange(n), actions].mean()),
+            "regret_vs_best_fixed": _r(regret[-1]),
+            "regret_curve": {str(int(t) + 1): _r(regret[t]) for t in marks},
+            "last_half_mean_reward": _r(got[n // 2:].mean()),
+            "choice_share": {m: _r(np.mean(actions == j)) for j, m in enumerate(table.models)},
+        }
+        logs[name] = (actions, props)
+    if "bandit" in logs:
+        out["ope"] = _off_policy(Xs, S, C, R, table.models, logs["bandit"], seed, cost_weight)
+    return out
+
+
+def _replay_bandit(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, retrain_every):
+    n, k = R.shape
+    rng = np.random.default_rng(seed + 1)
+    actions, props = np.empty(n, dtype=np.int64), np.empty(n)
+    actions[:n_warm], props[:n_warm] = rng.integers(0, k, n_warm), 1.0 / k  # uniform warm-up
+    Y0 = np.full((n_warm, k), np.nan)
+    Y0[np.arange(n_warm), actions[:n_warm]] = S[np.arange(n_warm), actions[:n_warm]]
+    router = build_router(name, seed).fit(Xs[:n_warm], Y0, experts=models)
+    pending = []
+    for t in range(n_warm, n):
+        a, p = router.choose(Xs[t:t + 1], f"{seed}-{t}", cost=C[t], cost_weight=cost_weight)
+        actions[t], props[t] = a, p
+        pending.append(t)
+        if len(pending) >= batch:
+            idx = np.asarray(pending)
+            router.partial_fit(Xs[idx], actions[idx], S[idx, actions[idx]], props[idx])
+            pending = []
+    return actions, props
+
+
+def _replay_policy(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, retrain_every):
+    """Uniform until the first training, then greedy on the policy's scores; retrained from its log."""
+    n, k = R.shape
+    rng = np.random.default_rng(seed + 2)
+    actions, props = np.empty(n, dtype=np.int64), np.empty(n)
+    router = None
+    start = 0
+    while start < n:
+        end = min(n, start + (retrain_every if router is not None else max(n_warm, 1)))
+        if router is None:
+            actions[start:end], props[start:end] = rng.integers(0, k, end - start), 1.0 / k
+        else:
+            actions[start:end] = choose_batch(router.predict_scores(Xs[start:end]), C[start:end], cost_weight)
+            props[start:end] = 1.0
+        router = _train_from_log(name, Xs[:end], S, actions[:end], props[:end], models, seed)
+        start = end
+    return actions, props
+
+
+def _train_from_log(name, X, S, actions, props, models, seed):
+    """Fit a router from a logged stream: the logged-bandit API when it has one, else partial labels."""
+    router = build_router(name, seed)
+    rewards = S[np.arange(len(actions)), actions]
+    if hasattr(router, "fit_logged"):
+        return router.fit_logged(X, actions, rewards, props, experts=models)
+    Y = np.full((len(actions), len(models)), np.nan)
+    Y[np.arange(len(actions)), actions] = rewards
+    return router.fit(X, Y, experts=models)
+
+
+def _off_policy(Xs, S, C, R, models, logged, seed, cost_weight) -> dict[str, Any]:
+    """OPE from the bandit's logged stream of candidate policies vs their true replayed value."""
+    actions, props = logged
+    n, k = R.shape
+    rows = np.arange(n)
+    rewards = R[rows, actions]
+    estimators, source = _ope_estimators()
+    # a reward model for DR: per-expert mean logged reward (crude but unbiased-compatible)
+    q_mean = np.array([rewards[actions == j].mean() if np.any(actions == j) else 0.0 for j in range(k)])
+    q_hat_all = np.tile(q_mean, (n, 1))
+    half = n // 2
+    # candidate target policies: each fixed expert, and a kNN/cluster router trained on the first half's log
+    targets: dict[str, np.ndarray] = {f"fixed:{m}": np.full(n, j) for j, m in enumerate(models)}
+    for cand in ("knn", "cluster"):
+        if cand in available_routers():
+            try:
+                r = _train_from_log(cand, Xs[:half], S, actions[:half], props[:half], models, seed)
+                targets[f"{cand} (trained on first half of log)"] = choose_batch(
+                    r.predict_scores(Xs), C, cost_weight)
+            except Exception as exc:  # noqa: BLE001 - reported in the output
+                log(f"  ope target {cand} failed: {exc}")
+    res = {}
+    for name, choice in targets.items():
+        ev = slice(half, n) if "first half" in name else slice(0, n)
+        target_probs = (choice[ev] == actions[ev]).astype(float)
+        q_hat = q_hat_all[ev][np.arange(len(choice[ev])), choice[ev]]
+        q_taken = q_hat_all[ev][np.arange(len(choice[ev])), actions[ev]]
+        est = {"true": _r(R[rows[ev], choice[ev]].mean())}
+        for ename, fn in estimators.items():
+            try:
+                est[ename] = _r(_call_estimator(ename, fn, rewards[ev], props[ev], target_probs, q_hat, q_taken))
+            except Exception as exc:  # noqa: BLE001
+                est[ename] = None
+                log(f"  ope {ename} failed for {name}: {exc}")
+        res[name] = est
+    return {"source": source, "logged_by": "bandit", "estimates": res}
+
+
+def _call_estimator(name, fn, rewards, props, target_probs, q_hat, q_taken):
+    if fn in (_ips, _snips):
+        return fn(rewards, props, target_probs)
+    if fn is _dr:
+        return fn(rewards, props, target_probs, q_hat, q_taken)
+    # routers.ope: keyword call on its documented names
+    kwargs = dict(rewards=rewards, propensities=props, target_probs=target_probs)
+    if name == "dr":
+        kwargs.update(q_hat=q_hat, q_hat_taken=q_taken)
+    return fn(**kwargs)
+
+
+# -- markdown ------------------------------------------------------------------------------------
+def scenario_markdown(result: dict[str, Any]) -> str:
+    if result["scenario"] == "onboarding":
+        res = result["results"]
+        return (f"# Onboarding: `{result['table']}`\n\n{result['router']} trained on {len(result['kept'])} models, "
+                f"{', '.join(result['held_back'])} onboarded from {result['probe_share']:.0%} of the training "
+                f"prompts as probes (per fold: {result['probes_per_fold']}).\n\n"
+                "| variant | auc | gap closed | max quality | cost to match best |\n| --- | --- | --- | --- | --- |\n"
+                + "".join(f"| {k} | {v['auc']} | {v.get('gap_closed')} | {v['max_quality']} | "
+                          f"{v['cost_to_match_best']} |\n" for k, v in res.items())
+                + f"| kept models only (held-back never picked) | {result['auc_kept_models_only']} | | | |\n\n"
+                f"auc ratio onboarded / trained on all: **{result['auc_ratio']}**; single-model frontier auc "
+                f"{result['baselines']['single_model_frontier_auc']}, oracle {result['baselines']['oracle_auc']}.\n")
+    lines = [f"# Online replay: `{result['table']}`\n",
+             f"{result['n_prompts']} requests in a seeded order; reward = {result['reward']}. Best fixed expert "
+             f"{result['best_fixed_expert']['model']} (mean reward {result['best_fixed_expert']['mean_reward']}); "
+             f"oracle {result['oracle_mean_reward']}.\n",
+             "| learner | mean reward | last-half mean reward | mean quality | regret vs best fixed |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, v in result["learners"].items():
+        if "error" in v:
+            lines.append(f"| {name} | error: {v['error']} | | | |")
+        else:
+            lines.append(f"| {name} | {v['mean_reward']} | {v['last_half_mean_reward']} | {v['mean_quality']} | "
+                         f"{v['regret_vs_best_fixed']} |")
+    if result.get("ope"):
+        lines += ["", f"Off-policy estimates from the bandit's log ({result['ope']['source']}):", "",
+                  "| target policy | true | ips | snips | dr |", "| --- | --- | --- | --- | --- |"]
+        for name, e in result["ope"]["estimates"].items():
+            lines.append(f"| {name} | {e['true']} | {e.get('ips')} | {e.get('snips')} | {e.get('dr')} |")
+    return "\n".join(lines) + "\n"
