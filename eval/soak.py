@@ -133,7 +133,7 @@ async def drive(url: str, concurrency: int, duration: float, gateway_pid: int, w
             rss.append((time.monotonic() - start, rss_kb(gateway_pid)))
             await asyncio.sleep(1.0)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         await asyncio.gather(sample(), *(worker(client) for _ in range(concurrency)))
     elapsed = time.monotonic() - start

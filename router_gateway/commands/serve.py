@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
                 workers=args.workers, log_level=args.log_level, access_log=False,
                 # SIGTERM: stop accepting, let streams in flight finish within the drain timeout,
                 # then the lifespan's shutdown flushes the request log
-                timeout_graceful_shutdown=max(1, int(config.server.drain_timeout_s + 0.999)), log_config=None)
+                timeout_graceful_shutdown=max(1, int(config.server.drain_timeout_s + 0.999)), log_config=None,
+                # idle keep-alive longer than clients' pools (httpx: 5 s, the same as uvicorn's default):
+                # otherwise the server closes a connection just as a client reuses it and the request fails
+                timeout_keep_alive=75)
     return 0
 
 

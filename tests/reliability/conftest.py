@@ -1,6 +1,7 @@
 """Fixtures for the reliability suite: fake experts by behaviour, gateways, a real redis-server."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -58,8 +59,8 @@ def experts():
             ("slowfb", "slow", 2.0), ("slowok", "slow", 0.3), ("dies", "die_midstream", 0.5),
             ("flap", "flaky", 0.5), ("switch", "ok", 0.5), ("ratelimited", "ratelimit", 0.5)]
     servers = {name: start_fake_expert(behaviour, name, delay) for name, behaviour, delay in spec}
-    refuse = type("Nothing", (), {"url": f"http://127.0.0.1:{free_port()}", "stop": lambda self: None})()
+    refuse = type("Nothing", (), {"url": f"http://127.0.0.1:{free_port()}", "stop": lambda self, sig=None: None})()
     servers["refuse"] = refuse
     yield servers
     for server in servers.values():
-        server.stop()
+        server.stop(signal.SIGKILL)  # 'hang' holds requests open: a graceful stop would wait them out
