@@ -191,6 +191,25 @@ def evaluate(table: RoutingTable, X: np.ndarray, router_names: list[str], n_fold
     return TableReport(table, base, grid, single, oracle, results, n_folds, seed)
 
 
+class _LazyTorchEmbedder:
+    """The torch all-MiniLM-L6-v2 embedder, loaded only if a prompt is missing from the cache
+    (loading torch and the model takes minutes on a busy 2-core machine; a cached table needs neither)."""
+
+    def __init__(self):
+        from router_gateway.embedding.base import DEFAULT_MODEL, EmbedderInfo
+        self.info = EmbedderInfo(name=DEFAULT_MODEL, dim=384, backend="torch")
+        self._real = None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self._real is None:
+            from router_gateway.embedding import make_embedder
+            log("loading the embedding model")
+            self._real = make_embedder("torch")
+            if self._real.info != self.info:
+                raise RuntimeError(f"embedder is {self._real.info}, expected {self.info}")
+        return self._real.embed(texts)
+
+
 def embed_table(table: RoutingTable, backend: str = "torch", rows: np.ndarray | None = None) -> np.ndarray:
     """Embeddings of the table's prompts (all-MiniLM-L6-v2), read from / written to the disk cache."""
     from router_gateway.embedding import make_embedder
@@ -198,4 +217,5 @@ def embed_table(table: RoutingTable, backend: str = "torch", rows: np.ndarray | 
 
     prompts = table.prompts if rows is None else [table.prompts[i] for i in rows]
     log(f"embedding {len(prompts)} prompts ({backend}; cached by prompt digest)")
-    return embed_cached(make_embedder(backend), prompts)
+    embedder = _LazyTorchEmbedder() if backend == "torch" else make_embedder(backend)
+    return embed_cached(embedder, prompts)
