@@ -79,6 +79,10 @@ class Forwarder:
         self._clients = {name: self._client(e, transport) for name, e in config.experts.items()
                          if e.provider == "openai"}
         self._litellm = None
+        if any(e.provider == "litellm" for e in config.experts.values()):
+            # importing litellm takes seconds: pay it while the config loads, not on a request
+            from router_gateway.services.litellm_provider import LiteLLMProvider
+            self._litellm = LiteLLMProvider()
 
     @staticmethod
     def _client(expert: Expert, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
