@@ -70,6 +70,14 @@ class LinUCBRouter(Router):
             self.b_[a] += Z[sel].T @ r[sel]
         self._inv = None
 
+    def fit_logged(self, X: np.ndarray, actions, rewards, propensities,
+                   experts: list[str]) -> "LinUCBRouter":
+        """Fit from scratch on logged rows (chosen expert index, reward, propensity)."""
+        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
+        Y = np.full((len(actions), len(experts)), np.nan)
+        Y[np.arange(len(actions)), actions] = np.asarray(rewards, dtype=np.float64)
+        return super().fit(X, Y, experts=experts)
+
     def partial_fit(self, X: np.ndarray, actions, rewards, propensities=None) -> "LinUCBRouter":
         """Add logged feedback: one (context, chosen expert index, quality reward) per row.
 

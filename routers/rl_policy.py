@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from routers._common import softmax
-from routers.base import Router, RouterError
+from routers.base import Router, RouterError, check_xy
 from routers.classifier import _train
 from routers.policy import unit_hash
 
@@ -50,23 +50,37 @@ class PolicyRouter(Router):
                              int(self.epochs), float(self.lr), 0.0, int(self.seed), weights=w, init=init)
         self.W1_, self.b1_, self.W2_, self.b2_ = state
 
-    def partial_fit(self, X: np.ndarray, actions, rewards, propensities) -> "PolicyRouter":
-        """Continue training (warm start) on logged rows: chosen expert index, reward in [0, 1], propensity."""
-        X = self.check_X(X)
+    def fit_logged(self, X: np.ndarray, actions, rewards, propensities,
+                   experts: list[str]) -> "PolicyRouter":
+        """Fit from scratch on logged rows (chosen expert index, reward, logging propensity)."""
+        X, Y, P = self._logged_matrices(X, actions, rewards, propensities, len(experts))
+        self.experts_ = list(experts)
+        self.n_features_in_ = X.shape[1]
+        self._train_logged(X, Y, P, init=None)
+        return self
+
+    @staticmethod
+    def _logged_matrices(X, actions, rewards, propensities, k):
+        """Validate logged rows; (X, Y, P) with Y and P NaN except at the logged action."""
         actions = np.asarray(actions, dtype=np.int64).reshape(-1)
         rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
         props = np.asarray(propensities, dtype=np.float64).reshape(-1)
-        n, k = X.shape[0], len(self.experts_)
-        if not (len(actions) == len(rewards) == len(props) == n):
-            raise RouterError("partial_fit: X, actions, rewards and propensities differ in length")
+        n = len(actions)
+        if not (len(rewards) == len(props) == n == np.asarray(X).shape[0]):
+            raise RouterError("X, actions, rewards and propensities differ in length")
         if n and (actions.min() < 0 or actions.max() >= k):
-            raise RouterError("partial_fit: action index out of range")
+            raise RouterError("action index out of range")
         if np.any(~(props > 0)) or np.any(props > 1):
-            raise RouterError("partial_fit: propensities must be in (0, 1]")
-        Y = np.full((n, k), np.nan)
-        P = np.full((n, k), np.nan)
-        Y[np.arange(n), actions] = np.clip(rewards, 0.0, 1.0)
+            raise RouterError("propensities must be in (0, 1]")
+        Y, P = np.full((n, k), np.nan), np.full((n, k), np.nan)
+        Y[np.arange(n), actions] = rewards
         P[np.arange(n), actions] = props
+        X, Y = check_xy(X, Y)
+        return X, Y, P
+
+    def partial_fit(self, X: np.ndarray, actions, rewards, propensities) -> "PolicyRouter":
+        """Continue training (warm start) on logged rows: chosen expert index, reward in [0, 1], propensity."""
+        X, Y, P = self._logged_matrices(self.check_X(X), actions, rewards, propensities, len(self.experts_))
         self._train_logged(X, Y, P, init=(self.W1_, self.b1_, self.W2_, self.b2_))
         return self
 

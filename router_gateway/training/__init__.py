@@ -1,0 +1,1 @@
+"""Training routers from request logs and benchmark tables, onboarding experts, off-policy evaluation."""

@@ -1,0 +1,128 @@
+"""Training data from request logs (JSONL from ``router-gateway logs export``) or a bench table.
+
+Logs give partial labels: one expert per request, its feedback score as quality, NaN elsewhere.
+Rows without prompt text, without a feedback score, or with an expert outside the expert list are
+skipped and counted. Tables give full labels and the task column (domain labels).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class TrainingData:
+    """Prompts with a (n, k) quality matrix (NaN where untried) and, for logs, the logged choices."""
+
+    source: str
+    prompts: list[str]
+    experts: list[str]
+    Y: np.ndarray
+    cost: np.ndarray
+    digest: str
+    domains: list[str] | None = None
+    actions: np.ndarray | None = None           # logged expert index per row (logs only)
+    propensities: np.ndarray | None = None      # logging propensity per row (NaN = unknown)
+    request_ids: list[str] | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self.Y[np.arange(len(self.actions)), self.actions]
+
+    @property
+    def logged_cost(self) -> np.ndarray:
+        return self.cost[np.arange(len(self.actions)), self.actions]
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_experts_yaml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The ``experts:`` map of an experts.yaml (a plain read; the gateway's loader validates fully)."""
+    import yaml
+
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    experts = doc.get("experts")
+    if not isinstance(experts, dict) or not experts:
+        raise ValueError(f"{path}: no 'experts:' map")
+    return {str(k): (v or {}) for k, v in experts.items()}
+
+
+def load_logs(path: str | Path, experts: list[str] | None = None) -> TrainingData:
+    """Read logged requests (JSONL); ``experts`` fixes the columns (default: every chosen expert, sorted)."""
+    records, skipped = [], {"bad_json": 0, "no_prompt": 0, "no_feedback": 0, "failed": 0, "unknown_expert": 0}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                skipped["bad_json"] += 1
+                continue
+            reason = _skip_reason(rec)
+            if reason:
+                skipped[reason] += 1
+                continue
+            records.append(rec)
+    names = list(experts) if experts else sorted({r["chosen_expert"] for r in records})
+    index = {n: i for i, n in enumerate(names)}
+    kept = [r for r in records if r["chosen_expert"] in index]
+    skipped["unknown_expert"] = len(records) - len(kept)
+    n, k = len(kept), len(names)
+    Y, cost = np.full((n, k), np.nan), np.full((n, k), np.nan)
+    actions = np.array([index[r["chosen_expert"]] for r in kept], dtype=np.int64)
+    rows = np.arange(n)
+    Y[rows, actions] = [min(1.0, max(0.0, float(r["feedback"]["score"]))) for r in kept]
+    cost[rows, actions] = [_num(r.get("cost_usd")) for r in kept]
+    props = np.array([_num(r.get("propensity")) for r in kept])
+    return TrainingData(str(path), [r["prompt"] for r in kept], names, Y, cost, file_digest(path),
+                        actions=actions, propensities=props, request_ids=[str(r.get("request_id")) for r in kept],
+                        skipped={k: v for k, v in skipped.items() if v})
+
+
+def _skip_reason(rec: Any) -> str | None:
+    if not isinstance(rec, dict):
+        return "bad_json"
+    if not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
+        return "no_prompt"
+    fb = rec.get("feedback")
+    if not isinstance(fb, dict) or not isinstance(fb.get("score"), (int, float)) or not math.isfinite(fb["score"]):
+        return "no_feedback"
+    if not rec.get("chosen_expert") or int(rec.get("status") or 200) >= 400:
+        return "failed"
+    return None
+
+
+def _num(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return out if math.isfinite(out) else float("nan")
+
+
+def load_bench_table(path: str | Path, experts: list[str] | None = None) -> TrainingData:
+    """A bench table (full labels); ``experts`` selects and orders the model columns."""
+    from routers.data import load_table
+
+    table = load_table(path)
+    if experts:
+        missing = [e for e in experts if e not in table.models]
+        if missing:
+            raise ValueError(f"{path}: no score columns for experts {missing} (table has {table.models})")
+        table = table.select_models(list(experts))
+    return TrainingData(str(path), table.prompts, list(table.models), table.scores, table.costs,
+                        file_digest(path), domains=list(table.tasks))
