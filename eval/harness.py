@@ -7,7 +7,8 @@ and predicts scores for the held-out fold; the out-of-fold predictions are assem
 (n_prompts, n_models) matrix and every metric is computed once on that pooled matrix (not averaged
 per fold): a frontier needs many prompts per operating point, and pooling gives every router exactly
 the prompts and costs of the single-model baselines. A router that fails to fit or predict is
-reported with its error; the run goes on.
+reported with its error; the run goes on. Routers whose ``fit`` takes ``domains`` (the domain
+router) get the training prompts' ``task`` labels; at prediction time they see embeddings only.
 """
 from __future__ import annotations
 
@@ -128,9 +129,42 @@ def build_router(name: str, seed: int, params: dict[str, Any] | None = None):
     return make_router(name, **params)
 
 
+def _pred_cache_path(cache_dir, name, X, table, folds, seed, params) -> "Path":
+    """Where one router's out-of-fold predictions are cached: keyed by the data, folds, seed,
+    hyperparameters and the source of the router's module (an edited router is recomputed)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    cls = router_class(name)
+    src = Path(inspect.getfile(cls)).read_bytes()
+    h = hashlib.sha256()
+    for part in (name, json.dumps(build_router(name, seed, params).get_params(), sort_keys=True, default=str),
+                 str(seed), table.name):
+        h.update(part.encode())
+    for arr in (X, table.scores, table.costs, folds):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(src)
+    return Path(cache_dir) / f"{table.name}-{name}-{h.hexdigest()[:16]}.npz"
+
+
 def cross_val_predict(name: str, X: np.ndarray, table: RoutingTable, folds: np.ndarray, seed: int,
-                      params: dict[str, Any] | None = None) -> RouterResult:
-    """Out-of-fold predicted scores of one router; failures become ``error``."""
+                      params: dict[str, Any] | None = None, cache_dir: str | None = None) -> RouterResult:
+    """Out-of-fold predicted scores of one router; failures become ``error``.
+
+    With ``cache_dir`` the predictions (and timings) are cached, so several processes can fill the
+    cache for different routers in parallel and one final run assembles the report."""
+    if cache_dir:
+        path = _pred_cache_path(cache_dir, name, X, table, folds, seed, params)
+        if path.exists():
+            z = np.load(path)
+            log(f"    {name}: out-of-fold predictions from {path}")
+            return RouterResult(name, pred=z["pred"], route_ms=float(z["route_ms"]), fit_s=float(z["fit_s"]))
+        result = cross_val_predict(name, X, table, folds, seed, params)
+        if result.pred is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, pred=result.pred, route_ms=result.route_ms, fit_s=result.fit_s)
+        return result
     result = RouterResult(name)
     pred = np.full(table.scores.shape, np.nan)
     fit_s = route_s = 0.0
@@ -139,7 +173,10 @@ def cross_val_predict(name: str, X: np.ndarray, table: RoutingTable, folds: np.n
             test = folds == f
             router = build_router(name, seed, params)
             t0 = time.perf_counter()
-            router.fit(X[~test], table.scores[~test], cost=table.costs[~test], experts=table.models)
+            extra = {}
+            if "domains" in inspect.signature(router.fit).parameters:  # e.g. domain: task labels
+                extra["domains"] = [t for t, tr in zip(table.tasks, ~test) if tr]
+            router.fit(X[~test], table.scores[~test], cost=table.costs[~test], experts=table.models, **extra)
             t1 = time.perf_counter()
             scores = np.asarray(router.predict_scores(X[test]), dtype=np.float64)
             route_s += time.perf_counter() - t1
@@ -159,7 +196,8 @@ def cross_val_predict(name: str, X: np.ndarray, table: RoutingTable, folds: np.n
 # -- one table -----------------------------------------------------------------------------------
 def evaluate(table: RoutingTable, X: np.ndarray, router_names: list[str], n_folds: int = 5, seed: int = 0,
              params: dict[str, dict[str, Any]] | None = None,
-             on_router: Callable[[RouterResult], None] | None = None) -> TableReport:
+             on_router: Callable[[RouterResult], None] | None = None,
+             cache_dir: str | None = None) -> TableReport:
     """Cross-validate every router on ``table`` with embeddings ``X`` and compute all metrics."""
     if X.shape[0] != len(table):
         raise ValueError(f"{X.shape[0]} embeddings for {len(table)} prompts")
@@ -176,7 +214,7 @@ def evaluate(table: RoutingTable, X: np.ndarray, router_names: list[str], n_fold
     results: dict[str, RouterResult] = {}
     for i, name in enumerate(router_names, 1):
         log(f"[{i}/{len(router_names)}] {name}: cross-validating")
-        r = cross_val_predict(name, X, table, folds, seed, (params or {}).get(name))
+        r = cross_val_predict(name, X, table, folds, seed, (params or {}).get(name), cache_dir)
         if r.pred is not None:
             r.metrics, r.frontier, r.choices = M.evaluate_scores(
                 r.pred, true, cost, base, grid, oracle.metrics["auc"], single["auc"])

@@ -50,18 +50,19 @@ def plot_frontiers(report: TableReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     base = report.base
-    fig, ax = plt.subplots(figsize=(9, 6), dpi=100)
+    fig, ax = plt.subplots(figsize=(11, 6), dpi=100)
     ax.axvspan(base.c_min, base.c_max, color="0.94", zorder=0, label="auc cost range")
     ok = [r for r in report.routers.values() if r.frontier is not None]
     ok.sort(key=lambda r: -r.metrics["auc"])
     cmap = plt.get_cmap("tab10" if len(ok) <= 10 else "tab20")
     for i, r in enumerate(ok):
-        x, y = _step_xy(r.frontier)
-        ax.step(x, y, where="post", color=cmap(i % cmap.N), lw=1.8,
+        x, y = _extend(*_step_xy(r.frontier), base.c_max)
+        ax.step(x, y, where="post", color=cmap(i % cmap.N), lw=1.8, marker="o", markersize=3, markevery=_marks(x),
                 label=f"{r.name} (auc {r.metrics['auc']:.3f})")
-    x, y = _step_xy(report.oracle.frontier)
+    x, y = _extend(*_step_xy(report.oracle.frontier), base.c_max)
     ax.step(x, y, where="post", color="black", lw=1.5, ls="--",
             label=f"oracle (auc {report.oracle.metrics['auc']:.3f})")
+    x, y = _step_xy(report.oracle.frontier)
     ax.scatter(x[-1:], y[-1:], marker="*", s=160, color="black", zorder=5)
     hx, hy = M.upper_hull(base.model_cost, base.model_quality)
     ax.plot(hx, hy, color="0.45", lw=1.2, ls=":",
@@ -77,10 +78,23 @@ def plot_frontiers(report: TableReport, path: Path) -> None:
     ax.set_title(f"{report.table.name}: cost-quality frontiers ({len(report.table)} prompts, "
                  f"{report.folds}-fold out-of-fold)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7.5, loc="lower right", framealpha=0.9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _extend(x: np.ndarray, y: np.ndarray, c_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Carry the step's last value to c_max: q(c) holds beyond the dearest point."""
+    if x[-1] < c_max:
+        return np.append(x, c_max), np.append(y, y[-1])
+    return x, y
+
+
+def _marks(x: np.ndarray) -> list[int]:
+    """Mark the real operating points (not the extension), at most ~25 of them."""
+    n = len(x) - 1 if len(x) > 1 else 1
+    return list(range(0, n, max(1, n // 25)))
 
 
 def _short(name: str, width: int = 28) -> str:

@@ -95,31 +95,18 @@ def _r(v: Any) -> Any:
 
 
 # -- online --------------------------------------------------------------------------------------
-def _ope_estimators():
-    """IPS / SNIPS / DR from routers.ope when it is there, else the textbook formulas."""
+def _evaluate_policy(rewards, props, actions, target_probs, q_hat):
+    """routers.ope's IPS / SNIPS / DR (with 95% CIs) when present, else the textbook point estimates."""
     try:
-        from routers import ope  # noqa: F401
-        fns = {name: getattr(ope, name) for name in ("ips", "snips", "dr") if hasattr(ope, name)}
-        if len(fns) == 3:
-            return fns, "routers.ope"
+        from routers.ope import evaluate_policy
     except ImportError:
-        pass
-    return {"ips": _ips, "snips": _snips, "dr": _dr}, "eval fallback"
-
-
-def _ips(rewards, propensities, target_probs, q_hat=None):
-    w = target_probs / propensities
-    return float(np.mean(w * rewards))
-
-
-def _snips(rewards, propensities, target_probs, q_hat=None):
-    w = target_probs / propensities
-    return float(np.sum(w * rewards) / max(np.sum(w), 1e-12))
-
-
-def _dr(rewards, propensities, target_probs, q_hat=None, q_hat_taken=None):
-    w = target_probs / propensities
-    return float(np.mean(q_hat + w * (rewards - q_hat_taken)))
+        rows = np.arange(len(actions))
+        w = target_probs[rows, actions] / props
+        return {"ips": {"value": float(np.mean(w * rewards))},
+                "snips": {"value": float(np.sum(w * rewards) / max(np.sum(w), 1e-12))},
+                "dr": {"value": float(np.mean((target_probs * q_hat).sum(axis=1)
+                                              + w * (rewards - q_hat[rows, actions])))}}
+    return {k: v.as_dict() for k, v in evaluate_policy(rewards, props, actions, target_probs, q_hat).items()}
 
 
 def run_online(table: RoutingTable, X: np.ndarray, seed: int = 0, cost_weight: float = 0.1,
@@ -192,7 +179,8 @@ def _replay_bandit(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, 
 
 
 def _replay_policy(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, retrain_every):
-    """Uniform until the first training, then greedy on the policy's scores; retrained from its log."""
+    """Uniform until the first training, then sampling from the policy (with its propensities);
+    retrained from scratch on its whole logged stream every ``retrain_every`` requests."""
     n, k = R.shape
     rng = np.random.default_rng(seed + 2)
     actions, props = np.empty(n, dtype=np.int64), np.empty(n)
@@ -202,6 +190,9 @@ def _replay_policy(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, 
         end = min(n, start + (retrain_every if router is not None else max(n_warm, 1)))
         if router is None:
             actions[start:end], props[start:end] = rng.integers(0, k, end - start), 1.0 / k
+        elif hasattr(router, "choose"):
+            for t in range(start, end):
+                actions[t], props[t] = router.choose(Xs[t:t + 1], f"{seed}-{t}", cost=C[t], cost_weight=cost_weight)
         else:
             actions[start:end] = choose_batch(router.predict_scores(Xs[start:end]), C[start:end], cost_weight)
             props[start:end] = 1.0
@@ -211,7 +202,7 @@ def _replay_policy(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, 
 
 
 def _train_from_log(name, X, S, actions, props, models, seed):
-    """Fit a router from a logged stream: the logged-bandit API when it has one, else partial labels."""
+    """Fit a router from a logged stream: ``fit_logged`` when it has one, else partial labels."""
     router = build_router(name, seed)
     rewards = S[np.arange(len(actions)), actions]
     if hasattr(router, "fit_logged"):
@@ -221,54 +212,49 @@ def _train_from_log(name, X, S, actions, props, models, seed):
     return router.fit(X, Y, experts=models)
 
 
+def _target_probs(router, X, C, cost_weight) -> np.ndarray:
+    """The action distribution (n, k) of a trained router: its own when it has one, else greedy."""
+    if hasattr(router, "action_probabilities"):
+        return np.asarray(router.action_probabilities(X, C, cost_weight), dtype=np.float64)
+    choice = choose_batch(router.predict_scores(X), C, cost_weight)
+    probs = np.zeros(C.shape)
+    probs[np.arange(len(choice)), choice] = 1.0
+    return probs
+
+
 def _off_policy(Xs, S, C, R, models, logged, seed, cost_weight) -> dict[str, Any]:
-    """OPE from the bandit's logged stream of candidate policies vs their true replayed value."""
+    """OPE from the bandit's logged stream vs each target's true replayed value.
+
+    Targets: every fixed expert (on the whole log), and routers trained on the first half of the
+    log (the RL policy with its importance weighting, kNN and cluster on partial labels), evaluated
+    on the second half. The reward model for DR is the per-expert mean logged reward of the first half.
+    """
     actions, props = logged
     n, k = R.shape
-    rows = np.arange(n)
-    rewards = R[rows, actions]
-    estimators, source = _ope_estimators()
-    # a reward model for DR: per-expert mean logged reward (crude but unbiased-compatible)
-    q_mean = np.array([rewards[actions == j].mean() if np.any(actions == j) else 0.0 for j in range(k)])
-    q_hat_all = np.tile(q_mean, (n, 1))
     half = n // 2
-    # candidate target policies: each fixed expert, and a kNN/cluster router trained on the first half's log
-    targets: dict[str, np.ndarray] = {f"fixed:{m}": np.full(n, j) for j, m in enumerate(models)}
-    for cand in ("knn", "cluster"):
+    rewards = R[np.arange(n), actions]
+    q_mean = np.array([rewards[:half][actions[:half] == j].mean() if np.any(actions[:half] == j) else 0.0
+                       for j in range(k)])
+    targets: dict[str, tuple[np.ndarray, slice]] = {}
+    for j, m in enumerate(models):
+        probs = np.zeros((n, k))
+        probs[:, j] = 1.0
+        targets[f"fixed:{m}"] = (probs, slice(0, n))
+    for cand in ("policy", "knn", "cluster"):
         if cand in available_routers():
             try:
                 r = _train_from_log(cand, Xs[:half], S, actions[:half], props[:half], models, seed)
-                targets[f"{cand} (trained on first half of log)"] = choose_batch(
-                    r.predict_scores(Xs), C, cost_weight)
-            except Exception as exc:  # noqa: BLE001 - reported in the output
+                targets[f"{cand} (trained on 1st half of log)"] = (
+                    _target_probs(r, Xs[half:], C[half:], cost_weight), slice(half, n))
+            except Exception as exc:  # noqa: BLE001 - reported in the log, the others go on
                 log(f"  ope target {cand} failed: {exc}")
     res = {}
-    for name, choice in targets.items():
-        ev = slice(half, n) if "first half" in name else slice(0, n)
-        target_probs = (choice[ev] == actions[ev]).astype(float)
-        q_hat = q_hat_all[ev][np.arange(len(choice[ev])), choice[ev]]
-        q_taken = q_hat_all[ev][np.arange(len(choice[ev])), actions[ev]]
-        est = {"true": _r(R[rows[ev], choice[ev]].mean())}
-        for ename, fn in estimators.items():
-            try:
-                est[ename] = _r(_call_estimator(ename, fn, rewards[ev], props[ev], target_probs, q_hat, q_taken))
-            except Exception as exc:  # noqa: BLE001
-                est[ename] = None
-                log(f"  ope {ename} failed for {name}: {exc}")
-        res[name] = est
-    return {"source": source, "logged_by": "bandit", "estimates": res}
-
-
-def _call_estimator(name, fn, rewards, props, target_probs, q_hat, q_taken):
-    if fn in (_ips, _snips):
-        return fn(rewards, props, target_probs)
-    if fn is _dr:
-        return fn(rewards, props, target_probs, q_hat, q_taken)
-    # routers.ope: keyword call on its documented names
-    kwargs = dict(rewards=rewards, propensities=props, target_probs=target_probs)
-    if name == "dr":
-        kwargs.update(q_hat=q_hat, q_hat_taken=q_taken)
-    return fn(**kwargs)
+    for name, (probs, ev) in targets.items():
+        a, r, p = actions[ev], rewards[ev], props[ev]
+        true = float(np.mean((probs * R[ev]).sum(axis=1)))  # its expected reward on these prompts
+        est = _evaluate_policy(r, p, a, probs, np.tile(q_mean, (len(a), 1)))
+        res[name] = {"true": _r(true), **{k: {kk: _r(vv) for kk, vv in v.items()} for k, v in est.items()}}
+    return {"logged_by": "bandit", "estimates": res}
 
 
 # -- markdown ------------------------------------------------------------------------------------
@@ -297,8 +283,13 @@ def scenario_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | {v['mean_reward']} | {v['last_half_mean_reward']} | {v['mean_quality']} | "
                          f"{v['regret_vs_best_fixed']} |")
     if result.get("ope"):
-        lines += ["", f"Off-policy estimates from the bandit's log ({result['ope']['source']}):", "",
+        lines += ["", "Off-policy estimates (95% CI) from the bandit's logged stream vs the true replayed value:", "",
                   "| target policy | true | ips | snips | dr |", "| --- | --- | --- | --- | --- |"]
         for name, e in result["ope"]["estimates"].items():
-            lines.append(f"| {name} | {e['true']} | {e.get('ips')} | {e.get('snips')} | {e.get('dr')} |")
+            cells = []
+            for key in ("ips", "snips", "dr"):
+                v = e.get(key) or {}
+                ci = f" [{v['lo']}, {v['hi']}]" if v.get("lo") is not None else ""
+                cells.append(f"{v.get('value')}{ci}")
+            lines.append(f"| {name} | {e['true']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

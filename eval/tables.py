@@ -53,10 +53,13 @@ def _load_unchecked(path: Path) -> tuple[RoutingTable, int]:
 
 
 def sample_table(table: RoutingTable, n: int | None, seed: int = 0) -> RoutingTable:
-    """A seeded uniform sample of ``n`` rows (kept in table order), or the table itself."""
+    """A seeded uniform sample of ``n`` rows (kept in table order), or the table itself.
+
+    The sample is a prefix of one seeded permutation, so a smaller sample is part of a larger one
+    with the same seed (embeddings cached for one serve the other)."""
     import numpy as np
 
     if not n or n >= len(table):
         return table
-    rows = np.sort(np.random.default_rng(seed).choice(len(table), size=n, replace=False))
+    rows = np.sort(np.random.default_rng(seed).permutation(len(table))[:n])
     return table.subset(rows)

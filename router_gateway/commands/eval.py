@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--embedder", default="torch", help="embedding backend (default torch: all-MiniLM-L6-v2)")
     p.add_argument("--sample", type=int, help="evaluate a seeded uniform sample of N prompts (big tables, "
                    "slow embedding); folds stay the table's")
+    p.add_argument("--pred-cache", metavar="DIR",
+                   help="cache each router's out-of-fold predictions here (keyed by data, seed, params and "
+                        "router source), so runs for different routers can go in parallel and be assembled")
     p.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return _write_scenario(result, args)
 
     from eval.report import write_json, write_report
-    report = evaluate(table, X, names, n_folds=args.folds, seed=args.seed)
+    report = evaluate(table, X, names, n_folds=args.folds, seed=args.seed, cache_dir=args.pred_cache)
     if args.json:
         write_json(report, args.json)
         log(f"wrote {args.json}")
