@@ -10,7 +10,8 @@ from tests.support.servers import start_fake_expert, start_gateway
 
 
 def write_config(path: Path, experts: dict[str, str], extra: str = "", log_path: Path | None = None,
-                 profiles: str | None = None, expert_extra: dict[str, str] | None = None) -> Path:
+                 profiles: str | None = None, expert_extra: dict[str, str] | None = None,
+                 first_byte_s: float = 3) -> Path:
     """experts: name -> base url. Prices rise with position so 'cheapest' and 'strongest' differ."""
     lines = ["experts:"]
     for i, (name, url) in enumerate(experts.items()):
@@ -18,7 +19,7 @@ def write_config(path: Path, experts: dict[str, str], extra: str = "", log_path:
                   f"    price: {{input_per_mtok: {0.1 * (i + 1):.2f}, output_per_mtok: {0.2 * (i + 1):.2f}}}",
                   f"    prior_quality: {0.5 + 0.1 * i:.2f}", "    capabilities: [tools, json]",
                   "    context_window: 4096",
-                  "    timeout: {connect: 1, first_byte: 3, total: 10}"]
+                  f"    timeout: {{connect: 1, first_byte: {first_byte_s}, total: {max(10, first_byte_s)}}}"]
         if expert_extra and name in expert_extra:
             lines += ["    " + line for line in expert_extra[name].strip().splitlines()]
     lines += ["routers:", "  strong: {type: strongest}", "  cheap: {type: cheapest}"]

@@ -18,6 +18,8 @@ from router_gateway.config import Expert, GatewayConfig
 from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
 from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_events, usage_of
+from router_gateway.services.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamResponse,
+                                              make_upstream)
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
@@ -70,31 +72,19 @@ class ClientError(GatewayError):
 
 
 class Forwarder:
-    """Holds one pooled async HTTP client per expert; built per config version."""
+    """Holds one pooled upstream client per expert; built per config version."""
 
     def __init__(self, config: GatewayConfig, state: ExpertState,
                  transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
         self.state = state
-        self._clients = {name: self._client(e, transport) for name, e in config.experts.items()
+        self._clients = {name: make_upstream(e, transport) for name, e in config.experts.items()
                          if e.provider == "openai"}
         self._litellm = None
         if any(e.provider == "litellm" for e in config.experts.values()):
             # importing litellm takes seconds: pay it while the config loads, not on a request
             from router_gateway.services.litellm_provider import LiteLLMProvider
             self._litellm = LiteLLMProvider()
-
-    @staticmethod
-    def _client(expert: Expert, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-        headers = {"content-type": "application/json"}
-        if expert.api_key:
-            headers["authorization"] = f"Bearer {expert.api_key}"
-        limits = httpx.Limits(max_connections=expert.max_concurrency * 2,
-                              max_keepalive_connections=expert.max_concurrency)
-        timeout = httpx.Timeout(connect=expert.timeout.connect, read=expert.timeout.total,
-                                write=expert.timeout.connect, pool=expert.timeout.connect)
-        return httpx.AsyncClient(base_url=expert.base_url, headers=headers, limits=limits, timeout=timeout,
-                                 transport=transport)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self._clients.values()), return_exceptions=True)
@@ -158,59 +148,63 @@ class Forwarder:
         return payload
 
     async def _call(self, name: str, expert: Expert, payload: dict, remaining: float) -> ForwardResult:
-        client = self._clients[name]
+        timeout = min(expert.timeout.first_byte, remaining)
+        response = None
         try:
-            response = await asyncio.wait_for(
-                client.post("/chat/completions", content=orjson.dumps(payload)),
-                timeout=min(expert.timeout.first_byte, remaining))
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+            async with asyncio.timeout(timeout):
+                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload))
+                if response.status in RETRYABLE_STATUS:
+                    raise _Retryable(f"http_{response.status}",
+                                     UpstreamError(f"expert {name} answered {response.status}"))
+                content = await response.read()
+        except TimeoutError:
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} did not answer in time")) from None
-        except httpx.TransportError as exc:
-            raise _Retryable("connect_error", UpstreamError(f"expert {name} unreachable: {type(exc).__name__}")) from None
-        if response.status_code in RETRYABLE_STATUS:
-            raise _Retryable(f"http_{response.status_code}",
-                             UpstreamError(f"expert {name} answered {response.status_code}"))
-        if response.status_code >= 400:
-            raise ClientError(response.status_code, response.content)
-        content = response.content
+        except UpstreamConnectError as exc:
+            raise _Retryable("connect_error", UpstreamError(f"expert {name} unreachable: {exc}")) from None
+        except UpstreamBodyError as exc:
+            raise _Retryable("protocol_error", UpstreamError(f"expert {name} broke off its answer: {exc}")) from None
+        finally:
+            if response is not None:
+                await response.close()
+        if response.status >= 400:
+            raise ClientError(response.status, content)
         try:
             usage = orjson.loads(content).get("usage")
         except (orjson.JSONDecodeError, AttributeError):
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} sent invalid JSON")) from None
-        return ForwardResult(name, response.status_code, [], body=ModelRenamer(expert.model, name)(content),
+        return ForwardResult(name, response.status, [], body=ModelRenamer(expert.model, name)(content),
                              usage=usage if isinstance(usage, dict) else None)
 
     async def _open_stream(self, name: str, expert: Expert, payload: dict, remaining: float,
                            wants_usage: bool) -> ForwardResult:
-        client = self._clients[name]
         started = time.perf_counter()
-        request = client.build_request("POST", "/chat/completions", content=orjson.dumps(payload))
-        timeout = min(expert.timeout.first_byte, remaining)
         response = None
         try:
-            response = await asyncio.wait_for(client.send(request, stream=True), timeout=timeout)
-            if response.status_code in RETRYABLE_STATUS:
-                await response.aclose()
-                raise _Retryable(f"http_{response.status_code}",
-                                 UpstreamError(f"expert {name} answered {response.status_code}"))
-            if response.status_code >= 400:
-                body = await response.aread()
-                raise ClientError(response.status_code, body)
-            events = sse_events(response.aiter_raw())
-            first = await asyncio.wait_for(events.__anext__(), timeout=max(0.001, timeout - (time.perf_counter() - started)))
-        except (asyncio.TimeoutError, httpx.TimeoutException):
+            async with asyncio.timeout(min(expert.timeout.first_byte, remaining)):
+                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload))
+                if response.status in RETRYABLE_STATUS:
+                    raise _Retryable(f"http_{response.status}",
+                                     UpstreamError(f"expert {name} answered {response.status}"))
+                if response.status >= 400:
+                    raise ClientError(response.status, await response.read())
+                events = sse_events(response.chunks)
+                first = await events.__anext__()
+        except TimeoutError:
             await _close(response)
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} sent no first byte in time")) from None
-        except (httpx.TransportError, StopAsyncIteration) as exc:
+        except (UpstreamConnectError, UpstreamBodyError, StopAsyncIteration) as exc:
             await _close(response)
-            raise _Retryable("connect_error" if isinstance(exc, httpx.ConnectError) else "protocol_error",
-                             UpstreamError(f"expert {name} failed before the first byte: {type(exc).__name__}")) from None
-        ttft = (time.perf_counter() - started) * 1e3
-        result = ForwardResult(name, response.status_code, [], ttft_ms=ttft)
+            outcome = "connect_error" if isinstance(exc, UpstreamConnectError) else "protocol_error"
+            raise _Retryable(outcome, UpstreamError(
+                f"expert {name} failed before the first byte: {type(exc).__name__} {exc}")) from None
+        except BaseException:
+            await _close(response)
+            raise
+        result = ForwardResult(name, response.status, [], ttft_ms=(time.perf_counter() - started) * 1e3)
         result.stream = self._relay(name, expert, response, events, first, result, wants_usage)
         return result
 
-    async def _relay(self, name: str, expert: Expert, response: httpx.Response, events: AsyncIterator[bytes],
+    async def _relay(self, name: str, expert: Expert, response: UpstreamResponse, events: AsyncIterator[bytes],
                      first: bytes, result: ForwardResult, client_wants_usage: bool) -> AsyncIterator[bytes]:
         """Yield events to the client as they arrive; record usage; end with an error event on failure."""
         rename = ModelRenamer(expert.model, name)
@@ -231,10 +225,10 @@ class Forwarder:
                 except StopAsyncIteration:
                     ok = True
                     break
-        except (httpx.TransportError, httpx.TimeoutException) as exc:
-            result.stream_state["error"] = f"mid-stream failure: {type(exc).__name__}"
+        except (UpstreamConnectError, UpstreamBodyError) as exc:
+            result.stream_state["error"] = f"mid-stream failure: {exc}"
             result.status = 502
-            yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({type(exc).__name__})"))
+            yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({exc})"))
         finally:
             await _close(response)
             self.state.release(name)
@@ -273,9 +267,6 @@ class _Retryable(Exception):
         self.error = error
 
 
-async def _close(response: httpx.Response | None) -> None:
+async def _close(response: UpstreamResponse | None) -> None:
     if response is not None:
-        try:
-            await response.aclose()
-        except Exception:  # closing a broken connection must not mask the real error
-            pass
+        await response.close()

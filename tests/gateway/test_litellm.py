@@ -16,7 +16,8 @@ MSG = [{"role": "user", "content": "hi"}]
 def litellm_gateway(fake_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("litellm")
     config = write_config(tmp / "experts.yaml", {"viallm": fake_experts["good"].url},
-                          expert_extra={"viallm": "provider: litellm\nlitellm_model: openai/viallm-served"})
+                          expert_extra={"viallm": "provider: litellm\nlitellm_model: openai/viallm-served"},
+                          first_byte_s=60)  # litellm's per-call overhead is large on a loaded machine
     server = start_gateway(config, tmp, env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     yield server
     server.stop()
