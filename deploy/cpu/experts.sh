@@ -258,12 +258,13 @@ cmd_stop() {
     pid="$(cat "$STATE/$name.pid" 2>/dev/null || true)"
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
       log "stop: $name (pid $pid)"
-      kill "$pid" 2>/dev/null || true
-      for i in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      # setsid made the server the leader of its own process group: signal the group (API server,
+      # engine core, worker) so no child outlives it.
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
       if kill -0 "$pid" 2>/dev/null; then
-        log "stop: $name did not exit, SIGKILL"
-        pkill -KILL -P "$pid" 2>/dev/null || true
-        kill -KILL "$pid" 2>/dev/null || true
+        log "stop: $name did not exit in 15 s, SIGKILL"
+        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
       fi
     else
       log "stop: $name not running"
