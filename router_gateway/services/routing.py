@@ -103,10 +103,11 @@ class RoutingService:
                      cost_weight_header: str | None = None,
                      allowed_experts: set[str] | None = None) -> Decision:
         profile, direct = self.resolve_model(request.model)
-        text = prompt_text([m.model_dump() for m in request.messages])
+        # prompt_text reads only role and content: no need to model_dump every message
+        text = prompt_text([{"role": m.role, "content": m.content} for m in request.messages])
         tokens = estimate_prompt_tokens(body_size, len(text))
         if direct is not None:
-            return self._direct(direct, request, tokens, request_id, allowed_experts)
+            return self._direct(direct, request, tokens, request_id, allowed_experts, text)
         assert profile is not None
         self._check_limits(profile, request)
         cost_weight = _cost_weight(cost_weight_header, profile.cost_weight)
@@ -126,8 +127,10 @@ class RoutingService:
             if self.embedder is None:
                 raise NoExpertAvailable("the prompt embedder is not loaded")
             return await self.embedder.embed_one(text)
-        # Baselines ignore the embedding; "random" hashes it, so hand it one derived from the
-        # request id: a different draw per request, the same draw for a replayed request.
+        if loaded.router.router_type != "random":
+            return np.zeros(dim, dtype=np.float32)  # baselines ignore the embedding
+        # "random" hashes its input: hand it a vector derived from the request id, a different
+        # draw per request and the same draw for a replayed request.
         seed = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "little")
         return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
 
@@ -173,7 +176,7 @@ class RoutingService:
         return reasons
 
     def _direct(self, name: str, request: ChatRequest, tokens: int, request_id: str,
-                allowed: set[str] | None) -> Decision:
+                allowed: set[str] | None, text: str) -> Decision:
         if allowed is not None and name not in allowed:
             from router_gateway.errors import PermissionDenied
             raise PermissionDenied(f"this API key may not use expert '{name}'", param="model")
@@ -190,7 +193,7 @@ class RoutingService:
             candidates.append(Candidate(n, 1.0 if n == name else 0.0,
                                         self.config.experts[n].price.cost(tokens, out_tokens), 0.0))
         return Decision(request_id, None, None, candidates, ineligible, prompt_tokens_est=tokens,
-                        prompt_text=prompt_text([m.model_dump() for m in request.messages]))
+                        prompt_text=text)
 
     @staticmethod
     def _check_limits(profile: Profile, request: ChatRequest) -> None:
