@@ -17,6 +17,9 @@
 #   RG_TOKENIZER    a directory with tokenizer files (default deploy/cpu/models/smollm2-dense, which
 #                   deploy/cpu/experts.sh setup writes; else the tokenizer of the vllm package's own test
 #                   assets is not used: set this)
+#   RG_GPU_DTYPE    --dtype (default bfloat16); RG_GPU_EXTRA_ARGS: more server flags (word-split)
+#                   e.g. "--gpu-memory-utilization 0.5"; a CPU dry run of this script:
+#                   RG_GPU_PYTHON=deploy/cpu/venv/bin/python RG_GPU_DTYPE=float32 RG_GPU_EXTRA_ARGS=--enforce-eager
 #   RG_GPU_EXPERTS / RG_GPU_TOPK / RG_GPU_LAYERS / RG_GPU_HIDDEN   tiny-model shape (8 / 2 / 4 / 512)
 set -euo pipefail
 
@@ -57,7 +60,7 @@ fi
 [[ -f "$TOKENIZER/tokenizer.json" ]] || die "no tokenizer.json in $TOKENIZER (run deploy/cpu/experts.sh setup or set RG_TOKENIZER)"
 mkdir -p "$MODEL_DIR"
 for f in tokenizer.json tokenizer_config.json special_tokens_map.json chat_template.jinja; do
-  [[ -f "$TOKENIZER/$f" ]] && cp "$TOKENIZER/$f" "$MODEL_DIR/"
+  if [[ -f "$TOKENIZER/$f" ]]; then cp "$TOKENIZER/$f" "$MODEL_DIR/"; fi
 done
 RG_GPU_EXPERTS="${RG_GPU_EXPERTS:-8}" RG_GPU_TOPK="${RG_GPU_TOPK:-2}" RG_GPU_LAYERS="${RG_GPU_LAYERS:-4}" \
 RG_GPU_HIDDEN="${RG_GPU_HIDDEN:-512}" "$PY" - "$MODEL_DIR" "$TOKENIZER" <<'EOF'
@@ -86,8 +89,8 @@ log "starting vLLM on 127.0.0.1:$PORT (TP=$TP ${extra[*]:-}) log: $LOG"
 t0=$SECONDS
 VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 "$PY" -m vllm.entrypoints.openai.api_server \
   --host 127.0.0.1 --port "$PORT" --model "$MODEL_DIR" --served-model-name tiny-moe \
-  --load-format dummy --dtype bfloat16 --max-model-len 2048 --gpu-memory-utilization 0.5 \
-  --tensor-parallel-size "$TP" "${extra[@]}" >"$LOG" 2>&1 &
+  --load-format dummy --dtype "${RG_GPU_DTYPE:-bfloat16}" --max-model-len 2048 \
+  --tensor-parallel-size "$TP" "${extra[@]}" ${RG_GPU_EXTRA_ARGS:-} >"$LOG" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 until curl -fsS --max-time 2 "http://127.0.0.1:$PORT/v1/models" >/dev/null 2>&1; do
