@@ -45,9 +45,12 @@ def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads:
         try:
             from router_gateway.embedding.onnx_backend import OnnxEmbedder
             return OnnxEmbedder(model=model, threads=threads)
-        except ImportError:
+        except Exception as exc:  # auto: missing onnxruntime, or no ONNX file and no way to export it
             if backend == "onnx":
                 raise
+            import logging
+            logging.getLogger("router_gateway.embedding").warning(
+                "onnx embedder unavailable (%s: %s); using the torch backend", type(exc).__name__, exc)
     if backend in ("torch", "auto"):
         from router_gateway.embedding.torch_backend import TorchEmbedder
         return TorchEmbedder(model=model, threads=threads)
