@@ -73,6 +73,7 @@ def plot_frontiers(report: TableReport, path: Path) -> None:
         ax.annotate(_short(name), (base.model_cost[i], base.model_quality[i]), fontsize=7,
                     xytext=(4, -9 if i % 2 else 3), textcoords="offset points", color="0.25")
     ax.set_xscale("log")
+    ax.margins(x=0.15)  # room for the labels of the dearest models
     ax.set_xlabel("mean cost per prompt (USD, log scale)")
     ax.set_ylabel("mean quality")
     ax.set_title(f"{report.table.name}: cost-quality frontiers ({len(report.table)} prompts, "
