@@ -65,6 +65,7 @@ class TableReport:
     routers: dict[str, RouterResult]
     folds: int
     seed: int
+    sample_of: int | None = None  # the full table's size when a seeded sample was evaluated
 
     def to_json(self) -> dict[str, Any]:
         """The stable JSON shape other tools read."""
@@ -74,6 +75,7 @@ class TableReport:
             "n_prompts": len(self.table),
             "models": list(self.table.models),
             "protocol": {"folds": self.folds, "seed": self.seed, "pooled_out_of_fold": True,
+                         "sample_of": self.sample_of,
                          "n_cost_weights": int(len(self.cost_weights))},
             "routers": {name: {k: _clean(r.metrics.get(k)) for k in ROUTER_KEYS}
                         for name, r in self.routers.items()},

@@ -164,7 +164,7 @@ def markdown_page(report: TableReport, picks: str) -> str:
                         for i, m in sorted(enumerate(base.models), key=lambda p: base.model_cost[p[0]]))
     return f"""# Routing evaluation: `{t.name}`
 
-{len(t)} prompts, {len(t.models)} models, {len(set(t.tasks))} tasks. {report.folds}-fold cross-validation on the
+{len(t)} prompts{f" (a seeded uniform sample of the table's {report.sample_of}: `--sample {len(t)} --seed {report.seed}`)" if report.sample_of else ""}, {len(t.models)} models, {len(set(t.tasks))} tasks. {report.folds}-fold cross-validation on the
 table's `fold` column: every router is fitted on four folds and predicts the fifth, on the same cached
 all-MiniLM-L6-v2 embeddings; metrics are computed once on the pooled out-of-fold predictions. Each router's
 operating points come from a sweep of the cost weight (0 and {len(report.cost_weights) - 1} log-spaced values):

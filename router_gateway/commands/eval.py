@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, TableError, ValueError) as exc:
         print(f"router-gateway eval: {exc}", file=sys.stderr)
         return 2
+    full_size = len(table)
     if args.sample:
         table = sample_table(table, args.sample, args.seed)
         log(f"evaluating a seeded sample of {len(table)} prompts")
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     from eval.report import write_json, write_report
     report = evaluate(table, X, names, n_folds=args.folds, seed=args.seed, cache_dir=args.pred_cache)
+    if len(table) < full_size:
+        report.sample_of = full_size
     if args.json:
         write_json(report, args.json)
         log(f"wrote {args.json}")
