@@ -41,6 +41,9 @@ def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads:
         if not url:
             raise ValueError("remote embedder needs a url")
         return RemoteEmbedder(url=url, model=model, api_key=api_key, dim=dim)
+    if backend == "static":  # distilled model2vec-style table: its own model name, routers retrain on it
+        from router_gateway.embedding.static_backend import StaticEmbedder
+        return StaticEmbedder(model=model, threads=threads)
     if backend in ("onnx", "auto"):
         try:
             from router_gateway.embedding.onnx_backend import OnnxEmbedder
@@ -54,7 +57,7 @@ def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads:
     if backend in ("torch", "auto"):
         from router_gateway.embedding.torch_backend import TorchEmbedder
         return TorchEmbedder(model=model, threads=threads)
-    raise ValueError(f"unknown embedder backend {backend!r} (torch, onnx, remote, auto)")
+    raise ValueError(f"unknown embedder backend {backend!r} (torch, onnx, static, remote, auto)")
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
