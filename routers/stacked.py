@@ -1,4 +1,4 @@
-"""Stacked router: knn + classifier + cluster, combined per expert by a logistic stacker learnt on
+"""Stacked router: knn + cluster + domain (default bases), combined per expert by a logistic stacker learnt on
 out-of-fold predictions inside the training data.
 
 The base routers' hyperparameters are fixed (not tuned per table); the only thing learnt from the
@@ -24,7 +24,7 @@ class StackedRouter(Router):
     router_type = "stacked"
     state_attrs = ("stack_coef_",)
 
-    def __init__(self, bases: str = "knn,classifier,cluster", knn_k: int = 40, inner_folds: int = 3,
+    def __init__(self, bases: str = "knn,cluster,domain", knn_k: int = 40, inner_folds: int = 3,
                  stack_C: float = 10.0, seed: int = 0):
         self.bases = bases
         self.knn_k = knn_k
@@ -45,6 +45,19 @@ class StackedRouter(Router):
             router.set_params(seed=int(self.seed))
         return router
 
+    def fit(self, X, Y, cost=None, experts=None, domains=None) -> "StackedRouter":
+        """As ``Router.fit``, plus optional ``domains`` labels handed to a ``domain`` base."""
+        self._labels = None if domains is None else np.asarray([str(d) for d in domains])
+        try:
+            return super().fit(X, Y, cost=cost, experts=experts)
+        finally:
+            self._labels = None
+
+    def _fit_base(self, name, X, Y, cost, rows):
+        base = self._make_base(name)
+        extra = {"domains": self._labels[rows]} if name == "domain" and self._labels is not None else {}
+        return base.fit(X[rows], Y[rows], cost=None if cost is None else cost[rows], experts=self.experts_, **extra)
+
     def _fit(self, X, Y, cost):
         names = self._base_names()
         n, m = Y.shape
@@ -53,11 +66,10 @@ class StackedRouter(Router):
         for f in range(int(self.inner_folds)):
             te = folds == f
             for b, name in enumerate(names):
-                base = self._make_base(name).fit(X[~te], Y[~te], cost=None if cost is None else cost[~te],
-                                                 experts=self.experts_)
-                oof[b, te] = base.predict_scores(X[te])
+                oof[b, te] = self._fit_base(name, X, Y, cost, ~te).predict_scores(X[te])
         self.stack_coef_ = _fit_stack(oof, Y, float(self.stack_C))
-        self.bases_ = [self._make_base(name).fit(X, Y, cost=cost, experts=self.experts_) for name in names]
+        every = np.ones(n, dtype=bool)
+        self.bases_ = [self._fit_base(name, X, Y, cost, every) for name in names]
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         X = self.check_X(X)

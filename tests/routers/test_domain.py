@@ -30,3 +30,14 @@ def test_from_domain_map():
     assert np.mean(best == np.where(tt == 0, 0, 1)) > 0.8
     with pytest.raises(RouterError, match="no labelled prompts"):
         DomainRouter.from_domain_map(X, labels, ["a"], {"a": ["law"]})
+
+
+def test_stacked_hands_domain_labels_to_its_domain_base():
+    from routers.stacked import StackedRouter
+
+    X, Y, cost, topic = synthetic()
+    labels = np.where(topic == 0, "math", "chat")
+    router = StackedRouter(inner_folds=2, knn_k=10).fit(X, Y, cost=cost, experts=EXPERTS, domains=labels)
+    domain_base = router.bases_[router._base_names().index("domain")]
+    assert set(domain_base.domains_) == {"math", "chat"}
+    assert router.predict_scores(X).shape == (len(X), 3)
