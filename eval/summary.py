@@ -23,8 +23,14 @@ def summary(root: Path) -> str:
         d = json.loads(path.read_text())
         b = d["baselines"]
         two = len(d["models"]) == 2
-        parts.append(f"\n## [{d['table']}]({path.parent.name}/report.md): {d['n_prompts']} prompts, "
-                     f"{len(d['models'])} models\n")
+        sample = d.get("protocol", {}).get("sample_of")
+        parts.append(f"\n## [{d['table']}]({path.parent.name}/report.md): {d['n_prompts']} prompts"
+                     + (f" (seeded sample of {sample}, `--sample {d['n_prompts']}`)" if sample else "")
+                     + f", {len(d['models'])} models\n")
+        extra = [f"[{n}]({path.parent.name}/{n}.md)" for n in ("onboarding", "online")
+                 if (path.parent / f"{n}.md").exists()]
+        if extra:
+            parts.append("Scenarios (`--scenario onboarding|online`): " + ", ".join(extra) + ".\n")
         parts.append(f"Best single {b['best_single']['model']} {b['best_single']['quality']:.3f}; single-model "
                      f"frontier auc {b['single_model_frontier']['auc']:.3f}; oracle auc {b['oracle']['auc']:.3f}, "
                      f"oracle quality {b['oracle']['max_quality']:.3f}.\n")
