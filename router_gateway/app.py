@@ -206,7 +206,9 @@ def _install_routes(app: FastAPI) -> None:
         extra = {k: v for k, v in body.items() if k not in ("request_id", "score")}
         if not await gateway.request_log.add_feedback(request_id, score, extra):
             raise NotFound(f"unknown request_id {request_id!r}", param="request_id")
-        return json_response({"request_id": request_id, "score": score, "status": "recorded"})
+        learned = await gateway.online.learn(request_id, score) if gateway.online else False
+        return json_response({"request_id": request_id, "score": score, "status": "recorded",
+                              "router_updated": learned})
 
     @app.get("/health")
     async def health():

@@ -76,6 +76,7 @@ class Gateway:
         self._usage_tasks: set[asyncio.Task] = set()
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
+        self.online = None  # OnlineLearner: feedback -> routers that learn online
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,6 +95,9 @@ class Gateway:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
         if self.options.watch_config and self.options.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
+        from router_gateway.services.online_learning import OnlineLearner
+        self.online = OnlineLearner(self)
+        self._tasks.append(asyncio.create_task(self.online.refresh_loop(), name="online-refresh"))
 
     async def _start_access_control(self, config: GatewayConfig) -> None:
         """Keys, per-key limits and budgets, and the shared state that makes them hold across replicas."""

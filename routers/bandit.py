@@ -25,6 +25,8 @@ class LinUCBRouter(Router):
     router_type = "bandit"
     state_attrs = ("projection_", "A_", "b_", "prior_")
     supports_partial_fit = True
+    #: sufficient statistics that partial_fit only adds to: replicas share them as summed deltas
+    online_stats = ("A_", "b_")
 
     def __init__(self, n_components: int = 64, alpha: float = 0.5, reg: float = 1.0, epsilon: float = 0.05,
                  seed: int = 0):

@@ -139,6 +139,18 @@ class RequestLog:
                              (request_id, time.time(), score, orjson.dumps(extra).decode()))
         return True
 
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        """One logged record by id (flushing first if it is still queued)."""
+        if self.is_pending(request_id):
+            await self.flush()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._get, request_id)
+
+    def _get(self, request_id: str) -> dict[str, Any] | None:
+        assert self._db is not None
+        with self._lock:
+            row = self._db.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
     async def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         await self.flush()
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._recent, limit)

@@ -116,7 +116,9 @@ class RoutingService:
         x = await self._embedding(loaded, text, request_id)
         t1 = time.perf_counter()
         scores = score_experts(loaded, x, self.config)
-        decision = self._rank(scores, request, profile, tokens, cost_weight, request_id, allowed_experts)
+        chooser = _bandit_chooser(loaded, x, request_id, self._names)
+        decision = self._rank(scores, request, profile, tokens, cost_weight, request_id, allowed_experts,
+                              chooser)
         decision.router, decision.prompt_text = profile.router, text
         decision.embed_ms, decision.route_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         return decision
@@ -135,7 +137,7 @@ class RoutingService:
         return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
 
     def _rank(self, scores: np.ndarray, request: ChatRequest, profile: Profile, tokens: int,
-              cost_weight: float, request_id: str, allowed: set[str] | None) -> Decision:
+              cost_weight: float, request_id: str, allowed: set[str] | None, chooser=None) -> Decision:
         out_tokens = request.max_completion_tokens or request.max_tokens or profile.expected_output_tokens
         out_tokens = min(out_tokens, profile.expected_output_tokens * 4)
         costs = np.array([e.price.cost(tokens, out_tokens) for e in self.config.experts.values()])
@@ -148,7 +150,11 @@ class RoutingService:
         ranking = rank_experts(scores - penalty, norm, cost_weight, eligible)
         order = list(ranking.order)
         propensity, explored = 1.0, False
-        if profile.explore > 0 and len(order) > 1:
+        if chooser is not None:  # the router explores itself (bandit): its choice leads, with its propensity
+            pick, propensity = chooser(eligible, norm, cost_weight)
+            explored = pick != order[0]
+            order = [pick] + [i for i in order if i != pick]
+        elif profile.explore > 0 and len(order) > 1:
             order, propensity, explored = _explore(order, profile.explore, request_id)
         candidates = [Candidate(self._names[i], float(scores[i]), float(costs[i]), float(ranking.utility[i]))
                       for i in order]
@@ -228,6 +234,15 @@ def _cost_weight(header: str | None, default: float) -> float:
     if not (0.0 <= value <= 1000.0):
         raise BadRequest("x-router-cost-weight must be a number between 0 and 1000", param="x-router-cost-weight")
     return value
+
+
+def _bandit_chooser(loaded: LoadedRouter, x: np.ndarray, request_id: str, names: list[str]):
+    """For routers that choose for themselves (``choose`` -> index, propensity) and know exactly the
+    config's experts in its order; None otherwise (the shared policy ranks)."""
+    router = loaded.router
+    if not hasattr(router, "choose") or list(router.experts_) != names:
+        return None
+    return lambda eligible, cost, weight: router.choose(x[None, :], request_id, cost, weight, eligible)
 
 
 def _explore(order: list[int], epsilon: float, request_id: str) -> tuple[list[int], float, bool]:
