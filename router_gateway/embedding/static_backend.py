@@ -150,7 +150,7 @@ def ensure_static(model: str = DEFAULT_MODEL) -> Path:
             f"no static table of {model_dir.name} at {path}, and torch is not installed to distil one: "
             f"run `{DISTILL_COMMAND}` where torch is installed with the same ROUTER_GATEWAY_CACHE, "
             f"or copy the file there") from None
-    print(f"distilling a static embedding of {model_dir.name} to {path} (once, ~1 min) ...",
+    print(f"distilling a static embedding of {model_dir.name} to {path} (once, ~1-2 min on 2 cores) ...",
           file=sys.stderr, flush=True)
     return distill_static(model_dir, path)
 
