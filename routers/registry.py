@@ -38,4 +38,8 @@ def router_class(name: str) -> type[Router]:
 
 def make_router(name: str, **params: Any) -> Router:
     """Instantiate the router registered under ``name`` with hyperparameters ``params``."""
-    return router_class(name)(**params)
+    cls = router_class(name)
+    unknown = sorted(set(params) - set(cls._param_names()))
+    if unknown:
+        raise RouterError(f"{name} has no hyperparameter(s) {unknown}; it takes {cls._param_names()}")
+    return cls(**params)
