@@ -8,6 +8,7 @@ executes code from it.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,7 +18,7 @@ class RouterError(ValueError):
     """Raised for invalid router input, hyperparameters or artifacts."""
 
 
-class Router:
+class Router(ABC):
     """Base class for every router.
 
     Subclasses set ``router_type`` (the registry name), implement ``_fit`` and ``predict_scores``,
@@ -70,12 +71,13 @@ class Router:
         self._fit(X, Y, cost)
         return self
 
+    @abstractmethod
     def _fit(self, X: np.ndarray, Y: np.ndarray, cost: np.ndarray | None) -> None:
-        raise NotImplementedError  # abstract: every concrete router overrides it
+        """Learn from validated arrays (``experts_`` and ``n_features_in_`` are already set)."""
 
+    @abstractmethod
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Estimated quality in [0, 1], shape (n, n_experts)."""
-        raise NotImplementedError  # abstract: every concrete router overrides it
 
     # -- helpers ---------------------------------------------------------------------------
     def check_fitted(self) -> None:
