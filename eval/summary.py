@@ -27,10 +27,10 @@ def summary(root: Path) -> str:
         parts.append(f"\n## [{d['table']}]({path.parent.name}/report.md): {d['n_prompts']} prompts"
                      + (f" (seeded sample of {sample}, `--sample {d['n_prompts']}`)" if sample else "")
                      + f", {len(d['models'])} models\n")
-        extra = [f"[{n}]({path.parent.name}/{n}.md)" for n in ("onboarding", "online")
+        extra = [f"[{n}]({path.parent.name}/{n}.md)" for n in ("onboarding", "online", "ceiling")
                  if (path.parent / f"{n}.md").exists()]
         if extra:
-            parts.append("Scenarios (`--scenario onboarding|online`): " + ", ".join(extra) + ".\n")
+            parts.append("Scenarios (`--scenario onboarding|online`) and the task-label ceiling (`python -m eval.ceiling`): " + ", ".join(extra) + ".\n")
         parts.append(f"Best single {b['best_single']['model']} {b['best_single']['quality']:.3f}; single-model "
                      f"frontier auc {b['single_model_frontier']['auc']:.3f}; oracle auc {b['oracle']['auc']:.3f}, "
                      f"oracle quality {b['oracle']['max_quality']:.3f}.\n")
