@@ -39,6 +39,7 @@ class BenchOptions:
     litellm: bool = True
     workers: int = 2
     embed_threads: int = 1
+    embedder: str = "onnx"  # the deployment's embedder backend (onnx, static, torch)
     keep_dir: bool = False
     log: object = field(default=None, repr=False)
 
@@ -235,6 +236,23 @@ def stub_cpu_share(raw: dict, concurrency: int = 32) -> float | None:
     return _median(shares)
 
 
+def other_embedders(current: str) -> list[str]:
+    """Embedder backends whose routing decision is also measured: onnx, and static when its distilled
+    table is already built (distilling takes minutes and torch; the bench does not do it unasked)."""
+    from router_gateway.embedding.static_backend import model_dir_for, table_path_for
+
+    out = []
+    if current != "onnx":
+        out.append("onnx")
+    try:
+        static_ready = table_path_for(model_dir_for()).exists()
+    except Exception:  # the embedder package is not installed: nothing to compare
+        static_ready = False
+    if current != "static" and static_ready:
+        out.append("static")
+    return out
+
+
 def run_bench(opts: BenchOptions) -> dict:
     """Run everything; returns the JSON-ready result."""
     from eval.bench.decision import measure_decision
@@ -252,12 +270,13 @@ def run_bench(opts: BenchOptions) -> dict:
     try:
         bench.start_stubs()
         say(opts, f"stubs up at {bench.urls['stub']} ({opts.delay_ms:g} ms) and {bench.urls['stub-fast']} (0 ms)")
-        embedder = make_embedder("onnx", threads=opts.embed_threads)  # exports the ONNX file once if needed
+        # onnx exports its model file once if needed; static distils its token table once (needs torch)
+        embedder = make_embedder(opts.embedder, threads=opts.embed_threads)
         router_type = train_router(embedder, bench.work / "routers")
         del embedder
         config = gateway_config(bench.urls["stub"], bench.urls["stub-fast"], bench.work, router_type,
-                                opts.embed_threads)
-        result["meta"].update(router_type=router_type or "strongest (no trained router registered: "
+                                opts.embed_threads, opts.embedder)
+        result["meta"].update(embedder=opts.embedder, router_type=router_type or "strongest (no trained router registered: "
                               "routed requests skip the embedding)", gateway_config=config.read_text())
         say(opts, f"routing decision alone (router: {router_type or 'strongest'}) ...")
         decision = measure_decision(config, n=30 if opts.quick else 200)
@@ -268,6 +287,19 @@ def run_bench(opts: BenchOptions) -> dict:
                                        "short_cpu_ms": decision["short"]["cpu_ms"],
                                        "batched_per_prompt": decision["200tok_batched_per_prompt"],
                                        "short_batched_per_prompt": decision["short_batched_per_prompt"]}
+        result["route_decision_ms_by_embedder"] = {opts.embedder: dict(result["route_decision_ms"])}
+        for backend in other_embedders(opts.embedder):
+            say(opts, f"routing decision alone with the {backend} embedder (the same router, retrained on it) ...")
+            alt = bench.work / f"decision-{backend}"
+            embedder = make_embedder(backend, threads=opts.embed_threads)
+            alt_router = train_router(embedder, alt / "routers")
+            del embedder
+            alt_config = gateway_config(bench.urls["stub"], bench.urls["stub-fast"], alt, alt_router,
+                                        opts.embed_threads, backend)
+            d = measure_decision(alt_config, n=30 if opts.quick else 200)
+            result["route_decision_ms_by_embedder"][backend] = {
+                "p50": d["200tok"]["p50"], "p99": d["200tok"]["p99"], "short_p50": d["short"]["p50"],
+                "cpu_ms": d["200tok"]["cpu_ms"], "batched_per_prompt": d["200tok_batched_per_prompt"]}
         result["cold_start_s"] = round(bench.start_gateway(config, 1), 3)
         say(opts, f"gateway ready in {result['cold_start_s']} s")
         targets = ["passthrough", "routed"]

@@ -12,7 +12,8 @@ log = logging.getLogger("eval.bench")
 
 #: trained router types tried in order for the routed profile (the first registered one is used)
 TRAINED_ROUTERS = ("knn", "cluster", "classifier")
-EXPERTS = ("stub", "stub-fast")  # stub answers after --delay-ms, stub-fast at once (saturation runs)
+EXPERTS = ("stub", "stub-fast")
+TRAIN_ROWS = 4800  # stub answers after --delay-ms, stub-fast at once (saturation runs)
 
 TRAIN_PROMPTS = [
     "What is the capital of {x}?", "Write a Python function that sorts {x}.", "Translate '{x}' into French.",
@@ -34,7 +35,12 @@ def train_router(embedder, out_dir: Path) -> str | None:
     texts = [t.format(x=w) for t in TRAIN_PROMPTS for w in TRAIN_WORDS]
     X = embedder.embed(texts)
     rng = np.random.default_rng(0)
-    Y = rng.uniform(0.3, 0.9, size=(len(texts), len(EXPERTS)))
+    # jittered copies pad the training set to a real table's size (llmrouter: ~4,800 training rows),
+    # so a kNN search costs what it costs in production without embedding thousands of prompts here
+    copies = -(-TRAIN_ROWS // len(texts))
+    X = np.repeat(X, copies, axis=0)[:TRAIN_ROWS]
+    X = X + rng.normal(scale=0.02, size=X.shape).astype(X.dtype)
+    Y = rng.uniform(0.3, 0.9, size=(len(X), len(EXPERTS)))
     for name in names:
         try:
             router = make_router(name).fit(X, Y)
@@ -47,7 +53,7 @@ def train_router(embedder, out_dir: Path) -> str | None:
 
 
 def gateway_config(stub_url: str, fast_url: str, work: Path, router_type: str | None,
-                   embed_threads: int = 1) -> Path:
+                   embed_threads: int = 1, embedder: str = "onnx") -> Path:
     """Write experts.yaml for the gateway under ``work``; returns its path."""
     def expert(url: str) -> dict:
         return {"provider": "openai", "base_url": url + "/v1", "model": "stub-model",
@@ -61,7 +67,7 @@ def gateway_config(stub_url: str, fast_url: str, work: Path, router_type: str | 
         "routers": {"default": router},
         "profiles": {"auto": {"router": "default", "experts": ["stub"]},
                      "auto-fast": {"router": "default", "experts": ["stub-fast"]}},
-        "embedder": {"backend": "onnx", "threads": embed_threads},
+        "embedder": {"backend": embedder, "threads": embed_threads},
         "logging": {"path": str(work / "requests.db")},
     }
     path = work / "experts.yaml"

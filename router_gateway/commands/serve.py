@@ -30,7 +30,18 @@ def app_factory():
                                      redis_url=os.environ.get("REDIS_URL") or None))
 
 
+#: numpy's BLAS pool sized to one thread in the serving process. The gateway's numpy work is
+#: per-prompt (a 1 x d by d x n kNN product): threaded BLAS made it no faster but its spinning threads
+#: doubled the CPU per routing decision (bench: 80 -> 45 ms CPU for a 200-token prompt with onnx)
+#: and competed with the event loop and the other workers. Set before numpy is first imported;
+#: an operator's own setting wins. The embedder's threads are set in experts.yaml (embedder.threads).
+#: (numpy's wheels ship OpenBLAS; OMP_NUM_THREADS is left alone: torch sizes its pool from it.)
+SERVING_THREAD_ENV = ("OPENBLAS_NUM_THREADS",)
+
+
 def run(args: argparse.Namespace) -> int:
+    for name in SERVING_THREAD_ENV:
+        os.environ.setdefault(name, "1")
     from pathlib import Path
 
     import uvicorn

@@ -96,6 +96,26 @@ def test_summaries_and_markdown_from_raw_figures():
     assert "| 1.00 ms / 2.00 ms |" in table and "(4.00 x)" in table
 
 
+def test_markdown_shows_the_other_embedders_decision_but_not_the_deployed_one_twice():
+    from eval.bench.report import render_markdown
+
+    data = {"meta": {"embedder": "onnx"}, "route_decision_ms": {"p50": 38.0, "p99": 50.0},
+            "route_decision_ms_by_embedder": {"onnx": {"p50": 38.0, "p99": 50.0},
+                                              "static": {"p50": 1.25, "p99": 1.75}}}
+    table = render_markdown(data)
+    assert "static embedder instead, ~200-token prompt (p50 / p99) | 1.25 ms / 1.75 ms |" in table
+    assert "onnx embedder instead" not in table
+    assert "embedder `onnx`" in table
+
+
+def test_other_embedders_never_lists_the_deployed_one():
+    from eval.bench.runner import other_embedders
+
+    assert "static" not in other_embedders("static")
+    assert other_embedders("static")[0] == "onnx"
+    assert "onnx" not in other_embedders("onnx")
+
+
 def _gateway_importable() -> bool:
     try:
         import router_gateway.app  # noqa: F401
