@@ -30,9 +30,14 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
+    import signal
+
     from router_gateway.commands.serve import SERVING_THREAD_ENV
     for name in SERVING_THREAD_ENV:  # the in-process routing-decision figure runs as `serve` would
         os.environ.setdefault(name, "1")
+    # SIGTERM (kill, CI timeouts) unwinds like Ctrl-C, so the stub, gateway and LiteLLM processes that
+    # the bench started in their own sessions are stopped by its cleanup instead of being orphaned
+    signal.signal(signal.SIGTERM, _interrupt)
 
     from eval.bench.report import render_markdown
     from eval.bench.runner import BenchOptions, run_bench, write_json
@@ -51,3 +56,7 @@ def run(args: argparse.Namespace) -> int:
             f.write(table)
     sys.stdout.write(table)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

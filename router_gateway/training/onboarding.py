@@ -1,51 +1,53 @@
 """Onboard a new expert into a cluster artifact from graded probe prompts (UniRoute).
 
-Probe prompts (CSV with ``prompt`` and ``reference`` columns) are sent to the new expert's
-OpenAI-compatible ``/chat/completions``; answers are graded against the reference (normalised exact
-match or containment), or by a judge expert; the grades give the expert's per-cluster quality
-vector. No refit of the clusters or of the other experts.
+Probe prompts (CSV with ``prompt`` and ``reference`` columns) go to the new expert through the
+gateway's own forwarder (``services.forwarding.Forwarder``), so the expert is called exactly as the
+gateway will call it: its experts.yaml entry's provider (openai or litellm), model name, API key and
+timeouts. Only that expert is tried (no fallbacks: a fallback's answer would be graded as the new
+expert's). Answers are graded against the reference (normalised exact match or containment), or by a
+judge expert; the grades give the expert's per-cluster quality vector. No refit of the clusters or of
+the other experts.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
 import string
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import orjson
+
+from router_gateway.config import Expert, GatewayConfig, Price, load_config
+from router_gateway.errors import GatewayError
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where an expert is served (OpenAI-compatible)."""
+    """An expert given by URL alone (``onboard --base-url``), not registered in experts.yaml yet."""
 
     base_url: str
     model: str
     api_key: str | None = None
 
 
-def endpoint_from_yaml(path: str | Path, name: str) -> Endpoint:
-    """The expert's base_url / model from experts.yaml (``${VAR:-default}`` expanded from the env)."""
-    import os
+def config_for_endpoint(name: str, ep: Endpoint) -> GatewayConfig:
+    """A one-expert gateway config for an expert known only by its URL (prices do not matter here)."""
+    return GatewayConfig(experts={name: Expert(base_url=ep.base_url, model=ep.model, api_key=ep.api_key,
+                                               price=Price(input_per_mtok=0, output_per_mtok=0))})
 
-    from router_gateway.training.data import read_experts_yaml
 
-    experts = read_experts_yaml(path)
-    if name not in experts:
-        raise ValueError(f"{path}: no expert {name!r} (defined: {', '.join(experts)})")
-    spec = experts[name]
-
-    def expand(value):
-        if not isinstance(value, str):
-            return value
-        return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
-
-    if not spec.get("base_url"):
-        raise ValueError(f"{path}: expert {name!r} has no base_url")
-    return Endpoint(expand(spec["base_url"]).rstrip("/"), expand(spec.get("model") or name),
-                    expand(spec.get("api_key")) or None)
+def config_from_yaml(path: str | Path, *names: str) -> GatewayConfig:
+    """experts.yaml, fully validated as the gateway reads it; every one of ``names`` must be defined."""
+    config = load_config(path)
+    missing = [n for n in names if n and n not in config.experts]
+    if missing:
+        raise ValueError(f"{path}: no expert {missing[0]!r} (defined: {', '.join(config.experts)})")
+    return config
 
 
 def read_probes(path: str | Path) -> tuple[list[str], list[str]]:
@@ -77,47 +79,68 @@ def grade(answer: str | None, reference: str) -> float:
     return 1.0 if a == r or re.search(rf"(^|\s){re.escape(r)}($|\s)", a) else 0.0
 
 
-def ask(client: httpx.Client, ep: Endpoint, prompt: str, max_tokens: int = 256) -> str | None:
-    """One chat completion; None on an HTTP or protocol error (graded 0 and counted)."""
-    headers = {"Authorization": f"Bearer {ep.api_key}"} if ep.api_key else {}
-    try:
-        resp = client.post(f"{ep.base_url}/chat/completions", headers=headers,
-                           json={"model": ep.model, "messages": [{"role": "user", "content": prompt}],
-                                 "max_tokens": max_tokens, "temperature": 0})
-        resp.raise_for_status()
-        return resp.json()["choices"][0]["message"]["content"] or ""
-    except (httpx.HTTPError, KeyError, IndexError, ValueError):
-        return None
+class ProbeRunner:
+    """Sends probe prompts to one expert through the gateway's forwarder (pooled, with its timeouts)."""
+
+    def __init__(self, config: GatewayConfig, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = 120.0):
+        from router_gateway.services.expert_state import ExpertState
+        from router_gateway.services.forwarding import Forwarder
+
+        self.forwarder = Forwarder(config, ExpertState(), transport)
+        self.timeout = timeout
+
+    async def ask(self, expert: str, prompt: str, max_tokens: int = 256) -> str | None:
+        """One chat completion; None when the expert failed (graded 0 and counted)."""
+        body = {"model": expert, "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens, "temperature": 0}
+        try:
+            result = await self.forwarder.forward([expert], body, stream=False,
+                                                  deadline=time.monotonic() + self.timeout)
+            return orjson.loads(result.body)["choices"][0]["message"]["content"] or ""
+        except (GatewayError, orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            return None
+
+    async def judge_grade(self, judge: str, prompt: str, answer: str | None, reference: str) -> float:
+        """Ask a judge expert whether the answer is correct given the reference (yes -> 1.0)."""
+        if answer is None:
+            return 0.0
+        verdict = await self.ask(judge, "Question:\n" + prompt + "\n\nReference answer:\n" + reference +
+                                 "\n\nCandidate answer:\n" + answer +
+                                 "\n\nIs the candidate answer correct? Reply yes or no.", max_tokens=4)
+        return 1.0 if verdict and normalise(verdict).startswith("yes") else 0.0
+
+    async def aclose(self) -> None:
+        await self.forwarder.aclose()
 
 
-def judge_grade(client: httpx.Client, judge: Endpoint, prompt: str, answer: str | None, reference: str) -> float:
-    """Ask a judge expert whether the answer is correct given the reference (yes -> 1.0)."""
-    if answer is None:
-        return 0.0
-    verdict = ask(client, judge, "Question:\n" + prompt + "\n\nReference answer:\n" + reference +
-                  "\n\nCandidate answer:\n" + answer + "\n\nIs the candidate answer correct? Reply yes or no.",
-                  max_tokens=4)
-    return 1.0 if verdict and normalise(verdict).startswith("yes") else 0.0
+def grade_probes(prompts: list[str], references: list[str], expert: str, config: GatewayConfig,
+                 judge: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 timeout: float = 120.0) -> tuple[list[float], int]:
+    """Run every probe through ``expert`` and grade it; returns (grades, number of failed calls)."""
+    async def run() -> tuple[list[float], int]:
+        runner = ProbeRunner(config, transport, timeout)
+        grades, failed = [], 0
+        try:
+            for i, (prompt, ref) in enumerate(zip(prompts, references), 1):
+                answer = await runner.ask(expert, prompt)
+                failed += answer is None
+                grades.append(await runner.judge_grade(judge, prompt, answer, ref) if judge
+                              else grade(answer, ref))
+                if i % 10 == 0 or i == len(prompts):
+                    print(f"[onboard] probes: {i}/{len(prompts)} (mean grade {sum(grades) / i:.3f})",
+                          file=sys.stderr, flush=True)
+        finally:
+            await runner.aclose()
+        return grades, failed
+
+    return asyncio.run(run())
 
 
-def grade_probes(prompts: list[str], references: list[str], ep: Endpoint, judge: Endpoint | None = None,
-                 transport: httpx.BaseTransport | None = None, timeout: float = 120.0) -> tuple[list[float], int]:
-    """Run every probe through the expert and grade it; returns (grades, number of failed calls)."""
-    grades, failed = [], 0
-    with httpx.Client(transport=transport, timeout=timeout) as client:
-        for i, (prompt, ref) in enumerate(zip(prompts, references), 1):
-            answer = ask(client, ep, prompt)
-            failed += answer is None
-            grades.append(judge_grade(client, judge, prompt, answer, ref) if judge else grade(answer, ref))
-            if i % 10 == 0 or i == len(prompts):
-                print(f"[onboard] probes: {i}/{len(prompts)} (mean grade {sum(grades) / i:.3f})",
-                      file=sys.stderr, flush=True)
-    return grades, failed
-
-
-def onboard(name: str, probes: str | Path, artifact: str | Path, ep: Endpoint, out: str | Path | None = None,
-            judge: Endpoint | None = None, embed=None, transport: httpx.BaseTransport | None = None) -> dict:
-    """Grade the probes, add expert ``name`` to the cluster artifact, write it to ``out`` (default: in place).
+def onboard(name: str, probes: str | Path, artifact: str | Path, config: GatewayConfig, out: str | Path | None = None,
+            judge: str | None = None, embed=None, transport: httpx.AsyncBaseTransport | None = None) -> dict:
+    """Grade the probes on expert ``name`` of ``config``, add it to the cluster artifact, write it to
+    ``out`` (default: in place). ``judge``: another expert of ``config`` grades instead of the reference.
 
     ``embed(prompts) -> (X, embedder_info)``; defaults to the cached MiniLM embedder.
     """
@@ -131,9 +154,14 @@ def onboard(name: str, probes: str | Path, artifact: str | Path, ep: Endpoint, o
     if not hasattr(router, "add_expert"):
         raise RouterError(f"{artifact}: a {meta['router_type']} router cannot onboard experts (use cluster)")
     prompts, refs = read_probes(probes)
-    grades, failed = grade_probes(prompts, refs, ep, judge, transport)
+    if name in meta["experts"]:  # before calling the expert: a duplicate would be refused after the work
+        raise RouterError(f"{artifact}: expert {name!r} is already in the artifact")
+    for who in (name, judge):
+        if who and who not in config.experts:
+            raise RouterError(f"expert {who!r} is not in the config (defined: {', '.join(config.experts)})")
+    grades, failed = grade_probes(prompts, refs, name, config, judge, transport)
     if failed == len(prompts):
-        raise RouterError(f"every probe call to {ep.base_url} failed: is expert {name!r} up?")
+        raise RouterError(f"every probe call to {config.experts[name].base_url} failed: is expert {name!r} up?")
     X, info = (embed or embed_prompts)(prompts)
     check_artifact_compatible(meta, info, list(meta["experts"]))
     router.add_expert(name, X, np.asarray(grades))

@@ -1,4 +1,5 @@
-"""Onboarding an expert into a cluster artifact through a fake OpenAI server (httpx.MockTransport)."""
+"""Onboarding an expert into a cluster artifact through the gateway's forwarder, against a fake OpenAI
+server (httpx.MockTransport injected into the forwarder's upstream clients)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from router_gateway.training.onboarding import Endpoint, endpoint_from_yaml, grade, onboard
+from router_gateway.training.onboarding import Endpoint, config_for_endpoint, config_from_yaml, grade, onboard
 from routers.artifact import load_artifact, save_artifact
 from routers.base import RouterError
 from routers.cluster import ClusterRouter
@@ -18,7 +19,7 @@ def fake_openai(calls):
     """Answers math probes correctly ('42'), chat probes wrongly."""
     def handler(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
-        calls.append((str(request.url), body["model"]))
+        calls.append((str(request.url), body["model"], request.headers.get("authorization")))
         prompt = body["messages"][-1]["content"]
         answer = "The answer is 42." if "math" in prompt else "I do not know."
         return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": answer}}]})
@@ -48,9 +49,9 @@ def test_onboard_adds_expert(tmp_path):
         f"{'math' if i % 2 == 0 else 'chat'} probe {i},42\n" for i in range(40)))
     calls = []
     ep = Endpoint("http://expert.test/v1", "new-model")
-    result = onboard("newbie", probes, art, ep, out=tmp_path / "out", embed=fake_embed,
-                     transport=fake_openai(calls))
-    assert len(calls) == 40 and calls[0] == ("http://expert.test/v1/chat/completions", "new-model")
+    result = onboard("newbie", probes, art, config_for_endpoint("newbie", ep), out=tmp_path / "out",
+                     embed=fake_embed, transport=fake_openai(calls))
+    assert len(calls) == 40 and calls[0] == ("http://expert.test/v1/chat/completions", "new-model", None)
     assert result["probes"] == 40 and result["mean_grade"] == pytest.approx(0.5)
     router, meta = load_artifact(tmp_path / "out")
     assert meta["experts"] == ["a", "b", "newbie"] and meta["onboarded"]["newbie"]["probes"] == 40
@@ -66,18 +67,46 @@ def test_onboard_refuses_duplicate_and_dead_expert(tmp_path):
     art = make_artifact(tmp_path)
     probes = tmp_path / "probes.csv"
     probes.write_text("prompt,reference\nmath 1,42\n")
+    calls = []
     with pytest.raises(RouterError, match="already"):
-        onboard("a", probes, art, Endpoint("http://x/v1", "m"), embed=fake_embed, transport=fake_openai([]))
+        onboard("a", probes, art, config_for_endpoint("a", Endpoint("http://x/v1", "m")), embed=fake_embed,
+                transport=fake_openai(calls))
+    assert calls == []  # refused before any probe was sent
     dead = httpx.MockTransport(lambda r: httpx.Response(503))
     with pytest.raises(RouterError, match="failed"):
-        onboard("c", probes, art, Endpoint("http://x/v1", "m"), embed=fake_embed, transport=dead)
+        onboard("c", probes, art, config_for_endpoint("c", Endpoint("http://x/v1", "m")), embed=fake_embed,
+                transport=dead)
 
 
-def test_endpoint_from_yaml(tmp_path, monkeypatch):
+def test_onboard_calls_the_expert_as_experts_yaml_defines_it(tmp_path, monkeypatch):
+    """--config: the expert's model name, API key (from the env) and base_url come from experts.yaml."""
     cfg = tmp_path / "experts.yaml"
-    cfg.write_text("experts:\n  new:\n    base_url: ${NEW_URL:-http://localhost:9/v1}/\n    model: m1\n")
-    assert endpoint_from_yaml(cfg, "new") == Endpoint("http://localhost:9/v1", "m1", None)
-    monkeypatch.setenv("NEW_URL", "http://gpu:8000/v1")
-    assert endpoint_from_yaml(cfg, "new").base_url == "http://gpu:8000/v1"
-    with pytest.raises(ValueError, match="no expert"):
-        endpoint_from_yaml(cfg, "other")
+    cfg.write_text("experts:\n"
+                   "  old:\n    base_url: http://old.test/v1\n    model: o\n"
+                   "    price: {input_per_mtok: 1, output_per_mtok: 2}\n"
+                   "  new:\n    base_url: ${NEW_URL:-http://localhost:9/v1}/\n    model: m1\n"
+                   "    api_key: ${NEW_KEY}\n    price: {input_per_mtok: 1, output_per_mtok: 2}\n")
+    monkeypatch.setenv("NEW_URL", "http://gpu.test:8000/v1")
+    monkeypatch.setenv("NEW_KEY", "sk-new")
+    art = make_artifact(tmp_path)
+    probes = tmp_path / "probes.csv"
+    probes.write_text("prompt,reference\nmath 1,42\nchat 2,42\n")
+    calls = []
+    result = onboard("new", probes, art, config_from_yaml(cfg, "new"), out=tmp_path / "out", embed=fake_embed,
+                     transport=fake_openai(calls))
+    assert calls == [("http://gpu.test:8000/v1/chat/completions", "m1", "Bearer sk-new")] * 2
+    assert result["mean_grade"] == pytest.approx(0.5) and result["failed_calls"] == 0
+    with pytest.raises(ValueError, match="no expert 'other'"):
+        config_from_yaml(cfg, "other")
+
+
+def test_onboard_cli_reports_a_bad_config_as_an_error(tmp_path, capsys):
+    from router_gateway.cli import main
+
+    cfg = tmp_path / "experts.yaml"
+    cfg.write_text("experts:\n  new:\n    base_url: ftp://nope\n    model: m\n")
+    art = make_artifact(tmp_path)
+    probes = tmp_path / "probes.csv"
+    probes.write_text("prompt,reference\nmath 1,42\n")
+    assert main(["onboard", "new", "--probes", str(probes), "--artifact", str(art), "--config", str(cfg)]) == 1
+    assert "base_url" in capsys.readouterr().err
