@@ -126,3 +126,30 @@ def load_bench_table(path: str | Path, experts: list[str] | None = None) -> Trai
         table = table.select_models(list(experts))
     return TrainingData(str(path), table.prompts, list(table.models), table.scores, table.costs,
                         file_digest(path), domains=list(table.tasks))
+
+
+#: column names tried, in order, for the text and the label of a labelled-prompt CSV
+TEXT_COLUMNS = ("prompt", "text", "question")
+LABEL_COLUMNS = ("domain", "task", "subject", "category", "label")
+
+
+def load_labelled_prompts(path: str | Path, label_column: str | None = None) -> tuple[list[str], list[str]]:
+    """Prompts and their domain labels from a CSV (e.g. ../shared/data/domain/); rows without both are
+    skipped. The text column is the first of TEXT_COLUMNS present; the label column ``label_column`` or
+    the first of LABEL_COLUMNS present."""
+    import csv
+    import sys
+
+    csv.field_size_limit(sys.maxsize)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        text = next((c for c in TEXT_COLUMNS if c in header), None)
+        label = label_column or next((c for c in LABEL_COLUMNS if c in header), None)
+        if text is None or label not in header:
+            raise ValueError(f"{path}: needs a text column ({', '.join(TEXT_COLUMNS)}) and a label column "
+                             f"({label_column or ', '.join(LABEL_COLUMNS)}); found {', '.join(header)}")
+        rows = [(r[text], r[label]) for r in reader if (r.get(text) or "").strip() and (r.get(label) or "").strip()]
+    if not rows:
+        raise ValueError(f"{path}: no labelled prompts")
+    return [t for t, _ in rows], [lab.strip() for _, lab in rows]

@@ -80,3 +80,45 @@ def test_ope_command(tmp_path, fake_embedder, capsys):
     assert cand["dr"]["value"] > logging_q        # routing math to coder beats uniform logging
     assert cand["ips"]["lo"] < cand["ips"]["value"] < cand["ips"]["hi"]
     assert "candidate quality dr" in capsys.readouterr().out
+
+
+def _labels_and_experts(tmp_path, coder_domains="[math]"):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("text,category\n" + "".join(
+        f"{'math' if i % 2 == 0 else 'chat'} prompt {i},{'math' if i % 2 == 0 else 'chat'}\n" for i in range(80)))
+    experts = tmp_path / "experts.yaml"
+    experts.write_text("experts:\n"
+                       f"  coder: {{base_url: http://c/v1, model: c, domains: {coder_domains},"
+                       " price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+                       "  chatty: {base_url: http://h/v1, model: h, domains: [chat],"
+                       " price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+                       "  generalist: {base_url: http://g/v1, model: g, price: {input_per_mtok: 1, output_per_mtok: 1}}\n")
+    return labels, experts
+
+
+def test_train_domain_router_from_labels_and_experts_yaml_domains(tmp_path, fake_embedder, capsys):
+    labels, experts = _labels_and_experts(tmp_path)
+    code = main(["train", "--router", "domain", "--from-labels", str(labels), "--experts", str(experts),
+                 "--out", str(tmp_path / "dom")])
+    assert code == 0, capsys.readouterr().err
+    router, meta = load_artifact(tmp_path / "dom")
+    assert meta["experts"] == ["coder", "chatty", "generalist"]
+    assert meta["domain_map"]["expert_domains"] == {"coder": ["math"], "chatty": ["chat"], "generalist": []}
+    assert meta["training_metrics"]["n_prompts"] == 80 and meta["training_metrics"]["train_accuracy"] > 0.9
+    X, _ = fake_embedder(["math new question", "chat new question"])
+    s = router.predict_scores(X)
+    assert s[0].argmax() == 0 and s[1].argmax() == 1        # the listing expert wins its domain
+    assert s[0, 2] == pytest.approx(s[1, 2])                # a generalist scores the same everywhere
+
+
+def test_train_from_labels_refuses_bad_combinations(tmp_path, fake_embedder, capsys):
+    labels, experts = _labels_and_experts(tmp_path, coder_domains="[math, law]")
+    out = str(tmp_path / "x")
+    assert main(["train", "--router", "knn", "--from-labels", str(labels), "--experts", str(experts),
+                 "--out", out]) == 2
+    assert main(["train", "--router", "domain", "--from-labels", str(labels), "--out", out]) == 2
+    assert main(["train", "--router", "domain", "--from-labels", str(labels), "--experts", str(experts),
+                 "--out", out]) == 1
+    assert "law" in capsys.readouterr().err  # a domain in experts.yaml with no labelled prompts
+    assert main(["train", "--router", "domain", "--from-labels", str(labels), "--experts", str(experts),
+                 "--label-column", "nope", "--out", out]) == 1
