@@ -14,7 +14,7 @@ bash scripts/setup.sh
 
 say "step 2/4: real local experts (vLLM CPU build, SmolLM2 dense + upcycled sparse MoE); first run takes minutes"
 bash deploy/cpu/experts.sh setup
-bash deploy/cpu/experts.sh start
+bash deploy/cpu/experts.sh start smollm2-dense smollm2-moe  # the two experts.yaml routes to (not the optional Gemma)
 
 cleanup() {
   if [ "$KEEP" = 0 ]; then
