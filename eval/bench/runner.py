@@ -236,6 +236,15 @@ def stub_cpu_share(raw: dict, concurrency: int = 32) -> float | None:
     return _median(shares)
 
 
+def decision_figures(decision: dict) -> dict:
+    """The stable ``route_decision_ms`` keys from ``measure_decision``'s result."""
+    return {"p50": decision["200tok"]["p50"], "p99": decision["200tok"]["p99"],
+            "short_p50": decision["short"]["p50"], "cpu_ms": decision["200tok"]["cpu_ms"],
+            "short_cpu_ms": decision["short"]["cpu_ms"],
+            "batched_per_prompt": decision["200tok_batched_per_prompt"],
+            "short_batched_per_prompt": decision["short_batched_per_prompt"]}
+
+
 def other_embedders(current: str) -> list[str]:
     """Embedder backends whose routing decision is also measured: onnx, and static when its distilled
     table is already built (distilling takes minutes and torch; the bench does not do it unasked)."""
@@ -276,17 +285,13 @@ def run_bench(opts: BenchOptions) -> dict:
         del embedder
         config = gateway_config(bench.urls["stub"], bench.urls["stub-fast"], bench.work, router_type,
                                 opts.embed_threads, opts.embedder)
-        result["meta"].update(embedder=opts.embedder, router_type=router_type or "strongest (no trained router registered: "
-                              "routed requests skip the embedding)", gateway_config=config.read_text())
+        result["meta"].update(embedder=opts.embedder, gateway_config=config.read_text(),
+                              router_type=router_type or "strongest (no trained router registered: "
+                              "routed requests skip the embedding)")
         say(opts, f"routing decision alone (router: {router_type or 'strongest'}) ...")
         decision = measure_decision(config, n=30 if opts.quick else 200)
         result["route_decision"] = decision
-        result["route_decision_ms"] = {"p50": decision["200tok"]["p50"], "p99": decision["200tok"]["p99"],
-                                       "short_p50": decision["short"]["p50"],
-                                       "cpu_ms": decision["200tok"]["cpu_ms"],
-                                       "short_cpu_ms": decision["short"]["cpu_ms"],
-                                       "batched_per_prompt": decision["200tok_batched_per_prompt"],
-                                       "short_batched_per_prompt": decision["short_batched_per_prompt"]}
+        result["route_decision_ms"] = decision_figures(decision)
         result["route_decision_ms_by_embedder"] = {opts.embedder: dict(result["route_decision_ms"])}
         for backend in other_embedders(opts.embedder):
             say(opts, f"routing decision alone with the {backend} embedder (the same router, retrained on it) ...")
@@ -296,10 +301,8 @@ def run_bench(opts: BenchOptions) -> dict:
             del embedder
             alt_config = gateway_config(bench.urls["stub"], bench.urls["stub-fast"], alt, alt_router,
                                         opts.embed_threads, backend)
-            d = measure_decision(alt_config, n=30 if opts.quick else 200)
-            result["route_decision_ms_by_embedder"][backend] = {
-                "p50": d["200tok"]["p50"], "p99": d["200tok"]["p99"], "short_p50": d["short"]["p50"],
-                "cpu_ms": d["200tok"]["cpu_ms"], "batched_per_prompt": d["200tok_batched_per_prompt"]}
+            result["route_decision_ms_by_embedder"][backend] = decision_figures(
+                measure_decision(alt_config, n=30 if opts.quick else 200))
         result["cold_start_s"] = round(bench.start_gateway(config, 1), 3)
         say(opts, f"gateway ready in {result['cold_start_s']} s")
         targets = ["passthrough", "routed"]
