@@ -83,8 +83,16 @@ class RequestLog:
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
-        if batch:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch)
+        if not batch:
+            return
+        write = asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch)
+        try:
+            # shielded: cancelling the caller (the flusher at shutdown, a request whose client left) must
+            # not cancel a write the pool has not started yet, or the batch would be silently dropped
+            await asyncio.shield(write)
+        except sqlite3.Error:
+            self._pending[:0] = batch  # keep the records for the next flush instead of losing them
+            raise
 
     def _write(self, batch: list[tuple[str, float, str]]) -> None:
         assert self._db is not None

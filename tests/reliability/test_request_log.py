@@ -1,0 +1,65 @@
+"""The request log never drops a record it accepted: not when the flusher is cancelled at shutdown while its
+write is still queued, and not when a write fails (the batch is kept for the next flush)."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+from router_gateway.services.request_log import RequestLog
+
+
+def rows(path) -> list[str]:
+    db = sqlite3.connect(path)
+    try:
+        return [r[0] for r in db.execute("SELECT request_id FROM requests ORDER BY ts")]
+    finally:
+        db.close()
+
+
+def test_cancelled_flush_still_writes_the_batch(tmp_path):
+    path = tmp_path / "log.db"
+
+    async def scenario():
+        log = RequestLog(path, flush_interval_ms=60_000)
+        await log.start()
+        gate = threading.Event()
+        blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)  # the one writer is busy
+        log.record({"request_id": "a", "ts": 1.0})
+        flushing = asyncio.create_task(log.flush())
+        await asyncio.sleep(0.05)  # the write is queued behind the blocker, not started
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
+        gate.set()
+        await blocker
+        await log.close()
+
+    asyncio.run(scenario())
+    assert rows(path) == ["a"]
+
+
+def test_failed_write_keeps_the_batch_for_the_next_flush(tmp_path):
+    path = tmp_path / "log.db"
+
+    async def scenario():
+        log = RequestLog(path, flush_interval_ms=60_000)
+        await log.start()
+        real_write, calls = log._write, []
+
+        def failing_once(batch):
+            calls.append(len(batch))
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            real_write(batch)
+        log._write = failing_once
+        log.record({"request_id": "a", "ts": 1.0})
+        try:
+            await log.flush()
+        except sqlite3.OperationalError:
+            pass
+        log.record({"request_id": "b", "ts": 2.0})
+        await log.close()
+        return calls
+
+    assert asyncio.run(scenario()) == [1, 2]
+    assert rows(path) == ["a", "b"]
