@@ -8,20 +8,43 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_gateway import __version__
+from router_gateway import chat_endpoint
 from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, presented_key
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
                                    PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService, new_request_id
+from router_gateway.services.chat import ChatService, new_request_id
 
 log = logging.getLogger("router_gateway.api")
 JSON = "application/json"
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with POST /v1/chat/completions served by chat_endpoint before FastAPI's own stack."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and chat_endpoint.route_path(scope) == chat_endpoint.PATH:
+            scope["app"] = self
+            await chat_endpoint.handle_chat(self, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema plus the chat endpoint, which is not a FastAPI route."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            schema["paths"] = {chat_endpoint.PATH: {"post": {
+                "summary": "Chat Completions", "operationId": "chat_completions",
+                **_body(CHAT_SCHEMA),
+                "responses": {"200": {"description": "The expert's completion (JSON, or SSE when stream is true)",
+                                      "content": {JSON: {"schema": {}}}}}}}, **schema["paths"]}
+        return self.openapi_schema
 
 
 def create_app(options: GatewayOptions) -> FastAPI:
@@ -39,7 +62,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
             gateway.draining = True
             await gateway.close()
 
-    app = FastAPI(title="router-gateway", version=__version__, lifespan=lifespan)
+    app = GatewayApp(title="router-gateway", version=__version__, lifespan=lifespan)
     _install_error_handlers(app)
     _install_routes(app)
     install_ops_routes(app)
@@ -123,8 +146,16 @@ def authenticate_admin(request: Request) -> ApiKey | None:
     return key
 
 
-Caller = Annotated[ApiKey | None, Depends(authenticate)]
-Admin = Annotated[ApiKey | None, Depends(authenticate_admin)]
+async def caller_key(request: Request) -> ApiKey | None:
+    return authenticate(request)  # async: FastAPI would run a plain function in a worker thread
+
+
+async def admin_key(request: Request) -> ApiKey | None:
+    return authenticate_admin(request)
+
+
+Caller = Annotated[ApiKey | None, Depends(caller_key)]
+Admin = Annotated[ApiKey | None, Depends(admin_key)]
 
 # The handlers read the raw body (for the byte limit and pass-through), so FastAPI cannot infer the
 # request schemas: they are declared here for /openapi.json (clients, docs, the schemathesis fuzz).
@@ -158,19 +189,6 @@ def _body(schema: dict) -> dict:
 
 
 def _install_routes(app: FastAPI) -> None:
-    @app.post("/v1/chat/completions", openapi_extra=_body(CHAT_SCHEMA))
-    async def chat_completions(request: Request, key: Caller):
-        gateway: Gateway = request.app.state.gateway
-        body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
-        chat = parse_chat_request(body)
-        ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
-                          key_id=key.id if key else None, allowed_experts=allowed_experts(key), api_key=key)
-        outcome = await request.app.state.chat.handle(chat, ctx)
-        if outcome.stream is None:
-            return Response(outcome.body, media_type=JSON, headers=outcome.headers)
-        return StreamingResponse(outcome.stream, media_type="text/event-stream",
-                                 headers={**outcome.headers, "cache-control": "no-cache"})
-
     @app.post("/v1/route", openapi_extra=_body(CHAT_SCHEMA))
     async def route(request: Request, key: Caller):
         gateway: Gateway = request.app.state.gateway

@@ -100,6 +100,13 @@ class UpstreamTimeout(GatewayError):
     status, type, code = 504, "timeout_error", "upstream_timeout"
 
 
+class ClientClosedRequest(GatewayError):
+    """The client went away before its answer was complete (499, nginx's convention): only logged,
+    since nobody is left to receive it."""
+
+    status, type, code = 499, "client_closed_request", "client_closed_request"
+
+
 def sse_error_event(error: GatewayError) -> bytes:
     """A mid-stream error as a final SSE event (followed by ``data: [DONE]``)."""
     return b"data: " + error.body_bytes() + b"\n\ndata: [DONE]\n\n"

@@ -42,13 +42,13 @@ def frontier_tables() -> list[str]:
 
 def install_ops_routes(app: FastAPI) -> None:
     """Add /metrics and the /ui routes."""
-    from router_gateway.app import authenticate_admin  # app.py imports this module: resolve at call time
+    from router_gateway.app import admin_key, authenticate_admin  # app.py imports this module: resolve at call time
 
-    def metrics_access(request: Request) -> None:
+    async def metrics_access(request: Request) -> None:  # async: no worker-thread hop
         if os.environ.get("ROUTER_GATEWAY_PUBLIC_METRICS", "") not in ("1", "true", "yes"):
             authenticate_admin(request)
 
-    admin = [Depends(authenticate_admin)]  # (dependencies=, not annotations: this module's are strings)
+    admin = [Depends(admin_key)]  # (dependencies=, not annotations: this module's are strings)
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_access)])
     async def metrics(request: Request):

@@ -1,13 +1,14 @@
 """The chat-completion use case: decide, forward, price, log. The HTTP handler only parses and renders."""
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from router_gateway.auth import check_model_allowed
-from router_gateway.errors import GatewayError
+from router_gateway.errors import ClientClosedRequest, GatewayError
 from router_gateway.gateway import Gateway, Runtime
 from router_gateway.protocol import ChatRequest
 from router_gateway.services.forwarding import ForwardResult
@@ -67,6 +68,14 @@ class ChatService:
             self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
             self.gateway.release(runtime)
             raise
+        except asyncio.CancelledError:
+            # the client disconnected (chat_endpoint cancels the request) or the gateway is stopping:
+            # the upstream call was cancelled with it; the request is still logged
+            self._log(runtime, ctx, chat, decision, None, ClientClosedRequest.status,
+                      error=ClientClosedRequest("cancelled before the answer: the client disconnected "
+                                                "or the gateway shut down"))
+            self.gateway.release(runtime)
+            raise
         except BaseException:
             self.gateway.release(runtime)
             raise
@@ -79,12 +88,21 @@ class ChatService:
 
     async def _stream(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision,
                       result: ForwardResult) -> AsyncIterator[bytes]:
+        stream_error = None
         try:
             async for event in result.stream:
                 yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            # the client went away mid-stream: not the expert's failure, but not a complete answer either
+            result.status, stream_error = ClientClosedRequest.status, "client disconnected mid-stream"
+            raise
         finally:
+            # closing the relay closes the upstream response, so the expert stops generating
+            aclose = getattr(result.stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
             self._log(runtime, ctx, chat, decision, result, result.status,
-                      stream_error=result.stream_state.get("error"))
+                      stream_error=result.stream_state.get("error") or stream_error)
             self.gateway.release(runtime)
 
     def _headers(self, ctx: CallContext, decision: Decision, result: ForwardResult,

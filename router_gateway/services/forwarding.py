@@ -17,7 +17,7 @@ import orjson
 from router_gateway.config import Expert, GatewayConfig
 from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_events, usage_of
+from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_batches, usage_of
 from router_gateway.services.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamResponse,
                                               make_upstream)
 
@@ -187,8 +187,8 @@ class Forwarder:
                                      UpstreamError(f"expert {name} answered {response.status}"))
                 if response.status >= 400:
                     raise ClientError(response.status, await response.read())
-                events = sse_events(response.chunks)
-                first = await events.__anext__()
+                batches = sse_batches(response.chunks)
+                first = await batches.__anext__()
         except TimeoutError:
             await _close(response)
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} sent no first byte in time")) from None
@@ -201,27 +201,35 @@ class Forwarder:
             await _close(response)
             raise
         result = ForwardResult(name, response.status, [], ttft_ms=(time.perf_counter() - started) * 1e3)
-        result.stream = self._relay(name, expert, response, events, first, result, wants_usage)
+        result.stream = self._relay(name, expert, response, batches, first, result, wants_usage)
         return result
 
-    async def _relay(self, name: str, expert: Expert, response: UpstreamResponse, events: AsyncIterator[bytes],
-                     first: bytes, result: ForwardResult, client_wants_usage: bool) -> AsyncIterator[bytes]:
-        """Yield events to the client as they arrive; record usage; end with an error event on failure."""
+    async def _relay(self, name: str, expert: Expert, response: UpstreamResponse,
+                     batches: AsyncIterator[list[bytes]], first: list[bytes], result: ForwardResult,
+                     client_wants_usage: bool) -> AsyncIterator[bytes]:
+        """Yield events to the client as they arrive (those of one upstream read in one piece); record
+        usage; end with an error event on failure."""
         rename = ModelRenamer(expert.model, name)
         ok = False
         try:
-            event = first
+            batch = first
             while True:
-                usage = usage_of(event)
-                if usage is not None:
-                    result.usage = usage
-                if usage is None or client_wants_usage or not is_usage_only(event):
-                    yield rename(event)
-                if event.startswith(b"data: [DONE]"):
-                    ok = True
+                out = []
+                for event in batch:
+                    usage = usage_of(event)
+                    if usage is not None:
+                        result.usage = usage
+                    if usage is None or client_wants_usage or not is_usage_only(event):
+                        out.append(rename(event))
+                    if event.startswith(b"data: [DONE]"):
+                        ok = True
+                        break
+                if out:
+                    yield out[0] if len(out) == 1 else b"".join(out)
+                if ok:
                     break
                 try:
-                    event = await events.__anext__()
+                    batch = await batches.__anext__()
                 except StopAsyncIteration:
                     ok = True
                     break

@@ -10,8 +10,12 @@ from typing import AsyncIterator
 import orjson
 
 
-async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Re-frame a byte stream into whole SSE events (each ending in a blank line)."""
+async def sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Re-frame a byte stream into whole SSE events (each ending in a blank line), grouped by read.
+
+    The events that one upstream read completes come out together, so the relay can hand them to the
+    client in one write: no event waits for a later one, and a burst costs one send, not one per event.
+    """
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
@@ -21,11 +25,11 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             buffer = buffer.replace(b"\r\n", b"\n")
         cut = buffer.rfind(b"\n\n") + 2
         complete, buffer = buffer[:cut], buffer[cut:]
-        for event in complete.split(b"\n\n"):
-            if event.strip():
-                yield event + b"\n\n"
+        events = [event + b"\n\n" for event in complete.split(b"\n\n") if event.strip()]
+        if events:
+            yield events
     if buffer.strip():
-        yield buffer if buffer.endswith(b"\n\n") else buffer + b"\n\n"
+        yield [buffer if buffer.endswith(b"\n\n") else buffer + b"\n\n"]
 
 
 class ModelRenamer:

@@ -8,6 +8,7 @@ flaky (fails every other request with 500), badrequest (400 in OpenAI's shape), 
 (N% of calls fail at random: half answer 500, half of the streams die after the first chunk; the
 soak test's "10% of upstream calls failing" is fail10). Only 'unhealthy' fails the health check: the others are up but misbehave.
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
+Like vLLM, it notices a caller that goes away: ``/_stats`` counts such requests as ``abandoned``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,18 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake"}
+STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake", "abandoned": 0}
+
+
+async def wait_for_caller(request: Request, seconds: float) -> bool:
+    """Sleep ``seconds``; False (and counted as abandoned) as soon as the caller disconnects."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if await request.is_disconnected():
+            STATE["abandoned"] += 1
+            return False
+        await asyncio.sleep(min(0.05, left))
+    return True
 
 
 def completion(body: dict, text: str) -> dict:
@@ -77,15 +89,23 @@ async def chat(request: Request) -> Response:
     if behaviour == "badrequest":
         return Response(orjson.dumps({"error": {"message": "bad temperature", "type": "BadRequestError",
                                                 "param": "temperature", "code": 400}}), status_code=400)
-    if behaviour == "hang":
-        await asyncio.sleep(3600)
-    if behaviour == "slow":
-        await asyncio.sleep(STATE["delay"])
+    if behaviour == "hang" and not await wait_for_caller(request, 3600):
+        return Response(b"", status_code=499)
+    if behaviour == "slow" and not await wait_for_caller(request, STATE["delay"]):
+        return Response(b"", status_code=499)
     text = f"answer from {STATE['name']}"
     if not body.get("stream"):
         return Response(orjson.dumps(completion(body, text)), media_type="application/json")
 
     async def events():
+        try:
+            async for event in _events():
+                yield event
+        except (asyncio.CancelledError, GeneratorExit):  # the caller closed the connection
+            STATE["abandoned"] += 1
+            raise
+
+    async def _events():
         yield chunk(body, {"role": "assistant", "content": ""})
         for word in text.split():
             if behaviour == "slowstream":

@@ -1,0 +1,141 @@
+"""``POST /v1/chat/completions`` as a plain ASGI handler: the gateway's hot path.
+
+Why not a FastAPI route: py-spy of a c=1 stream bench showed FastAPI's share of each request larger
+than the gateway's own work: dependency solving (which also ran the sync auth check in a worker
+thread), four middleware layers that each wrap ``send`` (so every stream chunk paid them), and
+StreamingResponse's task group. Here the request goes straight from the server to ChatService. The
+rest of the API stays in FastAPI, and app.py still describes this endpoint in /openapi.json.
+
+A client that disconnects cancels its request: a watcher waits on ``receive`` and cancels the task,
+which closes the upstream response (the expert stops generating) and logs the request as 499.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from starlette.requests import ClientDisconnect, Request
+
+from router_gateway.auth import allowed_experts
+from router_gateway.errors import GatewayError, sse_error_event
+from router_gateway.protocol import parse_chat_request
+from router_gateway.services.chat import CallContext, ChatOutcome, new_request_id
+
+log = logging.getLogger("router_gateway.api")
+
+PATH = "/v1/chat/completions"
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON_HEADER = (b"content-type", b"application/json")
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+
+
+def route_path(scope: dict[str, Any]) -> str:
+    """The path without the root path a proxy mounted the app under (as Starlette's router sees it)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
+    """Serve one chat completion; ``app`` is the FastAPI app whose lifespan built the gateway."""
+    from router_gateway.app import authenticate, read_json_body  # app.py imports this module
+
+    if scope["method"] != "POST":
+        error = GatewayError(f"method {scope['method']} not allowed on {PATH}: use POST",
+                             code="method_not_allowed")
+        error.status, error.type = 405, "invalid_request_error"
+        await send_error(send, error, {"allow": "POST"})
+        return
+    request = Request(scope, receive)
+    try:
+        key = authenticate(request)
+        gateway = app.state.gateway
+        body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
+        chat = parse_chat_request(body)
+        ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
+                          key_id=key.id if key else None, allowed_experts=allowed_experts(key), api_key=key)
+    except GatewayError as exc:
+        await send_error(send, exc)
+        return
+    except ClientDisconnect:
+        return  # gone while sending its body: nothing was routed, nobody to answer
+    except Exception:
+        log.exception("unexpected error on POST %s", PATH)
+        await send_error(send, GatewayError("internal error in the gateway"))
+        return
+    await _serve_watching_disconnect(app.state.chat, chat, ctx, receive, send)
+
+
+async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, send: Send) -> None:
+    task = asyncio.current_task()
+    state = {"finished": False, "gone": False}
+
+    async def watch() -> None:
+        # the body is read, so the next message is http.disconnect: the client left, or (servers that
+        # say so after the last send) the response is complete, which ``finished`` tells apart
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not state["finished"]:
+            state["gone"] = True
+            task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        outcome = await service.handle(chat, ctx)
+        if outcome.stream is None:
+            state["finished"] = True
+            await send_body(send, 200, outcome.body, [JSON_HEADER], outcome.headers)
+        else:
+            await _send_stream(send, outcome, state)
+    except asyncio.CancelledError:
+        if not state["gone"]:
+            raise  # the server is stopping this task: let it
+        task.uncancel()  # our own cancel: the request ended with its client
+    except GatewayError as exc:
+        state["finished"] = True
+        await send_error(send, exc)
+    except Exception:
+        log.exception("unexpected error on POST %s", PATH)
+        state["finished"] = True
+        await send_error(send, GatewayError("internal error in the gateway"))
+    finally:
+        state["finished"] = True
+        watcher.cancel()
+
+
+async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
+    stream = outcome.stream
+    started = False
+    try:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": SSE_HEADERS + _encode(outcome.headers)})
+        started = True
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        state["finished"] = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except Exception:
+        if not started:
+            raise
+        # headers are out, so no status can change: end the stream with an error event instead
+        log.exception("unexpected error while streaming %s", PATH)
+        state["finished"] = True
+        await send({"type": "http.response.body", "more_body": False,
+                    "body": sse_error_event(GatewayError("internal error in the gateway"))})
+    finally:
+        await stream.aclose()  # a stream left early still logs its record and closes its upstream
+
+
+async def send_error(send: Send, error: GatewayError, extra: dict[str, str] | None = None) -> None:
+    await send_body(send, error.status, error.body_bytes(), [JSON_HEADER], {**error.headers, **(extra or {})})
+
+
+async def send_body(send: Send, status: int, body: bytes, base: list[tuple[bytes, bytes]],
+                    headers: dict[str, str]) -> None:
+    raw = base + [(b"content-length", str(len(body)).encode())] + _encode(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
