@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable
 from starlette.requests import ClientDisconnect, Request
 
 from router_gateway.auth import allowed_experts
-from router_gateway.errors import GatewayError, sse_error_event
+from router_gateway.errors import GatewayError, MethodNotAllowed, sse_error_event
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatOutcome, new_request_id
 
@@ -41,9 +41,7 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
     from router_gateway.app import authenticate, read_json_body  # app.py imports this module
 
     if scope["method"] != "POST":
-        error = GatewayError(f"method {scope['method']} not allowed on {PATH}: use POST",
-                             code="method_not_allowed")
-        error.status, error.type = 405, "invalid_request_error"
+        error = MethodNotAllowed(f"method {scope['method']} not allowed on {PATH}: use POST")
         await send_error(send, error, {"allow": "POST"})
         return
     request = Request(scope, receive)
@@ -60,8 +58,7 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
     except ClientDisconnect:
         return  # gone while sending its body: nothing was routed, nobody to answer
     except Exception:
-        log.exception("unexpected error on POST %s", PATH)
-        await send_error(send, GatewayError("internal error in the gateway"))
+        await _internal_error(send)
         return
     await _serve_watching_disconnect(app.state.chat, chat, ctx, receive, send)
 
@@ -95,9 +92,8 @@ async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, s
         state["finished"] = True
         await send_error(send, exc)
     except Exception:
-        log.exception("unexpected error on POST %s", PATH)
         state["finished"] = True
-        await send_error(send, GatewayError("internal error in the gateway"))
+        await _internal_error(send)
     finally:
         state["finished"] = True
         watcher.cancel()
@@ -124,6 +120,12 @@ async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
                     "body": sse_error_event(GatewayError("internal error in the gateway"))})
     finally:
         await stream.aclose()  # a stream left early still logs its record and closes its upstream
+
+
+async def _internal_error(send: Send) -> None:
+    """A bug in the gateway: logged with its traceback, answered without it."""
+    log.exception("unexpected error on POST %s", PATH)
+    await send_error(send, GatewayError("internal error in the gateway"))
 
 
 async def send_error(send: Send, error: GatewayError, extra: dict[str, str] | None = None) -> None:

@@ -64,6 +64,12 @@ class NotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """An HTTP method the endpoint does not serve (405)."""
+
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
 class PayloadTooLarge(GatewayError):
     """Request body larger than ``server.max_body_bytes`` (413)."""
 
