@@ -97,13 +97,15 @@ class ChatService:
             result.status, stream_error = ClientClosedRequest.status, "client disconnected mid-stream"
             raise
         finally:
-            # closing the relay closes the upstream response, so the expert stops generating
-            aclose = getattr(result.stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            self._log(runtime, ctx, chat, decision, result, result.status,
-                      stream_error=result.stream_state.get("error") or stream_error)
-            self.gateway.release(runtime)
+            try:
+                # closing the relay closes the upstream response, so the expert stops generating
+                aclose = getattr(result.stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:  # the record is written and the runtime released even if closing failed
+                self._log(runtime, ctx, chat, decision, result, result.status,
+                          stream_error=result.stream_state.get("error") or stream_error)
+                self.gateway.release(runtime)
 
     def _headers(self, ctx: CallContext, decision: Decision, result: ForwardResult,
                  runtime: Runtime) -> dict[str, str]:
