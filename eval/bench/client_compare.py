@@ -1,4 +1,5 @@
-"""Upstream HTTP client cost, the gateway's hot path: httpx vs aiohttp vs raw asyncio streams.
+"""Upstream HTTP client cost, the gateway's hot path: httpx vs aiohttp vs the gateway's own http1_client
+vs raw asyncio streams (a floor: no pool, no error handling).
 
 Each client sends ``--requests`` chat completions to a running stub at ``--concurrency`` and we
 report requests/s and CPU ms per request of this process (the client alone; the stub runs apart).
@@ -73,17 +74,32 @@ async def with_raw(url: str, n: int, concurrency: int, pool: int) -> tuple[float
     return await _drive(call, n, concurrency)
 
 
+async def with_http1(url: str, n: int, concurrency: int, pool: int) -> tuple[float, float]:
+    from router_gateway.services.http1_client import Http1Pool
+    client = Http1Pool(url + "/v1", {"content-type": "application/json"}, limit=pool * 2, connect_timeout=5,
+                       read_timeout=60, keepalive_s=4)
+
+    async def call():
+        r = await client.post("/chat/completions", BODY)
+        await r.read()
+        r.release()
+    try:
+        return await _drive(call, n, concurrency)
+    finally:
+        await client.aclose()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--url", required=True)
     p.add_argument("--requests", type=int, default=5000)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--pool", type=int, default=4096, help="pool size (the gateway uses max_concurrency)")
-    p.add_argument("--clients", default="httpx,aiohttp,raw")
+    p.add_argument("--clients", default="httpx,aiohttp,http1,raw")
     args = p.parse_args()
     from eval.bench.stub_expert import run_fast
     for name in args.clients.split(","):
-        fn = {"httpx": with_httpx, "aiohttp": with_aiohttp, "raw": with_raw}[name]
+        fn = {"httpx": with_httpx, "aiohttp": with_aiohttp, "http1": with_http1, "raw": with_raw}[name]
         rps, cpu_ms = run_fast(fn(args.url, args.requests, args.concurrency, args.pool))
         print(f"{name:8} c={args.concurrency:<4} pool={args.pool:<5} {rps:8.0f} req/s  {cpu_ms:6.3f} ms CPU/request")
 

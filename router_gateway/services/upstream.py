@@ -1,9 +1,10 @@
 """HTTP clients for calling experts, behind one small interface.
 
-``AiohttpUpstream`` is the default: per request it costs ~0.2 ms of CPU where httpx costs 1-3 ms
-(httpcore re-checks every pooled connection on each checkout, so its cost grows with concurrency;
-measured by eval/bench/client_compare.py). ``HttpxUpstream`` is used when a transport is injected:
-unit tests pass httpx's MockTransport so they never touch the network.
+``Http1Upstream`` is the default: a lean keep-alive HTTP/1.1 client (services/http1_client.py). At
+c=32 against a stub (eval/bench/client_compare.py) it costs 0.010 ms of CPU per request where aiohttp
+costs 0.062 ms and httpx 1-3 ms (httpcore re-checks every pooled connection on each checkout).
+``HttpxUpstream`` is used when a transport is injected: unit tests pass httpx's MockTransport so they
+never touch the network.
 
 Both raise ``UpstreamConnectError`` when no response arrived (refused, reset, stale connection)
 and ``UpstreamBodyError`` when the body broke off; timeouts are the caller's (asyncio.wait_for).
@@ -16,6 +17,7 @@ from typing import AsyncIterator, Awaitable, Callable, Protocol
 import httpx
 
 from router_gateway.config import Expert
+from router_gateway.services.http1_client import BodyFailed, ConnectFailed, Http1Pool
 
 #: below uvicorn's (and so vLLM's) 5 s idle timeout, so a pooled connection is never reused
 #: just as the server closes it
@@ -58,7 +60,7 @@ class Upstream(Protocol):
 
 
 def make_upstream(expert: Expert, transport: httpx.AsyncBaseTransport | None = None) -> Upstream:
-    return HttpxUpstream(expert, transport) if transport is not None else AiohttpUpstream(expert)
+    return HttpxUpstream(expert, transport) if transport is not None else Http1Upstream(expert)
 
 
 def _headers(expert: Expert) -> dict[str, str]:
@@ -68,54 +70,48 @@ def _headers(expert: Expert) -> dict[str, str]:
     return headers
 
 
-class AiohttpUpstream:
-    """One pooled aiohttp session per expert, created on first use inside the running loop."""
+class Http1Upstream:
+    """The default: pooled keep-alive connections of http1_client, created on first use inside the loop."""
 
     def __init__(self, expert: Expert):
         self._expert = expert
-        self._base = expert.base_url
-        self._headers = _headers(expert)
-        self._session = None
+        self._pool: Http1Pool | None = None
 
-    def _get_session(self):
-        import aiohttp
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._expert.max_concurrency * 2, limit_per_host=0,
-                                             keepalive_timeout=KEEPALIVE_S, ttl_dns_cache=60)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._expert.timeout.connect,
-                                            sock_read=self._expert.timeout.total)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers,
-                                                  auto_decompress=False, skip_auto_headers=("User-Agent",))
-        return self._session
+    def _get_pool(self) -> Http1Pool:
+        if self._pool is None:
+            e = self._expert
+            self._pool = Http1Pool(e.base_url, _headers(e), limit=e.max_concurrency * 2,
+                                   connect_timeout=e.timeout.connect, read_timeout=e.timeout.total,
+                                   keepalive_s=KEEPALIVE_S)
+        return self._pool
 
     async def post(self, path: str, body: bytes) -> UpstreamResponse:
-        import aiohttp
         try:
-            response = await self._get_session().post(self._base + path, data=body)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            raise UpstreamConnectError(type(exc).__name__) from None
+            response = await self._get_pool().post(path, body)
+        except ConnectFailed as exc:
+            raise UpstreamConnectError(str(exc)) from None
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     yield chunk
-            except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamBodyError(type(exc).__name__) from None
+            except BodyFailed as exc:
+                raise UpstreamBodyError(str(exc)) from None
 
         async def read() -> bytes:
             try:
                 return await response.read()
-            except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamBodyError(type(exc).__name__) from None
+            except BodyFailed as exc:
+                raise UpstreamBodyError(str(exc)) from None
 
         async def close() -> None:
-            response.release() if response.content.at_eof() else response.close()
+            response.release()
 
         return UpstreamResponse(response.status, chunks(), read, close)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.aclose()
 
 
 class HttpxUpstream:

@@ -1,0 +1,309 @@
+"""A lean HTTP/1.1 client for the forwarding hot path: pooled keep-alive connections to one origin.
+
+Why not aiohttp: profiled at c=32 pass-through, aiohttp's request machinery (URL objects, ClientRequest
+and ClientResponse objects, the payload writer, the stream reader) was a fifth of the gateway's CPU per
+request. The gateway sends one kind of request (a JSON POST) to one origin per expert and relays the
+body bytes as they come, which takes an asyncio Protocol, httptools' C response parser (chunked
+decoding included) and a list of idle connections.
+
+What a pooled client must get right, and where it is done here:
+- a connection is reused only after its previous response was read to the end and both sides keep it
+  alive (``_Connection.reusable``); an idle one is dropped after ``keepalive_s``;
+- a request that fails on a *reused* connection before any byte of the answer came back is sent once
+  more on a fresh connection: the server closed the idle connection as we picked it up;
+- a slow reader pauses the socket (bounded buffering); an inactive body times out (``read_timeout``);
+- at most ``limit`` connections are open; further requests wait for one.
+"""
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import httptools
+
+#: pause reading from the socket while this many body bytes wait for the consumer
+HIGH_WATER = 256 * 1024
+
+
+class ConnectFailed(Exception):
+    """No response: the connection could not be made or broke before the response headers."""
+
+
+class BodyFailed(Exception):
+    """The response broke off after its headers (connection lost, bad framing, read timeout)."""
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP connection; carries one request/response at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.got_bytes = False
+        self.headers_done: asyncio.Future | None = None
+        self.body: deque[bytes] = deque()
+        self.buffered = 0
+        self.complete = False
+        self.keep_alive = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future | None = None
+        self.paused = False
+        self.until_eof = True  # neither content-length nor chunked: the body ends when the connection does
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.headers_done is None or self.complete:  # bytes nobody asked for: the connection is unusable
+            self._fail(BodyFailed("unexpected data from the server"))
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BodyFailed(f"invalid HTTP response: {exc}"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.headers_done is not None and self.headers_done.done() and self.until_eof and not self.complete \
+                and self.error is None:
+            self.complete = True  # a body delimited by the end of the connection ends here
+            self._wake()
+            return
+        self._fail(BodyFailed("the server closed the connection" + (f": {exc}" if exc else "")))
+
+    def pause_writing(self) -> None:  # the request is written in one call; nothing to pause
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.until_eof = False
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.status < 200:  # 1xx: an interim response (we send no Expect); the real one follows
+            return
+        if self.headers_done is not None and not self.headers_done.done():
+            self.headers_done.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            return
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp resets it once this callback returns
+        self.complete = True
+        self._wake()
+
+    # -- the caller's side -----------------------------------------------------------------
+    def _fail(self, error: Exception) -> None:
+        if self.error is None and not self.complete:
+            self.error = error
+        if self.headers_done is not None and not self.headers_done.done():
+            self.headers_done.set_exception(ConnectFailed(str(error)))
+            self.headers_done.exception()  # retrieved: the caller may already be gone
+        self._wake()
+        self.close()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def send(self, request: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        self._reset()
+        self.headers_done = loop.create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        return self.headers_done
+
+    async def next_chunk(self, read_timeout: float | None) -> bytes | None:
+        """The next piece of body as it arrived; None at the end."""
+        while not self.body:
+            if self.complete:
+                return None
+            if self.error is not None:
+                raise BodyFailed(str(self.error))
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(read_timeout):
+                    await self.waiter
+            except TimeoutError:
+                self._fail(BodyFailed(f"no data from the server for {read_timeout} s"))
+                raise BodyFailed(f"read timeout after {read_timeout} s") from None
+            finally:
+                self.waiter = None
+        chunk = self.body.popleft()
+        self.buffered -= len(chunk)
+        if self.paused and self.buffered <= HIGH_WATER // 4 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and not self.closed and self.error is None and not self.until_eof \
+            and self.keep_alive
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class Response:
+    """Status after the headers; the body is streamed with ``chunks()`` or read whole with ``read()``.
+    ``release()`` must be called once: it returns the connection to the pool or closes it."""
+
+    def __init__(self, pool: "Http1Pool", conn: _Connection):
+        self._pool = pool
+        self._conn = conn
+        self.status = conn.status
+        self._released = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self._conn.next_chunk(self._pool.read_timeout)
+            if chunk is None:
+                return
+            yield chunk
+
+    async def read(self) -> bytes:
+        parts = []
+        while True:
+            chunk = await self._conn.next_chunk(self._pool.read_timeout)
+            if chunk is None:
+                return b"".join(parts)
+            parts.append(chunk)
+
+    def release(self) -> None:
+        """Done with this response: a fully read, keep-alive connection goes back to the pool."""
+        if not self._released:
+            self._released = True
+            self._pool._put_back(self._conn)
+
+
+class Http1Pool:
+    """Keep-alive connections to one origin (``scheme://host:port``), at most ``limit`` open at once."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], limit: int, connect_timeout: float,
+                 read_timeout: float | None, keepalive_s: float):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported URL scheme in {base_url!r}")
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self.prefix = parts.path.rstrip("/")
+        default_port = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
+        host_header = parts.hostname if default_port else f"{parts.hostname}:{self.port}"
+        if ":" in (parts.hostname or "") and not default_port:  # IPv6 literal
+            host_header = f"[{parts.hostname}]:{self.port}"
+        fixed = {"host": host_header, **{k.lower(): v for k, v in headers.items()}}
+        self._fixed_headers = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keepalive_s = keepalive_s
+        self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(limit)
+        self._open: set[_Connection] = set()
+        self._closed = False
+
+    def _request_bytes(self, path: str, body: bytes) -> bytes:
+        head = f"POST {self.prefix}{path} HTTP/1.1\r\n{self._fixed_headers}content-length: {len(body)}\r\n\r\n"
+        return head.encode("latin-1") + body
+
+    async def post(self, path: str, body: bytes) -> Response:
+        """Send the request; returns once the response headers are in (``ConnectFailed`` if they never come)."""
+        if self._closed:
+            raise ConnectFailed("client closed")
+        await self._slots.acquire()
+        try:
+            request = self._request_bytes(path, body)
+            loop = asyncio.get_running_loop()
+            conn = self._take_idle()
+            if conn is not None:
+                try:
+                    return await self._exchange(conn, request, loop)
+                except ConnectFailed:
+                    if conn.got_bytes:
+                        raise
+                    # the server closed the idle connection as we reused it: once more, on a new one
+            return await self._exchange(await self._connect(loop), request, loop)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _exchange(self, conn: _Connection, request: bytes, loop: asyncio.AbstractEventLoop) -> Response:
+        try:
+            await conn.send(request, loop)
+        except BaseException:  # failed, timed out or cancelled mid-request: the connection cannot be reused
+            self._discard(conn)
+            raise
+        return Response(self, conn)
+
+    def _take_idle(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()  # most recently used first: its peer is least likely to have closed it
+            if not conn.closed and now - conn.idle_since < self.keepalive_s:
+                conn.reused = True
+                return conn
+            self._discard(conn)
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    _Connection, self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None)
+        except TimeoutError:
+            raise ConnectFailed(f"connect timeout after {self.connect_timeout} s") from None
+        except OSError as exc:
+            raise ConnectFailed(f"{type(exc).__name__}: {exc.strerror or exc}") from None
+        self._open.add(conn)
+        return conn
+
+    def _put_back(self, conn: _Connection) -> None:
+        self._slots.release()
+        if conn.reusable and not self._closed:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+
+    def _discard(self, conn: _Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for conn in list(self._open):
+            self._discard(conn)
+        self._idle.clear()
