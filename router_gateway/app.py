@@ -1,6 +1,7 @@
 """The app factory: FastAPI app whose lifespan builds the gateway; thin handlers; one error renderer."""
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -56,6 +57,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
         await gateway.start()
         app.state.gateway = gateway
         app.state.chat = ChatService(gateway)
+        tune_gc()
         try:
             yield
         finally:
@@ -67,6 +69,18 @@ def create_app(options: GatewayOptions) -> FastAPI:
     _install_routes(app)
     install_ops_routes(app)
     return app
+
+
+def tune_gc() -> None:
+    """Keep the collector's pauses off the tail latency of requests.
+
+    The loaded gateway holds ~100k long-lived objects (modules, config, routers) and each full collection
+    walked them all: 10-30 ms pauses, which were the p99 of the c=32 pass-through bench (10 full
+    collections in a 40 s run, the longest 31 ms). ``gc.freeze()`` moves everything alive after startup
+    out of the collector's reach; what requests allocate is still collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

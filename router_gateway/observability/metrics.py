@@ -100,6 +100,10 @@ class GatewayMetrics:
         self.cost = Counter(f"{NS}_cost_usd", "USD spent, priced from experts.yaml", ["expert", "key"], registry=r)
         self.embed_batch = Histogram(f"{NS}_embed_batch_size", "prompts per embedder batch",
                                      buckets=BATCH_BUCKETS, registry=r)
+        # labelled children by (metric, labels): prometheus_client's labels() validates and locks on every
+        # call (~3 us); a request updates up to ten of them. Label values are bounded (experts, profiles,
+        # statuses, keys), so the cache is too.
+        self._children: dict[tuple, Any] = {}
         self.state_collector = StateCollector(gateway, per_process=bool(self.multiproc)) if gateway else None
         if self.state_collector is not None:
             r.register(self.state_collector)
@@ -108,21 +112,28 @@ class GatewayMetrics:
     def on_record(self, record: dict) -> None:
         profile = record.get("profile") or self._known_model(record.get("model"))
         expert = record.get("chosen_expert") or NONE
-        self.requests.labels(profile, expert, str(record.get("status"))).inc()
+        self._child(self.requests, profile, expert, str(record.get("status"))).inc()
         candidates = record.get("candidates") or []
         first = candidates[0]["expert"] if candidates else None
         if first is not None:
-            self.decisions.labels(record.get("router") or NONE, first,
+            self._child(self.decisions, record.get("router") or NONE, first,
                                   "true" if record.get("explored") else "false").inc()
         attempts = record.get("attempts") or []
         for attempt in attempts:
-            self.attempts.labels(attempt.get("expert") or NONE, attempt.get("outcome") or NONE).inc()
+            self._child(self.attempts, attempt.get("expert") or NONE, attempt.get("outcome") or NONE).inc()
         if len(attempts) > 1:
-            self.retries.labels(profile).inc(len(attempts) - 1)
+            self._child(self.retries, profile).inc(len(attempts) - 1)
         if first is not None and expert != first and attempts:
-            self.fallbacks.labels(first, expert).inc()
+            self._child(self.fallbacks, first, expert).inc()
         self._timings(record, profile, expert)
         self._usage(record, expert)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _known_model(self, model: str | None) -> str:
         """A request refused before its decision has no profile: label it by the model it asked for when
@@ -134,13 +145,13 @@ class GatewayMetrics:
 
     def _timings(self, record: dict, profile: str, expert: str) -> None:
         if record.get("latency_ms") is not None:
-            self.latency.labels(profile, expert).observe(record["latency_ms"] / 1e3)
+            self._child(self.latency, profile, expert).observe(record["latency_ms"] / 1e3)
         if record.get("ttft_ms") is not None and record.get("chosen_expert"):
-            self.ttft.labels(expert).observe(record["ttft_ms"] / 1e3)
+            self._child(self.ttft, expert).observe(record["ttft_ms"] / 1e3)
         for stage in ("embed", "route"):
             value = record.get(f"{stage}_ms")
             if value is not None:
-                self.overhead.labels(stage).observe(value / 1e3)
+                self._child(self.overhead, stage).observe(value / 1e3)
 
     def _usage(self, record: dict, expert: str) -> None:
         if expert == NONE:
@@ -149,9 +160,9 @@ class GatewayMetrics:
         for kind in ("prompt", "completion"):
             value = record.get(f"{kind}_tokens")
             if isinstance(value, int) and value > 0:
-                self.tokens.labels(expert, key, kind).inc(value)
+                self._child(self.tokens, expert, key, kind).inc(value)
         if record.get("cost_usd"):
-            self.cost.labels(expert, key).inc(record["cost_usd"])
+            self._child(self.cost, expert, key).inc(record["cost_usd"])
 
     def on_embed_batch(self, size: int) -> None:
         self.embed_batch.observe(size)
