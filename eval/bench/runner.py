@@ -86,13 +86,13 @@ class Bench:
             self.urls[name] = f"http://127.0.0.1:{port}"
             self.procs[name].wait_ready(self.urls[name] + "/health", 30)
 
-    def start_gateway(self, config: Path, workers: int = 1) -> float:
+    def start_gateway(self, config: Path, workers: int = 1, name: str | None = None) -> float:
         port = procs.free_port()
-        name = f"gateway-{workers}w"
+        name = name or f"gateway-{workers}w"
         cmd = python_module("router_gateway.cli", "serve", "--config", str(config), "--port", str(port),
                             "--workers", str(workers), "--log-level", "warning")
         self.procs[name] = Proc(name, cmd, self.work, env={"ROUTER_GATEWAY_BENCH": "1"})
-        self.urls["gateway"] = f"http://127.0.0.1:{port}"
+        self.urls["gateway"] = self.urls[name] = f"http://127.0.0.1:{port}"
         return self.procs[name].wait_ready(self.urls["gateway"] + "/ready", 120)
 
     def start_litellm(self) -> str | None:
@@ -168,6 +168,32 @@ class Bench:
                 self.raw.setdefault(key, []).append(summary)
                 say(o, f"saturation round {r + 1}/{o.runs} {target:<11} {summary['rps']:8.1f} req/s"
                        + (f"  errors {summary['errors']}" if summary["errors"] else ""))
+
+    def paired_saturation(self, gateways: list[str], targets: list[str], key: str) -> None:
+        """Saturation of several gateway deployments, alternating between them within each round (and
+        the order between rounds), so drifting load on a shared host hits them alike; compare them by
+        the median of per-round ratios."""
+        o = self.opts
+        for r in range(o.runs):
+            for name in (gateways if r % 2 == 0 else gateways[::-1]):
+                self.urls["gateway"] = self.urls[name]
+                for target in targets:
+                    url, model = self.endpoint(target, fast=True)
+                    summary = loadgen(url, model, o.saturation_concurrency, max(o.duration, 1.0 if o.quick else 8.0),
+                                      False, self.key(target))
+                    summary.update(round=r, target=target, gateway=name)
+                    self.raw.setdefault(key, []).append(summary)
+                    say(o, f"paired saturation round {r + 1}/{o.runs} {name:<18} {target:<11} "
+                           f"{summary['rps']:8.1f} req/s" + (f"  errors {summary['errors']}" if summary["errors"] else ""))
+
+
+def paired_ratio(raw: list[dict], target: str, numerator: str, denominator: str) -> float | None:
+    """Median over rounds of (numerator's req/s / denominator's req/s) for one target."""
+    by_round: dict[int, dict[str, float]] = {}
+    for s in raw:
+        if s["target"] == target and s.get("rps"):
+            by_round.setdefault(s["round"], {})[s["gateway"]] = s["rps"]
+    return _median([g[numerator] / g[denominator] for g in by_round.values() if numerator in g and denominator in g])
 
 
 def _median(values: list[float]) -> float | None:
@@ -317,17 +343,27 @@ def run_bench(opts: BenchOptions) -> dict:
         bench.stop("gateway-1w")
         bench.stop("litellm")
         if opts.workers > 1:
-            cold = bench.start_gateway(config, opts.workers)
-            result["cold_start_s_workers"] = round(cold, 3)
-            bench.saturation(["routed", "passthrough"], key=f"saturation_{opts.workers}w")
-            result["rss_mb_workers"] = round(procs.rss_mb(bench.procs[f"gateway-{opts.workers}w"].pid), 1)
-            bench.stop(f"gateway-{opts.workers}w")
+            # the multi-worker deployment next to a fresh one-worker one, measured alternately (paired_saturation)
+            multi, single = f"gateway-{opts.workers}w", "gateway-1w-paired"
+            result["cold_start_s_workers"] = round(bench.start_gateway(config, opts.workers), 3)
+            bench.start_gateway(config, 1, name=single)
+            bench.paired_saturation([single, multi], ["routed", "passthrough"], key="saturation_workers")
+            result["rss_mb_workers"] = round(procs.rss_mb(bench.procs[multi].pid), 1)
+            bench.stop(multi)
+            bench.stop(single)
         # every key is present (None when a target was skipped), so consumers can rely on them
         result.update(summarise(bench.raw, list(TARGETS), opts.concurrencies))
         result["rps"] = throughput(bench.raw.get("saturation", []), ["direct", *TARGETS])
-        multi = throughput(bench.raw.get(f"saturation_{opts.workers}w", []), ["routed", "passthrough"])
+        paired = bench.raw.get("saturation_workers", [])
+        multi_name = f"gateway-{opts.workers}w"
+        multi = throughput([s for s in paired if s["gateway"] == multi_name], ["routed", "passthrough"])
         result["rps_routed_2_workers"] = multi.get("routed")
         result["rps_passthrough_2_workers"] = multi.get("passthrough")
+        single = throughput([s for s in paired if s["gateway"] != multi_name], ["routed", "passthrough"])
+        result["rps_routed_1_worker_paired"] = single.get("routed")
+        # the worker speed-up: median of per-round ratios against the one-worker gateway measured beside it
+        result["workers_speedup"] = {t: paired_ratio(paired, t, multi_name, "gateway-1w-paired")
+                                     for t in ("routed", "passthrough")}
         result["stub_cpu_share"] = stub_cpu_share(bench.raw)
         result["cpu_ms_per_request"] = cpu_per_request(bench.raw, list(TARGETS))
         result["meta"]["loadavg_end"] = os.getloadavg()

@@ -108,6 +108,16 @@ def test_markdown_shows_the_other_embedders_decision_but_not_the_deployed_one_tw
     assert "embedder `onnx`" in table
 
 
+def test_worker_speedup_is_the_median_of_per_round_ratios():
+    from eval.bench.runner import paired_ratio
+    raw = [{"round": r, "target": "routed", "gateway": g, "rps": rps}
+           for r, (one, two) in enumerate([(500, 900), (400, 800), (600, 600)])
+           for g, rps in (("one", one), ("two", two))]
+    raw.append({"round": 3, "target": "routed", "gateway": "two", "rps": 10.0})  # unpaired: ignored
+    raw.append({"round": 0, "target": "passthrough", "gateway": "two", "rps": 1.0})  # other target
+    assert paired_ratio(raw, "routed", "two", "one") == 1.8  # ratios 1.8, 2.0, 1.0
+
+
 def test_other_embedders_never_lists_the_deployed_one():
     from eval.bench.runner import other_embedders
 
@@ -147,4 +157,5 @@ def test_quick_bench_end_to_end_writes_every_key(tmp_path):
     assert data["ttft_added_ms"]["passthrough"]["p50"] is not None
     assert {"p50", "p99"} <= set(data["route_decision_ms"])
     assert data["rss_mb"] > 0 and data["cold_start_s"] > 0
+    assert data["workers_speedup"]["routed"] > 0 and data["rps_routed_1_worker_paired"] > 0
     assert md.read_text().startswith("| figure |")
