@@ -103,11 +103,17 @@ async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
     stream = outcome.stream
     started = False
     try:
+        # the first events are already in hand, so this costs no wait; it starts the generator before any
+        # send can fail: closing a generator that never started skips its cleanup (log record, runtime
+        # release, closing the upstream connection)
+        first = await anext(stream, None)
         await send({"type": "http.response.start", "status": 200,
                     "headers": SSE_HEADERS + _encode(outcome.headers)})
         started = True
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if first is not None:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         state["finished"] = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except Exception:

@@ -73,3 +73,26 @@ def test_the_endpoint_is_in_the_openapi_schema(client):
     operation = schema["paths"]["/v1/chat/completions"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["required"] == ["model", "messages"]
     assert "/v1/route" in schema["paths"]
+
+
+def test_a_stream_whose_headers_cannot_be_sent_still_runs_its_cleanup():
+    """The client is gone before the response starts: the stream's generator must still run its finally
+    (in the gateway: the log record, the runtime release, closing the upstream connection)."""
+    from router_gateway.chat_endpoint import _send_stream
+    from router_gateway.services.chat import ChatOutcome
+
+    cleaned = []
+
+    async def stream():
+        try:
+            yield b"data: first\n\n"
+            yield b"data: [DONE]\n\n"
+        finally:
+            cleaned.append(True)
+
+    async def send(message):
+        raise OSError("client gone")
+
+    with pytest.raises(OSError):
+        asyncio.run(_send_stream(send, ChatOutcome({}, stream=stream()), {"finished": False}))
+    assert cleaned == [True]
