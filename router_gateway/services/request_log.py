@@ -63,6 +63,7 @@ class RequestLog:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
+        self._writes: set[asyncio.Future] = set()  # submitted to the writer thread, not yet done
         self._wake: asyncio.Event | None = None
         self.written = 0
 
@@ -86,13 +87,17 @@ class RequestLog:
         if not batch:
             return
         write = asyncio.get_running_loop().run_in_executor(self._pool, self._write, batch)
-        try:
-            # shielded: cancelling the caller (the flusher at shutdown, a request whose client left) must
-            # not cancel a write the pool has not started yet, or the batch would be silently dropped
-            await asyncio.shield(write)
-        except sqlite3.Error:
+        self._writes.add(write)
+        write.add_done_callback(lambda done: self._write_done(done, batch))
+        # shielded: cancelling the caller (the flusher at shutdown, a request whose client left) must
+        # not cancel a write the pool has not started yet, or the batch would be silently dropped
+        await asyncio.shield(write)
+
+    def _write_done(self, write: asyncio.Future, batch: list[tuple[str, float, str]]) -> None:
+        """Runs before the flush awaiting the write resumes, and also when that flush was cancelled."""
+        self._writes.discard(write)
+        if not write.cancelled() and isinstance(write.exception(), sqlite3.Error):
             self._pending[:0] = batch  # keep the records for the next flush instead of losing them
-            raise
 
     def _write(self, batch: list[tuple[str, float, str]]) -> None:
         assert self._db is not None
@@ -122,6 +127,17 @@ class RequestLog:
             except asyncio.CancelledError:
                 pass
         await self.flush()
+        # a flush cancelled above (or by a request whose client left) still has its shielded write queued:
+        # the database must stay open until it is done
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        if self._pending:  # such a write failed and put its batch back: one last try
+            try:
+                await self.flush()
+            except sqlite3.Error as exc:
+                import logging
+                logging.getLogger("router_gateway.log").error(
+                    "request log: %d records not written at shutdown: %s", len(self._pending), exc)
         if self._db is not None:
             db, self._db = self._db, None
             await asyncio.get_running_loop().run_in_executor(self._pool, db.close)

@@ -38,6 +38,29 @@ def test_cancelled_flush_still_writes_the_batch(tmp_path):
     assert rows(path) == ["a"]
 
 
+def test_close_waits_for_a_cancelled_flush_whose_write_is_still_queued(tmp_path):
+    """Shutdown cancels a flush whose write waits behind another job, then closes the log at once:
+    the database must stay open until that write is done (CI once lost the record this way)."""
+    path = tmp_path / "log.db"
+
+    async def scenario():
+        log = RequestLog(path, flush_interval_ms=60_000)
+        await log.start()
+        gate = threading.Event()
+        blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)
+        log.record({"request_id": "a", "ts": 1.0})
+        flushing = asyncio.create_task(log.flush())
+        await asyncio.sleep(0.05)
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
+        threading.Timer(0.2, gate.set).start()  # the writer frees up only after close() has begun
+        await log.close()
+        await blocker
+
+    asyncio.run(scenario())
+    assert rows(path) == ["a"]
+
+
 def test_failed_write_keeps_the_batch_for_the_next_flush(tmp_path):
     path = tmp_path / "log.db"
 
@@ -63,3 +86,31 @@ def test_failed_write_keeps_the_batch_for_the_next_flush(tmp_path):
 
     assert asyncio.run(scenario()) == [1, 2]
     assert rows(path) == ["a", "b"]
+
+
+def test_a_failed_write_of_a_cancelled_flush_is_retried_at_close(tmp_path):
+    path = tmp_path / "log.db"
+
+    async def scenario():
+        log = RequestLog(path, flush_interval_ms=60_000)
+        await log.start()
+        real_write, calls = log._write, []
+        gate = threading.Event()
+
+        def slow_then_failing_once(batch):
+            calls.append(len(batch))
+            if len(calls) == 1:
+                gate.wait()
+                raise sqlite3.OperationalError("database is locked")
+            real_write(batch)
+        log._write = slow_then_failing_once
+        log.record({"request_id": "a", "ts": 1.0})
+        flushing = asyncio.create_task(log.flush())
+        await asyncio.sleep(0.05)
+        flushing.cancel()  # nobody awaits the write any more when it fails
+        await asyncio.gather(flushing, return_exceptions=True)
+        threading.Timer(0.2, gate.set).start()
+        await log.close()
+
+    asyncio.run(scenario())
+    assert rows(path) == ["a"]
