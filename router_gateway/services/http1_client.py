@@ -118,6 +118,7 @@ class _Connection(asyncio.Protocol):
         if self.status < 200:
             return
         self.keep_alive = self.parser.should_keep_alive()  # llhttp resets it once this callback returns
+        self.until_eof = False  # the parser found the end itself (length, chunks, or none: 204, 304)
         self.complete = True
         self._wake()
 

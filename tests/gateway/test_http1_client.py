@@ -142,6 +142,18 @@ async def test_connection_close_and_eof_delimited_bodies():
     assert server.connections == 2  # never reused after connection: close
 
 
+async def test_a_response_without_a_body_keeps_the_connection():
+    async def no_content(server, conn_no, req_no, writer):
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async with Server(no_content) as server:
+        client = pool(server)
+        assert await post_read(client) == (204, b"")
+        assert await post_read(client) == (204, b"")
+        await client.aclose()
+    assert server.connections == 1
+
+
 async def test_refused_connection_is_a_connect_failure():
     async with Server(answer_ok) as server:
         url = server.url
