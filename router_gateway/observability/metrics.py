@@ -117,7 +117,7 @@ class GatewayMetrics:
         first = candidates[0]["expert"] if candidates else None
         if first is not None:
             self._child(self.decisions, record.get("router") or NONE, first,
-                                  "true" if record.get("explored") else "false").inc()
+                        "true" if record.get("explored") else "false").inc()
         attempts = record.get("attempts") or []
         for attempt in attempts:
             self._child(self.attempts, attempt.get("expert") or NONE, attempt.get("outcome") or NONE).inc()
