@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
+
+log = logging.getLogger("router_gateway.log")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -116,8 +119,7 @@ class RequestLog:
             try:
                 await self.flush()
             except sqlite3.Error as exc:  # keep serving; the batch is retried next interval
-                import logging
-                logging.getLogger("router_gateway.log").error("request log write failed: %s", exc)
+                log.error("request log write failed: %s", exc)
 
     async def close(self) -> None:
         if self._task:
@@ -135,9 +137,7 @@ class RequestLog:
             try:
                 await self.flush()
             except sqlite3.Error as exc:
-                import logging
-                logging.getLogger("router_gateway.log").error(
-                    "request log: %d records not written at shutdown: %s", len(self._pending), exc)
+                log.error("request log: %d records not written at shutdown: %s", len(self._pending), exc)
         if self._db is not None:
             db, self._db = self._db, None
             await asyncio.get_running_loop().run_in_executor(self._pool, db.close)
