@@ -17,19 +17,26 @@ def rows(path) -> list[str]:
         db.close()
 
 
+async def cancel_a_flush_queued_behind_a_busy_writer(log: RequestLog):
+    """Record "a", start a flush while the one writer thread is busy, cancel that flush (as shutdown does).
+    Returns the gate that frees the writer and the blocking job."""
+    gate = threading.Event()
+    blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)  # the one writer is busy
+    log.record({"request_id": "a", "ts": 1.0})
+    flushing = asyncio.create_task(log.flush())
+    await asyncio.sleep(0.05)  # the write is queued behind the blocker, not started
+    flushing.cancel()
+    await asyncio.gather(flushing, return_exceptions=True)
+    return gate, blocker
+
+
 def test_cancelled_flush_still_writes_the_batch(tmp_path):
     path = tmp_path / "log.db"
 
     async def scenario():
         log = RequestLog(path, flush_interval_ms=60_000)
         await log.start()
-        gate = threading.Event()
-        blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)  # the one writer is busy
-        log.record({"request_id": "a", "ts": 1.0})
-        flushing = asyncio.create_task(log.flush())
-        await asyncio.sleep(0.05)  # the write is queued behind the blocker, not started
-        flushing.cancel()
-        await asyncio.gather(flushing, return_exceptions=True)
+        gate, blocker = await cancel_a_flush_queued_behind_a_busy_writer(log)
         gate.set()
         await blocker
         await log.close()
@@ -46,13 +53,7 @@ def test_close_waits_for_a_cancelled_flush_whose_write_is_still_queued(tmp_path)
     async def scenario():
         log = RequestLog(path, flush_interval_ms=60_000)
         await log.start()
-        gate = threading.Event()
-        blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)
-        log.record({"request_id": "a", "ts": 1.0})
-        flushing = asyncio.create_task(log.flush())
-        await asyncio.sleep(0.05)
-        flushing.cancel()
-        await asyncio.gather(flushing, return_exceptions=True)
+        gate, blocker = await cancel_a_flush_queued_behind_a_busy_writer(log)
         threading.Timer(0.2, gate.set).start()  # the writer frees up only after close() has begun
         await log.close()
         await blocker
