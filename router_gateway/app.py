@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router_gateway import __version__
 from router_gateway import chat_endpoint
 from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, presented_key
+from router_gateway.cascade.service import route_view as cascade_route_view
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
                                    PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
@@ -215,9 +216,10 @@ def _install_routes(app: FastAPI) -> None:
             decision = await runtime.routing.decide(chat, size, new_request_id(),
                                                     request.headers.get("x-router-cost-weight"),
                                                     allowed_experts(key))
+            view = {**decision.as_dict(), **cascade_route_view(runtime, decision)}
         finally:
             gateway.release(runtime)
-        return json_response(decision.as_dict())
+        return json_response(view)
 
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router_gateway.cascade.settings import CascadeSettings
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
                                        substitute_env)
 
@@ -90,6 +91,7 @@ class Profile(_Strict):
     max_messages: int = Field(default=256, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     explore: float = Field(default=0.0, ge=0, le=1)
+    cascade: CascadeSettings | None = None  # verified escalation (router_gateway/cascade)
 
 
 class EmbedderSettings(_Strict):

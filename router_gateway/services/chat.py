@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from router_gateway.auth import check_model_allowed
+from router_gateway.cascade import service as cascade
 from router_gateway.errors import ClientClosedRequest, GatewayError
 from router_gateway.gateway import Gateway, Runtime
 from router_gateway.protocol import ChatRequest
@@ -61,8 +62,12 @@ class ChatService:
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
                                                     ctx.cost_weight_header, ctx.allowed_experts)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
-            result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
-                                                     chat.stream, deadline)
+            if cascade.settings_for(runtime, decision) is not None:  # verified escalation
+                result = await cascade.cascade_forward(runtime, decision, ctx.body, chat.stream, deadline,
+                                                       price_usage)
+            else:
+                result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
+                                                         chat.stream, deadline)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
             self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
@@ -116,6 +121,7 @@ class ChatService:
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
+        headers.update(cascade.headers(result))  # every tier, and the cost of all of them
         return headers
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
@@ -146,6 +152,7 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
+        record.update(cascade.log_fields(result))  # tiers, confidences, labelled pair; all tiers' cost
         self.gateway.request_log.record(record)
         if ctx.api_key is not None and ctx.api_key.has_limits:
             tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))
