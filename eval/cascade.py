@@ -125,7 +125,7 @@ def cross_fit_verifier(name: str, blocks: list[np.ndarray] | dict[int, list[np.n
     residuals: dict[int, np.ndarray] = {}
     for f in np.unique(folds):
         test = folds == f
-        F = np.hstack(blocks[int(f)] if isinstance(blocks, dict) else blocks)
+        F = np.hstack([_reduce(b, ~test) for b in (blocks[int(f)] if isinstance(blocks, dict) else blocks)])
         inner = folds[~test]
         m_cheap, _ = fit_logistic_cv(F[~test], table.scores[~test, cheap], inner)
         m_strong, _ = fit_logistic_cv(F[~test], table.scores[~test, strong], inner)
@@ -135,6 +135,20 @@ def cross_fit_verifier(name: str, blocks: list[np.ndarray] | dict[int, list[np.n
             fitted = m_cheap.predict(F[~test])
             residuals[int(f)] = (fitted - m[~test]) / np.sqrt(m[~test] * (1 - m[~test]))
     return VerifierOutput(name, p_cheap, p_strong, outer, residuals or None)
+
+
+#: embedding blocks are reduced to this many principal components (fitted on the training rows):
+#: a logistic model on 2 x 384 raw dimensions fits ten times slower for no better AUROC
+EMBED_COMPONENTS = 64
+
+
+def _reduce(block: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """An embedding block (wider than EMBED_COMPONENTS) projected on its training rows' top components."""
+    if block.shape[1] <= EMBED_COMPONENTS:
+        return block
+    mean = block[train].mean(axis=0)
+    _, _, vt = np.linalg.svd(block[train] - mean, full_matrices=False)
+    return (block - mean) @ vt[:EMBED_COMPONENTS].T
 
 
 def auroc(score: np.ndarray, label: np.ndarray) -> float | None:

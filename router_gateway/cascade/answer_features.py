@@ -85,8 +85,8 @@ def _walk(node: ast.AST) -> float:
 
 
 def _close(a: float, b: float) -> bool:
-    """Equal up to the rounding an answer would show (2 decimals, or 1% for big numbers)."""
-    return abs(a - b) <= max(0.011, 0.01 * abs(b))
+    """Equal up to the rounding an answer would show (2 decimals, or 0.01% of big numbers)."""
+    return abs(a - b) <= max(0.011, 1e-4 * abs(b))
 
 
 def check_annotations(answer: str) -> tuple[int, int]:
