@@ -10,7 +10,8 @@ the frontiers and metrics (auc, gap closed, cost to match the best single model)
 Verifiers (each out-of-fold on the table's folds; nothing is fitted or tuned on a test fold):
 - ``features``: logistic regression on the hand-made answer features (router_gateway.cascade.answer_features);
 - ``minilm+features``: plus MiniLM embeddings of the prompt and of the cheap answer;
-- ``<router>+minilm+features``: plus the router's prompt-level estimates for both models. On training
+- ``<router>+features``, ``<router>+minilm+features``: plus the router's prompt-level estimates for
+  both models (logits). On training
   rows those estimates are the router's inner cross-validated predictions (stacking), so a verifier
   never learns from a router that saw its test fold.
 The L2 strength of each logistic model is chosen by an inner cross-validation on the training folds.
@@ -245,9 +246,10 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
             continue
         log(f"  stacking {name}'s prompt-level estimates (inner cross-validation)")
         inner = stacked_router_scores(name, X, table, folds, seed, r.pred)
-        blocks = {f: [F, A, X, _logit(np.clip(p[:, [cheap, strong]], 0, 1))] for f, p in inner.items()}
-        verifiers.append(cross_fit_verifier(f"{name}+minilm+features", blocks, table, folds, cheap, strong,
-                                            prior=inner, outer=r.pred))
+        for label, extra in (("features", []), ("minilm+features", [A, X])):
+            blocks = {f: [F, *extra, _logit(np.clip(p[:, [cheap, strong]], 0, 1))] for f, p in inner.items()}
+            verifiers.append(cross_fit_verifier(f"{name}+{label}", blocks, table, folds, cheap, strong,
+                                                prior=inner, outer=r.pred))
     label = table.scores[:, cheap] >= 0.5
     cascades: dict[str, dict[str, Any]] = {}
     for v in verifiers:

@@ -39,6 +39,7 @@ class TierRecord:
     cost_usd: float | None = None
     ms: float = 0.0
     verifier_ms: float | None = None
+    answer: str = ""  # the text of the choice the check looked at (logged only with store_prompts)
 
     def as_dict(self) -> dict[str, Any]:
         return {"expert": self.expert, "outcome": self.outcome,
@@ -58,10 +59,13 @@ class CascadeResult(ForwardResult):
     threshold: float = 0.0
     verifier: str = ""
 
-    def record_fields(self) -> dict[str, Any]:
-        """What the log record carries (``logs export`` writes it as is)."""
+    def record_fields(self, store_text: bool = True) -> dict[str, Any]:
+        """What the log record carries (``logs export`` writes it as is); with ``store_text`` also
+        every tier's answer, so a learned verifier can be trained from logs."""
         out: dict[str, Any] = {"verifier": self.verifier, "threshold": self.threshold,
                                "tiers": [t.as_dict() for t in self.tiers]}
+        if store_text:
+            out["answers"] = {t.expert: t.answer for t in self.tiers if t.outcome != "failed"}
         answered = [t for t in self.tiers if t.outcome != "failed"]
         if len(answered) > 1:  # escalated: two experts on one prompt, scored by the check
             out["pair"] = {t.expert: (t.confidence if t.outcome != "final" else None) for t in answered}
@@ -131,11 +135,14 @@ async def run_cascade(forwarder, tiers: list[str], body: dict[str, Any], prompt:
             check = await _check(verifier, prompt, response, CheckContext(expert, scores.get(expert)))
             tier.verifier_ms = (time.perf_counter() - check_started) * 1e3
             tier.confidence, choice = check.confidence, check.choice
+            tier.answer = choice_text(response, choice)
             _add_usage(usage, (check.detail or {}).get("usage"))
             if check.confidence < threshold:
                 tier.outcome = "escalated"
                 continue
             tier.outcome = "accepted"
+        if final:
+            tier.answer = choice_text(response)
         answer = strip_extras(response, body, choice)
         if usage:
             answer["usage"] = dict(answer.get("usage") or {}, **usage)

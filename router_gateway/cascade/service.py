@@ -88,10 +88,10 @@ def headers(result: ForwardResult | None) -> dict[str, str]:
     return out
 
 
-def log_fields(result: ForwardResult | None) -> dict[str, Any]:
+def log_fields(result: ForwardResult | None, store_text: bool = True) -> dict[str, Any]:
     if not isinstance(result, CascadeResult):
         return {}
-    return {"cascade": result.record_fields(), "cost_usd": result.cost_usd}
+    return {"cascade": result.record_fields(store_text), "cost_usd": result.cost_usd}
 
 
 def route_view(runtime, decision) -> dict[str, Any]:

@@ -152,7 +152,8 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
-        record.update(cascade.log_fields(result))  # tiers, confidences, labelled pair; all tiers' cost
+        # tiers, confidences, the labelled pair and all tiers' cost
+        record.update(cascade.log_fields(result, runtime.config.logging.store_prompts))
         self.gateway.request_log.record(record)
         if ctx.api_key is not None and ctx.api_key.has_limits:
             tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))

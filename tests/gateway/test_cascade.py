@@ -14,6 +14,7 @@ import openai
 import orjson
 import pytest
 
+from router_gateway.services.request_log import export_records
 from tests.conftest import write_config
 from tests.support.servers import start_fake_expert, start_gateway
 
@@ -90,6 +91,9 @@ def test_unsure_cheap_answer_escalates_and_both_tiers_are_charged(cascade_gatewa
     assert record["cost_usd"] == pytest.approx(sum(costs))
     assert float(raw.headers["x-router-cost-usd"]) == pytest.approx(sum(costs), rel=1e-6)
     assert record["cascade"]["pair"] == {"cheap": pytest.approx(0.0498, abs=1e-3), "strong": None}
+    exported = next(r for r in export_records(gateway.db_path) if r["request_id"] == raw.headers["x-request-id"])
+    assert exported["cascade"]["pair"] == record["cascade"]["pair"]  # `logs export` carries the labelled pair
+    assert exported["cascade"]["answers"] == {"cheap": "answer from cheap", "strong": "answer from strong"}
 
 
 def test_stream_replays_the_accepted_answer(cascade_gateway):

@@ -121,3 +121,26 @@ def test_learned_verifier_artifact_round_trip(tmp_path):
     ctx = CheckContext("cheap", 0.6)
     assert loaded.check(prompts[2], good, ctx).confidence > 0.5 > loaded.check(prompts[1], response, ctx).confidence
     assert loaded.inputs == ("features", "router_score")
+
+
+def test_train_verifier_from_logged_answers(tmp_path):
+    import orjson
+
+    from router_gateway.cli import main
+
+    logs = tmp_path / "logs.jsonl"
+    with open(logs, "wb") as f:
+        for i in range(40):
+            wrong = i % 2
+            answer = f"{i} + 1 = <<{i}+1={i + 1 + wrong}>>{i + 1 + wrong}\n#### {i + 1 + wrong}"
+            rec = {"request_id": f"r{i}", "prompt": f"What is {i} + 1?", "chosen_expert": "cheap",
+                   "cascade": {"answers": {"cheap": answer}}, "feedback": {"score": 1.0 - wrong}}
+            f.write(orjson.dumps(rec) + b"\n")
+        f.write(orjson.dumps({"request_id": "other", "chosen_expert": "big", "feedback": None}) + b"\n")
+    assert main(["train-verifier", "--from-logs", str(logs), "--expert", "cheap", "--out", str(tmp_path / "v")]) == 0
+    verifier = LearnedVerifier.load(tmp_path / "v")
+    assert verifier.meta["n_rows"] == 40 and verifier.meta["source"] == "logs"
+    good = {"choices": [{"message": {"content": "5 + 1 = <<5+1=6>>6\n#### 6"}}]}
+    bad = {"choices": [{"message": {"content": "5 + 1 = <<5+1=7>>7\n#### 7"}}]}
+    assert verifier.check("What is 5 + 1?", good, CheckContext()).confidence > \
+        verifier.check("What is 5 + 1?", bad, CheckContext()).confidence
