@@ -226,7 +226,7 @@ def oracle_cascade(table: RoutingTable, cheap: int, strong: int) -> M.Frontier:
 # -- the scenario --------------------------------------------------------------------------------
 def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]], router_names: list[str],
                 combine_with: list[str], seed: int = 0, n_folds: int = 5, cache_dir: str | None = None,
-                backend: str = "torch") -> dict[str, Any]:
+                backend: str = "torch", answer_embeddings: np.ndarray | None = None) -> dict[str, Any]:
     """Every pre-generation router and every cascade (verifier x policy) on the same folds and metrics."""
     cheap, strong = cascade_pair(table, answers)
     names = list(dict.fromkeys(router_names + combine_with))
@@ -237,7 +237,7 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
     cheap_answers = answers[table.models[cheap]]
     log(f"cascade {table.models[cheap]} -> {table.models[strong]}: answer features and embeddings")
     F = feature_matrix(table.prompts, cheap_answers)
-    A = embed_texts(cheap_answers, backend)
+    A = embed_texts(cheap_answers, backend) if answer_embeddings is None else answer_embeddings
     verifiers = [cross_fit_verifier("features", [F], table, folds, cheap, strong),
                  cross_fit_verifier("minilm+features", [F, A, X], table, folds, cheap, strong)]
     for name in combine_with:
