@@ -6,7 +6,8 @@ flight together), then for each setup (one replica on local state, one replica o
 sharing one Redis) creates a fresh key with a ``--budget`` USD/day budget and sends waves of
 ``--concurrency`` requests at once (spread over the replicas) until a whole wave is refused. The
 spend is the sum of the ``x-router-cost-usd`` headers of the answered requests (each costs 1e-5 USD
-with the default prices); the overspend factor is spend / budget (1.0 = exactly the budget).
+with the default prices); the overspend factor is spend / budget (1.0 = exactly the budget), over all
+waves and over the first alone.
 
     python -m eval.budget_overspend [--concurrency 60] [--budget 0.0001] [--json out.json]
 """
@@ -44,7 +45,7 @@ async def one(client, url: str, secret: str) -> tuple[int, float]:
 
 async def waves(urls: list[str], secret: str, concurrency: int, max_waves: int) -> dict:
     import httpx
-    spend, answered, statuses = 0.0, 0, {}
+    spend, answered, statuses, first_wave = 0.0, 0, {}, None
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         for wave in range(max_waves):
@@ -54,10 +55,13 @@ async def waves(urls: list[str], secret: str, concurrency: int, max_waves: int) 
                 statuses[status] = statuses.get(status, 0) + 1
                 if status == 200:
                     spend, answered = spend + cost, answered + 1
+            if first_wave is None:
+                first_wave = spend
             if not any(status == 200 for status, _ in results):
                 break
             await asyncio.sleep(0.5)  # let the usage of the wave settle before the next
-    return {"spend_usd": spend, "answered": answered, "statuses": statuses, "waves": wave + 1}
+    return {"spend_usd": spend, "first_wave_usd": first_wave, "answered": answered, "statuses": statuses,
+            "waves": wave + 1}
 
 
 def measure(name: str, replicas: int, redis_url: str | None, expert_url: str, args, work: Path) -> dict:
@@ -82,7 +86,8 @@ def measure(name: str, replicas: int, redis_url: str | None, expert_url: str, ar
         for gateway in gateways:
             gateway.stop()
     result.update(setup=name, replicas=replicas, budget_usd=args.budget,
-                  overspend_factor=round(result["spend_usd"] / args.budget, 3))
+                  overspend_factor=round(result["spend_usd"] / args.budget, 3),
+                  first_wave_factor=round(result["first_wave_usd"] / args.budget, 3))
     return result
 
 
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"budget {args.budget} USD/day, {args.concurrency} concurrent requests a wave, "
           f"{COST_PER_REQUEST} USD a request")
     for r in results:
-        print(f"{r['setup']:<28} overspend x{r['overspend_factor']:<7} spend {r['spend_usd']:.6f} USD, "
+        print(f"{r['setup']:<28} overspend x{r['overspend_factor']:<6} (first wave x{r['first_wave_factor']:<5}) "
+              f"spend {r['spend_usd']:.6f} USD, "
               f"{r['answered']} answered in {r['waves']} waves, statuses {r['statuses']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
