@@ -169,9 +169,12 @@ class KeyStore:
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if signature == self._mtime:
             return
-        self._by_hash, self._mtime = {}, None  # until the new file is known good, nothing verifies
-        self._by_hash = {k.hash: k for k in self._parse()}
-        self._mtime = signature
+        try:
+            keys = self._parse()
+        except KeyFileError:
+            self._by_hash, self._mtime = {}, None  # nothing verifies until the file is good again
+            raise
+        self._by_hash, self._mtime = {k.hash: k for k in keys}, signature  # one swap: readers never see a gap
 
     def _parse(self, allow_empty: bool = False) -> list[ApiKey]:
         try:
