@@ -162,7 +162,8 @@ class LocalLimiter:
         finally:
             db.close()
         for ts, key_id, cost in rows:
-            if cost:
+            # rows written before usage was clamped may hold a negative cost: never a credit
+            if isinstance(cost, (int, float)) and math.isfinite(cost) and cost > 0:
                 day, month, _, _ = periods(ts)
                 self._spend[(key_id, day)] += cost
                 self._spend[(key_id, month)] += cost
