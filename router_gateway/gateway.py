@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,9 @@ class Gateway:
             return
         if hold is not None:
             hold.settled = True
+        # usage is clamped upstream of here (services.usage); this keeps a credit out whatever the caller
+        tokens = max(0, int(tokens))
+        cost = cost if math.isfinite(cost) and cost > 0 else 0.0
         if isinstance(self.limiter, SharedLimiter):
             task = asyncio.get_running_loop().create_task(self.limiter.settle(key, hold, tokens, cost))
             self._usage_tasks.add(task)
