@@ -41,7 +41,13 @@ def transport() -> httpx.MockTransport:
     inner = fake_transport()
 
     async def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and orjson.loads(request.content)["model"] == "liar":
+        body = orjson.loads(request.content) if request.method == "POST" else {}
+        if body.get("model") == "liar" and body.get("stream"):
+            events = [{"model": "liar", "choices": [{"index": 0, "delta": {"content": "hi"}}]},
+                      {"model": "liar", "choices": [], "usage": LIAR_USAGE}]
+            data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+            return httpx.Response(200, stream=httpx.ByteStream(data), headers={"content-type": "text/event-stream"})
+        if body.get("model") == "liar":
             return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": "liar",
                                              "choices": [{"index": 0, "message": {"role": "assistant",
                                                                                   "content": "hi"}}],
@@ -243,20 +249,24 @@ def test_a_limit_of_zero_suspends_the_key(env, limit):
     ({"prompt_tokens": 10, "completion_tokens": -7}, 10, 0),
     ({"prompt_tokens": 10**15, "completion_tokens": 10**15}, 4096, 4096),
 ])
-def test_upstream_usage_is_clamped_and_logged(env, caplog, usage, billed_prompt, billed_completion):
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_usage_is_clamped_and_logged(env, caplog, usage, billed_prompt, billed_completion, stream):
     make, store = env
     secret, record = store.create("b", budget_usd_day=1.0, tpm=10**9, allowed_profiles=("lying",))
     client = make()
     LIAR_USAGE.clear()
     LIAR_USAGE.update(usage)
     caplog.set_level(logging.WARNING, logger="router_gateway.usage")
-    response = chat(client, secret, model="lying")
+    response = chat(client, secret, model="lying", stream=stream)
     assert response.status_code == 200
     expected = (billed_prompt * 1 + billed_completion * 2) / 1e6
-    assert float(response.headers["x-router-cost-usd"]) == pytest.approx(expected)
-    assert "clamped" in caplog.text and "liar" in caplog.text
     gateway = client.app.state.gateway
     client.portal.call(gateway.request_log.flush)
+    logged = client.portal.call(gateway.request_log.get, response.headers["x-request-id"])
+    assert logged["cost_usd"] == pytest.approx(expected)
+    if not stream:  # a stream's cost is known only at its end: in the log, not in a header
+        assert float(response.headers["x-router-cost-usd"]) == pytest.approx(expected)
+    assert "clamped" in caplog.text and "liar" in caplog.text
     day_spend, _ = gateway.limiter.spent(record.id)
     assert day_spend == pytest.approx(expected) and day_spend >= 0  # never a credit
     assert sum(t for _, t in gateway.limiter._tokens[record.id]) == billed_prompt + billed_completion
