@@ -218,10 +218,6 @@ class KeyStore:
         self.refresh()
         return self._seen
 
-    def has_keys(self) -> bool:
-        """Whether access control is on (kept for callers of the old name): see ``required``."""
-        return self.required
-
     def verify(self, secret: str) -> ApiKey | None:
         """The live key for a presented secret, or None (always None while the file is unusable)."""
         self.refresh()
