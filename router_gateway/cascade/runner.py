@@ -33,7 +33,7 @@ from router_gateway.services.forwarding import ForwardResult
 @dataclass
 class TierRecord:
     expert: str
-    outcome: str  # accepted | escalated | failed | final
+    outcome: str  # accepted | escalated | failed | final | judge | returned (escalated, later tiers failed)
     confidence: float | None = None
     usage: dict | None = None
     cost_usd: float | None = None
@@ -65,8 +65,8 @@ class CascadeResult(ForwardResult):
         out: dict[str, Any] = {"verifier": self.verifier, "threshold": self.threshold,
                                "tiers": [t.as_dict() for t in self.tiers]}
         if store_text:
-            out["answers"] = {t.expert: t.answer for t in self.tiers if t.outcome != "failed"}
-        answered = [t for t in self.tiers if t.outcome != "failed"]
+            out["answers"] = {t.expert: t.answer for t in self.tiers if t.outcome not in ("failed", "judge")}
+        answered = [t for t in self.tiers if t.outcome not in ("failed", "judge")]
         if len(answered) > 1:  # escalated: two experts on one prompt, scored by the check
             out["pair"] = {t.expert: (t.confidence if t.outcome != "final" else None) for t in answered}
             out["pair_preferred"] = answered[-1].expert
@@ -101,12 +101,15 @@ def _add_usage(total: dict[str, int], usage: dict | None) -> None:
 
 async def run_cascade(forwarder, tiers: list[str], body: dict[str, Any], prompt: str, verifier,
                       threshold: float, scores: dict[str, float], deadline: float,
-                      price: Callable[[str, dict | None], float | None]) -> CascadeResult:
-    """Call the tiers in order until one answer is accepted; raises the last error if none answered."""
+                      price: Callable[[str, dict | None], float | None],
+                      clean: Callable[[str, dict | None, int], dict | None] = lambda e, u, n: u) -> CascadeResult:
+    """Call the tiers in order until one answer is accepted. When the later tiers fail, the last
+    answer that did arrive is returned (outcome ``returned``: it was paid for); with none, the last error."""
     records: list[TierRecord] = []
     usage: dict[str, int] = {}
     attempts: list = []
     last_error: GatewayError | None = None
+    kept = None  # (result, response, choice) of the last escalated answer
     for i, expert in enumerate(tiers):
         final = i == len(tiers) - 1
         payload = dict(body, stream=False)
@@ -125,10 +128,11 @@ async def run_cascade(forwarder, tiers: list[str], body: dict[str, Any], prompt:
             continue
         attempts += result.attempts
         response = orjson.loads(result.body)
-        tier = TierRecord(expert, "final", usage=result.usage, cost_usd=price(expert, result.usage),
-                          ms=(time.perf_counter() - started) * 1e3)
+        tier_usage = clean(expert, result.usage, int(payload.get("n") or 1))
+        tier = TierRecord(expert, "final", usage=tier_usage, cost_usd=price(expert, tier_usage),
+                          ms=(time.perf_counter() - started) * 1e3, answer=choice_text(response))
         records.append(tier)
-        _add_usage(usage, result.usage)
+        _add_usage(usage, tier_usage)
         choice = 0
         if not final:
             check_started = time.perf_counter()
@@ -136,21 +140,38 @@ async def run_cascade(forwarder, tiers: list[str], body: dict[str, Any], prompt:
             tier.verifier_ms = (time.perf_counter() - check_started) * 1e3
             tier.confidence, choice = check.confidence, check.choice
             tier.answer = choice_text(response, choice)
-            _add_usage(usage, (check.detail or {}).get("usage"))
-            if check.confidence < threshold:
-                tier.outcome = "escalated"
+            _charge_judge(check, records, usage, price, clean)
+            tier.outcome = "accepted" if check.confidence >= threshold else "escalated"
+            if tier.outcome == "escalated":
+                kept = (result, response, choice, tier)
                 continue
-            tier.outcome = "accepted"
-        if final:
-            tier.answer = choice_text(response)
-        answer = strip_extras(response, body, choice)
-        if usage:
-            answer["usage"] = dict(answer.get("usage") or {}, **usage)
-        costs = [t.cost_usd for t in records if t.cost_usd is not None]
-        return CascadeResult(result.expert, result.status, attempts, body=orjson.dumps(answer), usage=usage or None,
-                             tiers=records, cost_usd=sum(costs) if costs else None, threshold=threshold,
-                             verifier=getattr(verifier, "name", ""))
+        return _finish(result, response, choice, body, usage, records, threshold, verifier, attempts)
+    if kept is not None:
+        result, response, choice, tier = kept
+        tier.outcome = "returned"
+        return _finish(result, response, choice, body, usage, records, threshold, verifier, attempts)
     raise last_error or GatewayError("no cascade tier answered")
+
+
+def _charge_judge(check, records: list[TierRecord], usage: dict[str, int], price, clean) -> None:
+    """A judge's call is charged like a tier's."""
+    judge = (check.detail or {}).get("judge")
+    if judge:
+        judge_usage = clean(judge, check.detail.get("usage"), 1)
+        records.append(TierRecord(judge, "judge", usage=judge_usage, cost_usd=price(judge, judge_usage)))
+        _add_usage(usage, judge_usage)
+
+
+def _finish(result: ForwardResult, response: dict[str, Any], choice: int, body: dict[str, Any],
+            usage: dict[str, int], records: list[TierRecord], threshold: float, verifier,
+            attempts: list) -> CascadeResult:
+    answer = strip_extras(response, body, choice)
+    if usage:
+        answer["usage"] = dict(answer.get("usage") or {}, **usage)
+    costs = [t.cost_usd for t in records if t.cost_usd is not None]
+    return CascadeResult(result.expert, result.status, attempts, body=orjson.dumps(answer), usage=usage or None,
+                         tiers=records, cost_usd=sum(costs) if costs else None, threshold=threshold,
+                         verifier=getattr(verifier, "name", ""))
 
 
 async def _check(verifier, prompt: str, response: dict[str, Any], context: CheckContext):

@@ -16,6 +16,7 @@ from router_gateway.cascade.runner import CascadeResult, plan_tiers, replay_sse,
 from router_gateway.cascade.settings import CascadeSettings
 from router_gateway.cascade.verifiers import make_verifier
 from router_gateway.services.forwarding import ForwardResult
+from router_gateway.services.usage import clean_usage
 
 _THRESHOLDS: dict[tuple[str, float, float | None, float | None], float] = {}
 _LEARNED: dict[str, Any] = {}
@@ -65,9 +66,16 @@ async def cascade_forward(runtime, decision, body: dict[str, Any], stream: bool,
     if stream and settings.stream_first_tier:
         return await runtime.forwarder.forward(tiers[:1], body, True, deadline)
     scores = {c.expert: c.score for c in decision.candidates}
-    result = await run_cascade(runtime.forwarder, tiers, body, decision.prompt_text,
-                               _verifier(settings, runtime.forwarder, deadline), threshold_of(settings),
-                               scores, deadline, lambda expert, usage: price(runtime, expert, usage))
+    verifier = _verifier(settings, runtime.forwarder, deadline)
+
+    def clean(expert: str, usage: dict | None, choices: int) -> dict | None:
+        """A tier's usage clamped as any answer's is (services/usage.py), before it is priced and summed."""
+        window = runtime.config.experts[expert].context_window if expert in runtime.config.experts else 0
+        return clean_usage(usage, expert, window, choices, decision.request_id)
+
+    result = await run_cascade(runtime.forwarder, tiers, body, decision.prompt_text, verifier,
+                               threshold_of(settings), scores, deadline,
+                               lambda expert, usage: price(runtime, expert, usage), clean)
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         result.stream = _replay(replay_sse(result.body, include_usage))
@@ -77,6 +85,10 @@ async def cascade_forward(runtime, decision, body: dict[str, Any], stream: bool,
 async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
     for event in events:
         yield event
+
+
+def is_cascade(result: ForwardResult | None) -> bool:
+    return isinstance(result, CascadeResult)
 
 
 def headers(result: ForwardResult | None) -> dict[str, str]:

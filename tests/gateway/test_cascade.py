@@ -23,23 +23,31 @@ from tests.support.servers import start_fake_expert, start_gateway
 def cascade_gateway(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cascade")
     cheap, strong = start_fake_expert("ok", "cheap"), start_fake_expert("ok", "strong")
-    config = write_config(tmp / "experts.yaml", {"cheap": cheap.url, "strong": strong.url},
+    broken = start_fake_expert("error", "broken")
+    config = write_config(tmp / "experts.yaml", {"cheap": cheap.url, "strong": strong.url, "broken": broken.url},
                           profiles=textwrap.dedent("""\
         profiles:
           careful:
             router: strong
             cost_weight: 0.0
+            experts: [cheap, strong]
+            cascade: {verifier: logprob, threshold: 0.5, floor: 0.0, max_tiers: 2}
+          careful-broken:
+            router: strong
+            cost_weight: 0.0
+            experts: [cheap, broken]
             cascade: {verifier: logprob, threshold: 0.5, floor: 0.0, max_tiers: 2}
           careful-consistency:
             router: strong
             cost_weight: 0.0
+            experts: [cheap, strong]
             cascade: {verifier: consistency, threshold: 0.8, floor: 0.0, samples: 3}"""))
     gateway = start_gateway(config, tmp)
     gateway.db_path = tmp / "requests.db"
     yield gateway, cheap
     gateway.stop()
-    cheap.stop()
-    strong.stop()
+    for expert in (cheap, strong, broken):
+        expert.stop()
 
 
 def _set_logprob(expert, value: float) -> None:
@@ -122,3 +130,14 @@ def test_route_shows_the_cascade_plan(cascade_gateway):
                       json={"model": "careful", "messages": [{"role": "user", "content": "hi"}]}).json()
     assert body["cascade"] == {"tiers": ["cheap", "strong"], "verifier": "logprob", "threshold": 0.5,
                                "threshold_source": "fixed", "stream_first_tier": False}
+
+
+def test_failed_escalation_returns_the_paid_for_tier1_answer(cascade_gateway):
+    gateway, cheap = cascade_gateway
+    _set_logprob(cheap, -3.0)
+    raw = _client(gateway).chat.completions.with_raw_response.create(
+        model="careful-broken", messages=[{"role": "user", "content": "2+2?"}])
+    assert raw.parse().choices[0].message.content == "answer from cheap"
+    assert raw.headers["x-router-cascade"] == "cheap:0.050:returned,broken:-:failed"
+    record = _record(gateway.db_path, raw.headers["x-request-id"])
+    assert record["cost_usd"] == pytest.approx(record["cascade"]["tiers"][0]["cost_usd"]) and record["cost_usd"] > 0
