@@ -226,7 +226,8 @@ def oracle_cascade(table: RoutingTable, cheap: int, strong: int) -> M.Frontier:
 # -- the scenario --------------------------------------------------------------------------------
 def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]], router_names: list[str],
                 combine_with: list[str], seed: int = 0, n_folds: int = 5, cache_dir: str | None = None,
-                backend: str = "torch", answer_embeddings: np.ndarray | None = None) -> dict[str, Any]:
+                backend: str = "torch", answer_embeddings: np.ndarray | None = None,
+                plot_path: str | Path | None = None) -> dict[str, Any]:
     """Every pre-generation router and every cascade (verifier x policy) on the same folds and metrics."""
     cheap, strong = cascade_pair(table, answers)
     names = list(dict.fromkeys(router_names + combine_with))
@@ -252,16 +253,19 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
                                                 prior=inner, outer=r.pred))
     label = table.scores[:, cheap] >= 0.5
     cascades: dict[str, dict[str, Any]] = {}
+    curves: dict[str, M.Frontier] = {}
     for v in verifiers:
         fronts = {"threshold": threshold_policy(v, table, cheap, strong),
                   "gain": gain_policy(v, table, cheap, strong, grid)}
         if v.prior is not None:
             fronts["routing"] = gain_policy(v, table, cheap, strong, grid, routing=True, folds=folds)
         for policy, front in fronts.items():
+            curves[f"cascade[{policy}] {v.name}"] = front
             cascades[f"cascade[{policy}] {v.name}"] = {
                 **_metrics(front, base, single["auc"], oracle_auc), "verifier": v.name, "policy": policy,
                 "verifier_auroc": auroc(v.p_cheap, label)}
-    cascades["cascade[oracle verifier]"] = {**_metrics(oracle_cascade(table, cheap, strong), base, single["auc"],
+    curves["cascade[oracle verifier]"] = oracle_cascade(table, cheap, strong)
+    cascades["cascade[oracle verifier]"] = {**_metrics(curves["cascade[oracle verifier]"], base, single["auc"],
                                                        oracle_auc), "verifier": "oracle", "policy": "oracle"}
     routers = {name: {**{k: r.metrics.get(k) for k in ("auc", "gap_closed", "max_quality", "cost_to_match_best")},
                       "cheap_right_auroc": auroc(r.pred[:, cheap], label) if r.pred is not None else None,
@@ -270,6 +274,8 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
     best_router = max((n for n in routers if routers[n]["auc"] is not None), key=lambda n: routers[n]["auc"],
                       default=None)
     best_cascade = max(cascades, key=lambda n: cascades[n]["auc"] if n != "cascade[oracle verifier]" else -1)
+    if plot_path:
+        plot_cascade(report, curves, best_router, best_cascade, plot_path)
     return _clean_json({
         "scenario": "cascade", "table": table.name, "n_prompts": len(table),
         "tiers": [table.models[cheap], table.models[strong]],
@@ -322,3 +328,37 @@ def cascade_markdown(result: dict[str, Any]) -> str:
     lines.append(f"\nBest pre-generation router: **{result['best_router']}**; best cascade: "
                  f"**{result['best_cascade']}**.")
     return "\n".join(lines) + "\n"
+
+
+def plot_cascade(report, curves: dict[str, M.Frontier], best_router: str | None, best_cascade: str,
+                 path: str | Path) -> None:
+    """Frontiers of every pre-generation router (thin), the best cascade variants and the oracle cascade."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eval.report import _extend, _step_xy
+
+    base = report.base
+    fig, ax = plt.subplots(figsize=(10, 6), dpi=100)
+    ax.axvspan(base.c_min, base.c_max, color="0.94", zorder=0, label="auc cost range")
+    for name, r in report.routers.items():
+        if r.frontier is None or name in ("random", "cheapest", "strongest"):
+            continue
+        x, y = _extend(*_step_xy(r.frontier), base.c_max)
+        ax.step(x, y, where="post", lw=2.2 if name == best_router else 0.9, alpha=1 if name == best_router else 0.5,
+                label=f"router {name} (auc {r.metrics['auc']:.3f})")
+    policies = [best_cascade] + [n for n in curves if n.startswith("cascade[threshold]") and "+" not in n][:1]
+    for name in policies + ["cascade[oracle verifier]"]:
+        x, y = _extend(*_step_xy(curves[name]), base.c_max)
+        front_auc = M.auc(curves[name].cost, curves[name].quality, base.c_min, base.c_max)
+        ax.step(x, y, where="post", lw=2.2, ls="--" if "oracle" in name else "-", label=f"{name} (auc {front_auc:.3f})")
+    ax.scatter(base.model_cost, base.model_quality, color="0.2", s=30, zorder=4, label="single models")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean cost per prompt (USD, log scale)")
+    ax.set_ylabel("mean quality")
+    ax.set_title(f"{report.table.name}: cascade vs pre-generation routers (5-fold out-of-fold)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -79,8 +79,13 @@ def _run_cascade(table, X, names: list[str], combine: list[str], args: argparse.
     if not answers:
         print(f"router-gateway eval: {args.table} has no answer:<model> columns", file=sys.stderr)
         return 2
+    plot = None
+    if args.out:
+        from pathlib import Path
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        plot = Path(args.out) / "cascade_frontier.png"
     result = run_cascade(table, X, answers, names, combine, seed=args.seed, n_folds=args.folds,
-                         cache_dir=args.pred_cache, backend=args.embedder)
+                         cache_dir=args.pred_cache, backend=args.embedder, plot_path=plot)
     return _write_scenario(result, args)
 
 

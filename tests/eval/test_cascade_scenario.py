@@ -39,12 +39,13 @@ def test_auroc_matches_the_pairwise_definition():
     assert auroc(s, y) == pytest.approx(np.mean(pairs))
 
 
-def test_cascade_with_arithmetic_check_beats_routing_on_prompts_alone():
+def test_cascade_with_arithmetic_check_beats_routing_on_prompts_alone(tmp_path):
     table, answers = _table()
     rng = np.random.default_rng(2)
     X = rng.normal(size=(len(table), 8)).astype(np.float32)  # prompt embeddings say nothing here
     A = rng.normal(size=(len(table), 8)).astype(np.float32)
-    result = run_cascade(table, X, answers, ["knn"], ["knn"], answer_embeddings=A)
+    result = run_cascade(table, X, answers, ["knn"], ["knn"], answer_embeddings=A, plot_path=tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
     casc = result["cascades"]
     assert casc["cascade[threshold] features"]["verifier_auroc"] > 0.95  # the wrong step is found
     assert casc["cascade[gain] knn+features"]["auc"] > result["routers"]["knn"]["auc"] + 0.05
