@@ -24,7 +24,8 @@ Policies:
   strong model when that is worth more than trying the cheap one first: q_strong - lam c_strong >
   E[max(p, q_strong - lam c_strong)] - lam c_cheap, where p is the verifier's post-answer estimate,
   modelled as the router's prompt-level estimate m plus the training rows' standardised residual
-  spread (p ~ m + z sqrt(m (1 - m)), z from training-row quantiles).
+  spread (p ~ m + z sqrt(m (1 - m)), z from training-row quantiles). ``<verifier>, prior <router>``:
+  the first stacked verifier with another router's out-of-fold estimates as m and q_strong.
 """
 from __future__ import annotations
 
@@ -251,12 +252,23 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
             blocks = {f: [F, *extra, _logit(np.clip(p[:, [cheap, strong]], 0, 1))] for f, p in inner.items()}
             verifiers.append(cross_fit_verifier(f"{name}+{label}", blocks, table, folds, cheap, strong,
                                                 prior=inner, outer=r.pred))
+    # cascade routing with another router's prompt-level estimates before the call: only its
+    # out-of-fold predictions for the test rows are used (the residual spread comes from the stacked
+    # verifier's training rows), so any router can sit in front without inner cross-validation
+    stacked = [v for v in verifiers if v.residual_z]
+    for name, r in report.routers.items():
+        if r.pred is None or name in combine_with or name in ("random", "cheapest", "strongest"):
+            continue
+        for v in stacked[:1]:
+            verifiers.append(VerifierOutput(f"{v.name}, prior {name}", v.p_cheap, v.p_strong, r.pred, v.residual_z))
     label = table.scores[:, cheap] >= 0.5
     cascades: dict[str, dict[str, Any]] = {}
     curves: dict[str, M.Frontier] = {}
     for v in verifiers:
-        fronts = {"threshold": threshold_policy(v, table, cheap, strong),
-                  "gain": gain_policy(v, table, cheap, strong, grid)}
+        fronts = {}
+        if ", prior " not in v.name:  # same verifier as its stacked original: only the routing differs
+            fronts = {"threshold": threshold_policy(v, table, cheap, strong),
+                      "gain": gain_policy(v, table, cheap, strong, grid)}
         if v.prior is not None:
             fronts["routing"] = gain_policy(v, table, cheap, strong, grid, routing=True, folds=folds)
         for policy, front in fronts.items():
