@@ -68,6 +68,11 @@ class BudgetPacer:
 
     clock: callable = time.time
     _states: dict[tuple[str, str], _State] = field(default_factory=dict)
+    _last: dict[str, PacingDecision] = field(default_factory=dict)  # subject -> latest decision (UI, metrics)
+
+    def snapshot(self) -> dict[str, dict]:
+        """The latest decision per key, for the live view and /metrics."""
+        return {subject: d.as_dict() for subject, d in self._last.items()}
 
     def effective(self, subject: str, base: float, params: PacingParams,
                   budgets: list[tuple[str, float, float]]) -> PacingDecision | None:
@@ -82,6 +87,8 @@ class BudgetPacer:
             decision = self._step(subject, kind, label, elapsed, base, budget, spent, params)
             if best is None or decision.effective > best.effective:
                 best = decision
+        if best is not None:
+            self._last[subject] = best
         return best
 
     def _step(self, subject: str, kind: str, label: str, elapsed: float, base: float, budget: float,
