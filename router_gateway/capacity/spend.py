@@ -42,7 +42,7 @@ class SpendView:
         return tuple(s + max(0.0, now - then) for s, now, then in zip(shared_then, local, local_then))
 
     async def _fetch(self, redis, key_id: str, local_now: tuple[float, float]) -> None:
-        _, _, day_key, month_key = self.limiter._keys(key_id, time.time())
+        day_key, month_key = self.limiter._keys(key_id, time.time())[2:4]
         try:
             day, month = await redis.mget([day_key, month_key])
         except Exception as exc:  # noqa: BLE001 - pacing on local figures until Redis answers
