@@ -60,3 +60,41 @@ def test_spend_ahead_of_the_day_raises_the_effective_cost_weight_until_the_cheap
     # a profile without pacing keeps its weight and says nothing
     plain = client.post("/v1/chat/completions", json={"model": "unpaced", "messages": MSG})
     assert plain.headers["x-router-expert"] == "strong" and "x-router-cost-weight" not in plain.headers
+
+
+@pytest.mark.redis
+def test_replicas_pace_on_the_spend_of_all_of_them(tmp_path):
+    """Two replicas on one Redis: spend made through one raises the other's effective weight."""
+    from tests.support.servers import start_redis
+    redis = start_redis()
+    store = KeyStore(tmp_path / "keys.json")
+    secret, key = store.create(name="team", budget_usd_day=1.0)
+    config = parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db")))
+    apps = [create_app(GatewayOptions(config=config, transport=fake_transport(), embedder=HashEmbedder(),
+                                      health_interval_s=0, watch_config=False, keys_path=store.path,
+                                      redis_url=f"redis://127.0.0.1:{redis.port}/0")) for _ in range(2)]
+    day_start = time.time() // 86400 * 86400
+    auth = {"authorization": f"Bearer {secret}"}
+
+    def weight(client) -> float:
+        r = client.post("/v1/chat/completions", json={"model": "auto", "messages": MSG}, headers=auth)
+        assert r.status_code == 200
+        return float(r.headers["x-router-cost-weight"])
+    try:
+        with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+            for app in apps:  # a frozen clock: the weight moves only with the spend it sees
+                app.state.gateway.pacer.clock = lambda: day_start + 3600
+            first_b = weight(b)
+            for _ in range(8):  # spend through replica a only
+                weight(a)
+            total = sum(apps[0].state.gateway.limiter.local.spent(key.id)[:1]) + 0.045
+
+            async def b_view() -> float:
+                return apps[1].state.gateway.spend.spent(key.id)[0]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and b.portal.call(b_view) < total * 0.99:
+                time.sleep(0.2)  # b refreshes the key's spend from Redis in the background
+            assert b.portal.call(b_view) == pytest.approx(total, rel=0.01)
+            assert weight(b) > first_b
+    finally:
+        redis.stop()
