@@ -63,7 +63,7 @@ def write_config(work: Path, urls: dict[str, str], router: dict, latency_weight:
     """experts.yaml for one run; latency_weight None = no engine metrics (max_concurrency alone)."""
     experts = {}
     for i, (name, url) in enumerate(urls.items()):
-        experts[name] = {"base_url": url + "/v1", "model": name, "max_concurrency": 8,
+        experts[name] = {"base_url": url, "model": name, "max_concurrency": 8,
                          "price": {"input_per_mtok": 0.2 - 0.1 * i, "output_per_mtok": 0.4 - 0.2 * i},
                          "prior_quality": 0.6 - 0.1 * i, "context_window": 32768,
                          "timeout": {"connect": 3, "first_byte": 120, "total": 300}}
@@ -222,11 +222,12 @@ def report(out: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--rate", type=float, default=10.0, help="gateway requests per second")
+    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--rate", type=float, default=3.0, help="gateway requests per second")
     ap.add_argument("--outside", type=int, default=8, help="outside clients loading the strong expert")
     ap.add_argument("--slots", type=int, default=4)
-    ap.add_argument("--service-ms", type=float, default=250.0)
+    # long service times keep the figures about queueing, not about CPU scheduling on a small host
+    ap.add_argument("--service-ms", type=float, default=1000.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--latency-weights", type=lambda s: [float(x) for x in s.split(",")], default=[0.1, 0.3, 1.0])
