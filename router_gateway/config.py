@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
                                        substitute_env)
+from router_gateway.learning.settings import LearningSettings, check_learning
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 BASELINE_ROUTERS = ("cheapest", "strongest", "fixed", "random")
@@ -142,6 +143,7 @@ class GatewayConfig(_Strict):
     embedder: EmbedderSettings = EmbedderSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
+    learning: LearningSettings | None = None  # labels from live traffic (router_gateway.learning)
 
     @field_validator("experts", "routers", "profiles")
     @classmethod
@@ -179,6 +181,8 @@ class GatewayConfig(_Strict):
             for ex in profile.experts:
                 if ex not in self.experts:
                     raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")
+        if self.learning is not None:
+            check_learning(self.learning, self.experts, self.profiles)
         return self
 
 
