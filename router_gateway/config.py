@@ -237,8 +237,11 @@ def _absolute_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:
     routers = {name: spec.model_copy(update={"artifact": str((base_dir / spec.artifact).resolve())})
                if spec.artifact else spec for name, spec in config.routers.items()}
     log_path = str((base_dir / config.logging.path).resolve())
-    return config.model_copy(update={"routers": routers,
-                                     "logging": config.logging.model_copy(update={"path": log_path})})
+    update = {"routers": routers, "logging": config.logging.model_copy(update={"path": log_path})}
+    if config.learning is not None:
+        from router_gateway.learning.settings import absolute_paths
+        update["learning"] = absolute_paths(config.learning, base_dir)
+    return config.model_copy(update=update)
 
 
 def redacted(config: GatewayConfig) -> dict[str, Any]:

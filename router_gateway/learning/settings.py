@@ -112,3 +112,13 @@ def check_learning(learning: LearningSettings, experts: dict, profiles: dict) ->
     from routers.registry import available_routers
     if learning.retrain.router not in available_routers():
         raise ValueError(f"learning.retrain.router: unknown router type {learning.retrain.router!r}")
+
+
+def absolute_paths(learning: LearningSettings, base_dir) -> LearningSettings:
+    """The artifacts folder and the reference set resolve against experts.yaml's folder."""
+    promote = learning.promote.model_copy(update={"artifacts": str((base_dir / learning.promote.artifacts).resolve())})
+    grader = learning.grader
+    if grader.reference is not None:
+        ref = grader.reference.model_copy(update={"path": str((base_dir / grader.reference.path).resolve())})
+        grader = grader.model_copy(update={"reference": ref})
+    return learning.model_copy(update={"promote": promote, "grader": grader})

@@ -147,6 +147,8 @@ class ChatService:
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
         self.gateway.request_log.record(record)
+        if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
+            self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
         if ctx.api_key is not None and ctx.api_key.has_limits:
             tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))
                          if isinstance(v, int))
