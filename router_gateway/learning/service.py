@@ -98,6 +98,7 @@ class LearningService:
     async def start(self) -> None:
         g, s = self.gateway, self.settings
         config = g.runtime.config
+        self._event_loop = asyncio.get_running_loop()
         self.store = await asyncio.to_thread(LabelStore, config.logging.path, s.retrain.holdout,
                                              config.logging.store_prompts, s.shadow.store_answers)
         spent = await asyncio.to_thread(self.store.spend)
@@ -293,7 +294,11 @@ class LearningService:
         return previous
 
     def _swap_soon(self, artifact: str | None) -> None:
-        task = asyncio.get_event_loop().create_task(self.apply(artifact))
+        """The promoter runs in a worker thread: schedule the swap on the gateway's event loop."""
+        self._event_loop.call_soon_threadsafe(self._spawn_apply, artifact)
+
+    def _spawn_apply(self, artifact: str | None) -> None:
+        task = asyncio.get_running_loop().create_task(self.apply(artifact))
         self._swaps.add(task)
         task.add_done_callback(self._swaps.discard)
 
@@ -348,6 +353,16 @@ class LearningService:
                 log.warning("learning: could not follow promotions: %s", exc)
 
     # -- status ----------------------------------------------------------------------------
+    def brief(self) -> dict[str, Any]:
+        """In-memory summary for the live view (no I/O: it is polled)."""
+        last = self.loop.last_outcome if self.loop else None
+        return {"profile": self.settings.profile, "labelled_prompts": self.loop.total_labels if self.loop else 0,
+                "shadow_usd": round(self.budget.shadow_usd, 8), "live_usd": round(self.budget.live_usd, 8),
+                "share": self.budget.share(), "stats": dict(self.stats),
+                "live": (self.promoter.pointer.get("current") if self.promoter else None) or self.configured_router,
+                "history": list(self.promoter.pointer.get("history", [])) if self.promoter else [],
+                "last_candidate": last.as_dict() if last else None}
+
     async def status(self) -> dict[str, Any]:
         counts = await asyncio.to_thread(self.store.counts)
         events = await asyncio.to_thread(self.store.events, None, 20)
