@@ -113,8 +113,8 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
         budget.add_live(C[i, live])
         if rng.random() >= settings.shadow.sample:
             continue
-        value = policy.value_of(loop.candidate, X[i]) if policy_mode == "value" else None
-        plan = policy.plan(live, value)
+        value, local = policy.assess(loop.candidate, X[i], args.optimism) if policy_mode == "value" else (None, None)
+        plan = policy.plan(live, value, local if args.local else None)
         if not plan:
             continue
         est = float(sum(C[i, e] for e in plan if e != live) + sum(grade_cost[i, e] for e in plan))
@@ -203,6 +203,8 @@ def parse_args(argv=None):
     p.add_argument("--max-experts", type=int, default=4)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rate", type=float, default=0.3)
+    p.add_argument("--optimism", type=float, default=1.0)
+    p.add_argument("--local", type=int, default=1, help="1: also label experts that could be chosen on the prompt")
     p.add_argument("--router", default="knn")
     p.add_argument("--params", default='{"k": 20, "shrinkage": 2.0}')
     p.add_argument("--every", type=int, default=50)

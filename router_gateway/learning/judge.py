@@ -31,15 +31,18 @@ ABSOLUTE_OVERHEAD_TOKENS = len(ABSOLUTE_PROMPT.format(prompt="", answer="")) // 
 #: ask(expert, prompt text, max_tokens) -> (reply text or None if the call failed, USD it cost)
 Ask = Callable[[str, str, int], Awaitable[tuple[str | None, float]]]
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: a grade is a number alone ("7", "7/10", "7."), or one after "grade" / "score" / "rating"; a number
+#: inside an echoed question ("2 + 3") is not a grade
+_ALONE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*[.!]?\s*(?:\n|$)")
+_LABELLED = re.compile(r"\b(?:grade|score|rating)\b\s*(?:is|of)?\s*[:=]?\s*(\d+(?:\.\d+)?)", re.I)
 
 
 def parse_absolute(reply: str | None) -> float | None:
-    """First number in the reply, on the 0-10 scale -> [0, 1]; None when there is none."""
-    match = _NUMBER.search(reply or "")
+    """The grade on the 0-10 scale -> [0, 1]; None when the reply holds no readable grade."""
+    match = _ALONE.match(reply or "") or _LABELLED.search(reply or "")
     if not match:
         return None
-    return min(max(float(match.group()) / 10.0, 0.0), 1.0)
+    return min(max(float(match.group(1)) / 10.0, 0.0), 1.0)
 
 
 def parse_pairwise(reply: str | None) -> str | None:
@@ -66,7 +69,12 @@ class JudgeGrader:
         self.spent_usd = 0.0
 
     async def grade(self, prompt: str, answers: dict[str, str | None]) -> dict[str, Grade]:
+        return (await self.grade_with_cost(prompt, answers))[0]
+
+    async def grade_with_cost(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        """The grades and everything the judge calls cost, unreadable verdicts included."""
         out: dict[str, Grade] = {}
+        total = 0.0
         for expert, answer in answers.items():
             if answer is None:
                 out[expert] = Grade(expert, 0.0, self.name, 0.0, "no answer")
@@ -76,11 +84,12 @@ class JudgeGrader:
             else:
                 score, cost, note = await self._pairwise(prompt, answer, answers.get(self.reference_expert))
             self.spent_usd += cost
+            total += cost
             if score is None:
                 self.unreadable += 1
                 continue
             out[expert] = Grade(expert, score, self.name, cost, note)
-        return out
+        return out, total
 
     async def _absolute(self, prompt: str, answer: str) -> tuple[float | None, float, str]:
         reply, cost = await self.ask(self.judge, ABSOLUTE_PROMPT.format(prompt=prompt, answer=answer),

@@ -81,8 +81,9 @@ class ShadowPolicy:
             self.rate = min(1.0, self.rate * 1.05)
 
     # -- the plan --------------------------------------------------------------------------
-    def plan(self, live: int | None, value: float | None = None) -> list[int]:
-        """Experts to grade for this prompt ([] = do not shadow it). ``value`` comes from ``value_of``."""
+    def plan(self, live: int | None, value: float | None = None, local: np.ndarray | None = None) -> list[int]:
+        """Experts to grade for this prompt ([] = do not shadow it). ``value`` and ``local`` (experts
+        that could be chosen on this prompt) come from ``assess``."""
         if self.mode == "random":
             pool = np.flatnonzero(self.allowed)
             pick = self.rng.permutation(pool)[: self.max_experts].tolist()
@@ -92,21 +93,35 @@ class ShadowPolicy:
             self.recent.append(value)
             if len(self.recent) >= 20 and value < np.quantile(np.asarray(self.recent), 1.0 - self.rate):
                 return []
-        useful = [j for j in np.argsort(self.norm_cost, kind="stable") if self.useful()[j]]
+        mask = self.useful() if local is None else (self.useful() | (local & self.allowed))
+        useful = [j for j in np.argsort(self.norm_cost, kind="stable") if mask[j]]
         chosen = list(dict.fromkeys(cold + useful))[: self.max_experts]
         if live is not None and live not in chosen:
             chosen.append(live)  # its answer is already paid for: only the grade costs
         return sorted(int(j) for j in chosen)
 
     def value_of(self, candidate, x: np.ndarray) -> float | None:
-        """Uncertainty of the candidate router about the useful experts on prompt ``x``."""
+        """Uncertainty of the candidate router about the experts that matter on prompt ``x``."""
+        return self.assess(candidate, x)[0]
+
+    def assess(self, candidate, x: np.ndarray, optimism: float = 1.0) -> tuple[float | None, np.ndarray | None]:
+        """(value, local): ``local`` marks the experts that could be chosen on this prompt at some cost
+        weight if their score were ``optimism`` standard errors above the candidate's estimate (an
+        expert that cannot be chosen even then is not worth a label here); ``value`` is the summed
+        uncertainty p(1-p) / (1 + graded neighbours) over them."""
         if candidate is None:
-            return None
-        useful = self.useful()
-        p = np.asarray(candidate.predict_scores(x[None, :]))[0]
+            return None, None
+        p = np.asarray(candidate.predict_scores(x[None, :]), dtype=np.float64)[0]
         var = p * (1 - p)
         if hasattr(candidate, "neighbours") and hasattr(candidate, "Y_"):
             idx, _ = candidate.neighbours(x[None, :])
             seen = (~np.isnan(np.asarray(candidate.Y_)[idx[0]])).sum(axis=0)
             var = var / (1.0 + seen)
-        return float(var[useful].sum())
+        ucb = p + optimism * np.sqrt(var)
+        local = np.zeros(self.m, dtype=bool)
+        for j in range(self.m):
+            q = p.copy()
+            q[j] = ucb[j]
+            local[j] = hull_members(self.norm_cost, q)[j]
+        local &= self.allowed
+        return float(var[local | self.useful()].sum()), local

@@ -89,7 +89,7 @@ class LearningService:
         self.promoter: ArtifactPromoter | None = None
         self.graders: list = []
         self.stats = {"offered": 0, "queued": 0, "dropped_queue_full": 0, "shadowed": 0, "skipped": 0,
-                      "failed": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0}
+                      "failed": 0, "ungraded": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0}
         self._tasks: list[asyncio.Task] = []
         self._retrain_lock = asyncio.Lock()
         self._swaps: set[asyncio.Task] = set()
@@ -104,6 +104,7 @@ class LearningService:
         spent = await asyncio.to_thread(self.store.spend)
         today = await asyncio.to_thread(self.store.spend, self.budget.day or None)
         self.budget.live_usd, self.budget.shadow_usd = spent["live_usd"], spent["shadow_usd"]
+        self._live_saved = self.budget.live_usd
         self.budget._roll()
         self.budget.day_usd = today["shadow_usd"] if self.budget.day else 0.0
         info = g.embedder.info
@@ -174,8 +175,8 @@ class LearningService:
             return False
         x = await g.embedder.embed_one(prompt)
         live = self.experts.index(live_name)
-        value = self.policy.value_of(self.loop.candidate, x) if self.policy.mode == "value" else None
-        plan = self.policy.plan(live, value)
+        value, local = (self.policy.assess(self.loop.candidate, x) if self.policy.mode == "value" else (None, None))
+        plan = self.policy.plan(live, value, local)
         if not plan:
             self.stats["skipped"] += 1
             return False
@@ -196,14 +197,18 @@ class LearningService:
                 if name not in answers:
                     answers[name], costs[name] = await self._ask_shadow(name, body)
             spent = sum(costs.values())
-            grades = await self._grade(prompt, answers)
-            spent += sum(gr.cost_usd for gr in grades.values())
+            grades, grading_cost = await self._grade(prompt, answers)
+            spent += grading_cost
+            if not grades:  # nothing graded (unreadable verdicts): the spend counts, no label row
+                self.stats["ungraded"] += 1
+                return False
             await asyncio.to_thread(self.store.add, prompt_digest(prompt), x, grades.values(),
                                     answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
                                     prompt=prompt, answers=answers)
         finally:
             self.budget.settle(estimate, spent)
-            await asyncio.to_thread(self.store.add_spend, spent, 0.0)
+            live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
+            await asyncio.to_thread(self.store.add_spend, spent, live)  # both survive a restart
         self.policy.observe({self.experts.index(e): gr.score for e, gr in grades.items()})
         self.stats["shadowed"] += 1
         if grades:
@@ -225,14 +230,23 @@ class LearningService:
             cost += calls * per
         return cost
 
-    async def _grade(self, prompt: str, answers: dict[str, str | None]) -> dict[str, Grade]:
-        """The first grader that grades an answer wins (reference before judge, as configured)."""
+    async def _grade(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        """The first grader that grades an answer wins (in the configured order); returns the grades
+        and what grading cost, unreadable judge verdicts included."""
         out: dict[str, Grade] = {}
+        cost = 0.0
         for grader in self.graders:
             todo = {e: a for e, a in answers.items() if e not in out}
-            if todo:
-                out.update(await grader.grade(prompt, todo))
-        return out
+            if not todo:
+                continue
+            if hasattr(grader, "grade_with_cost"):
+                grades, spent = await grader.grade_with_cost(prompt, todo)
+            else:
+                grades = await grader.grade(prompt, todo)
+                spent = sum(g.cost_usd for g in grades.values())
+            out.update(grades)
+            cost += spent
+        return out, cost
 
     async def _call(self, expert: str, body: dict[str, Any], profile: str) -> tuple[str | None, float]:
         """One non-streamed call to one expert (no fallbacks), logged and priced like a request."""

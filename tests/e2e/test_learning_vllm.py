@@ -16,7 +16,8 @@ import pytest
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
-PROMPTS = ["What is 2+3?", "Name a colour.", "What is 4*2?", "Say hello.", "What is 10-7?", "Name a fruit."]
+PROMPTS = ["What is 2+3?", "Name a colour.", "What is 4*2?", "Say hello.", "What is 10-7?", "Name a fruit.",
+           "What is 6+1?", "Name an animal."]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def learning_gateway(vllm_experts, tmp_path_factory):
               "  profile: auto",
               f"  shadow: {{sample: 1.0, policy: random, max_share: 10, usd_per_day: 1, max_tokens: 12}}",
               f"  grader: {{kinds: [judge], judge: {{expert: {names[0]}, max_tokens: 4}}}}",
-              "  retrain: {router: knn, params: {k: 2}, every_labels: 4, min_labels: 4, holdout: 0.5}",
+              "  retrain: {router: knn, params: {k: 2}, every_labels: 2, min_labels: 2, holdout: 0.4}",
               f"  promote: {{artifacts: {tmp / 'learning'}, gate: {{min_gain: -1, z: 0, min_rows: 1}}}}"]
     config = tmp / "experts.yaml"
     config.write_text("\n".join(lines) + "\n")

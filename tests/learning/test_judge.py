@@ -6,7 +6,8 @@ import pytest
 from router_gateway.learning.judge import JudgeGrader, parse_absolute, parse_pairwise
 
 
-@pytest.mark.parametrize("reply,score", [("7", 0.7), (" 10.", 1.0), ("Grade: 0", 0.0), ("12", 1.0), ("no", None)])
+@pytest.mark.parametrize("reply,score", [("7", 0.7), (" 10.", 1.0), ("Grade: 0", 0.0), ("12", 1.0), ("no", None), ("8/10", 0.8),
+                                         ("The score is 6", 0.6), ("2 + 3", None), ("10-7", None)])
 def test_parse_absolute(reply, score):
     assert parse_absolute(reply) == score
 
