@@ -91,9 +91,9 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
         shadow=ShadowSettings(sample=args.sample, policy=policy_mode, max_experts=args.max_experts,
                               usd_per_day=1e9, max_share=args.max_share),
         retrain=RetrainSettings(router=args.router, params=json.loads(args.params), every_labels=args.every,
-                                min_labels=args.min_labels, holdout=args.holdout),
+                                min_labels=args.min_labels, folds=args.folds),
         promote=PromoteSettings(gate=GateSettings(min_gain=0.0, z=args.z, min_rows=args.min_rows)))
-    store = LabelStore(workdir / "labels.db", holdout=settings.retrain.holdout, store_prompts=False)
+    store = LabelStore(workdir / "labels.db", store_prompts=False)
     priors = np.nanmean(S[traffic], axis=0)
     baseline = StrongestRouter.from_priors(experts, priors.tolist(), X.shape[1])
     promoter = ArtifactPromoter(workdir / "artifacts", experts, {"name": "all-MiniLM-L6-v2", "dim": X.shape[1]},
@@ -209,7 +209,7 @@ def parse_args(argv=None):
     p.add_argument("--params", default='{"k": 20, "shrinkage": 2.0}')
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--min-labels", type=int, default=50)
-    p.add_argument("--holdout", type=float, default=0.2)
+    p.add_argument("--folds", type=int, default=5)
     p.add_argument("--z", type=float, default=1.0)
     p.add_argument("--min-rows", type=int, default=10)
     p.add_argument("--out", default=None, help="folder for learning.json / learning.md / learning.png")

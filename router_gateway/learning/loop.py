@@ -2,8 +2,8 @@
 
 ``LearningLoop`` is driven by whoever collects labels (the gateway's shadow runner, or the
 simulation in eval.learning_sim): ``labels_added(n)`` after each shadowed prompt, ``due()`` to ask
-whether to retrain now, ``retrain()`` to fit a candidate on the training side of the labels, gate
-it against the live router on the held-out side, and hand it to the ``Promoter`` when it passes.
+whether to retrain now, ``retrain()`` to cross-fit a candidate on the labels, gate it against the
+live router on prompts neither was trained on, and hand it to the ``Promoter`` when it passes.
 The latest candidate is kept (``candidate``) whether promoted or not: the shadow policy uses it to
 decide which prompts and experts are worth labelling next.
 """
@@ -76,6 +76,7 @@ class LearningLoop:
         self.last_retrain = clock()
         self.candidate: Router | None = None
         self.last_outcome: RetrainOutcome | None = None
+        self.live_trained: set[str] = set()  # prompt digests the live router was trained on
 
     def labels_added(self, prompts: int = 1) -> None:
         self.new_labels += prompts
@@ -88,30 +89,59 @@ class LearningLoop:
         return self.new_labels >= r.every_labels or self.clock() - self.last_retrain >= r.every_minutes * 60
 
     def retrain(self, promote: bool | None = None) -> RetrainOutcome:
-        """Fit on the training side, gate on the held-out side, promote when it passes."""
+        """Cross-fit the candidate, gate it against the live router, promote the refit on all labels.
+
+        Every labelled prompt is a test prompt once: the labels are split into ``retrain.folds``
+        folds by prompt digest, and each fold is predicted by a candidate trained on the others.
+        The gate compares those predictions with the live router's on the prompts the live router
+        was not trained on (all of them while the configured baseline runs), so neither side is
+        judged on its own training rows. When it passes, the candidate refit on every label is
+        promoted: the gate validated the recipe on these labels; the refit uses all of them.
+        """
         self.new_labels, self.last_retrain = 0, self.clock()
         data = self.store.training_set(self.experts)
-        train, held = ~data.holdout, data.holdout
-        g = self.settings.promote.gate
-        if train.sum() == 0 or np.all(np.isnan(data.Y[train])):
-            result = GateResult(False, int(held.sum()), float("nan"), float("nan"), float("nan"), float("nan"),
-                                "no training labels yet")
-            outcome = RetrainOutcome(len(data.digests), int(train.sum()), result, None, None)
-            self.last_outcome = outcome
-            return outcome
-        r = self.settings.retrain
-        router = build_candidate(r.router, r.params, data.X[train], data.Y[train], self.experts)
+        r, g = self.settings.retrain, self.settings.promote.gate
+        if len(data.digests) < 2 or np.all(np.isnan(data.Y)):
+            return self._record(RetrainOutcome(len(data.digests), 0, _no_gate("not enough labels yet"), None, None))
+        folds = np.array([int(d[:8], 16) % r.folds for d in data.digests])
+        cv_pred = np.full(data.Y.shape, np.nan)
+        for f in np.unique(folds):
+            test = folds == f
+            if (~test).sum() == 0 or np.all(np.isnan(data.Y[~test])):
+                continue
+            fold_router = build_candidate(r.router, r.params, data.X[~test], data.Y[~test], self.experts)
+            cv_pred[test] = fold_router.predict_scores(data.X[test])
+        unseen = np.array([d not in self.live_trained for d in data.digests]) & ~np.isnan(cv_pred).any(axis=1)
+        result = gate(self.promoter.live_scores(data.X[unseen]) if unseen.any() else np.zeros((0, len(self.experts))),
+                      cv_pred[unseen], data.Y[unseen], self.norm_cost, g.cost_weights or (self.cost_weight,),
+                      g.min_gain, g.z, g.min_rows)
+        router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router
-        result = gate(self.promoter.live_scores(data.X[held]), router.predict_scores(data.X[held]),
-                      data.Y[held], self.norm_cost, self.cost_weight, g.min_gain, g.z, g.min_rows)
         promote = self.settings.promote.auto if promote is None else promote
-        promoted = None
-        info = {"labelled": len(data.digests), "trained_on": int(train.sum()), "gate": result.as_dict(),
+        info = {"labelled": len(data.digests), "trained_on": len(data.digests), "gate": result.as_dict(),
                 "router": r.router, "params": r.params}
+        promoted = None
         if result.passed and promote:
             promoted = self.promoter.promote(router, info)
-        self.store.add_event("promotion" if promoted else "candidate", {**info, "artifact": promoted},
+            self.live_trained = set(data.digests)
+        self.store.add_event("promotion" if promoted else "candidate",
+                             {**info, "artifact": promoted, **({"trained_digests": data.digests} if promoted else {})},
                              ts=self.clock())
-        outcome = RetrainOutcome(len(data.digests), int(train.sum()), result, promoted, router)
+        return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router))
+
+    def _record(self, outcome: RetrainOutcome) -> RetrainOutcome:
         self.last_outcome = outcome
         return outcome
+
+    def restore_live_trained(self) -> None:
+        """After a restart: the prompts the live artifact was trained on, from its promotion event."""
+        current = getattr(self.promoter, "pointer", {}).get("current")
+        for event in self.store.events("promotion", limit=1000):
+            if event.get("artifact") == current:
+                self.live_trained = set(event.get("trained_digests") or [])
+                return
+
+
+def _no_gate(reason: str) -> GateResult:
+    nan = float("nan")
+    return GateResult(False, 0, nan, nan, nan, nan, reason)

@@ -99,7 +99,7 @@ class LearningService:
         g, s = self.gateway, self.settings
         config = g.runtime.config
         self._event_loop = asyncio.get_running_loop()
-        self.store = await asyncio.to_thread(LabelStore, config.logging.path, s.retrain.holdout,
+        self.store = await asyncio.to_thread(LabelStore, config.logging.path, 0.2,
                                              config.logging.store_prompts, s.shadow.store_answers)
         spent = await asyncio.to_thread(self.store.spend)
         today = await asyncio.to_thread(self.store.spend, self.budget.day or None)
@@ -115,6 +115,7 @@ class LearningService:
         cost_weight = config.profiles[s.profile].cost_weight
         self.loop = LearningLoop(s, self.store, self.experts, self.norm_cost, cost_weight, self.promoter)
         self.loop.total_labels = (await asyncio.to_thread(self.store.counts))["prompts"]
+        await asyncio.to_thread(self.loop.restore_live_trained)
         self.graders = self._make_graders()
         if self.promoter.pointer.get("current"):
             await self.apply(self.promoter.pointer.get("current"))
@@ -177,6 +178,10 @@ class LearningService:
         live = self.experts.index(live_name)
         value, local = (self.policy.assess(self.loop.candidate, x) if self.policy.mode == "value" else (None, None))
         plan = self.policy.plan(live, value, local)
+        judge = self.settings.grader.judge
+        if plan and judge is not None and judge.mode == "pairwise":  # answers are compared with its answer
+            ref = self.experts.index(judge.reference_expert)
+            plan = sorted(set(plan) | {ref})
         if not plan:
             self.stats["skipped"] += 1
             return False

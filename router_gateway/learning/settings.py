@@ -61,13 +61,15 @@ class RetrainSettings(_Strict):
     every_labels: int = Field(default=100, ge=1)
     every_minutes: float = Field(default=60.0, gt=0)
     min_labels: int = Field(default=50, ge=1)
-    holdout: float = Field(default=0.2, gt=0, lt=1)       # share of labelled prompts kept for the gate
+    folds: int = Field(default=5, ge=2, le=20)            # cross-fitting folds for the gate (learning.loop)
 
 
 class GateSettings(_Strict):
-    """Promote when candidate - live utility on held-out labelled prompts exceeds ``min_gain`` by
-    ``z`` standard errors (paired), on at least ``min_rows`` prompts."""
+    """Promote when candidate - live utility on held-out labelled prompts, averaged over
+    ``cost_weights`` (empty: the profile's own), exceeds ``min_gain`` by ``z`` standard errors
+    (paired), on at least ``min_rows`` prompts (learning.gate)."""
 
+    cost_weights: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
     min_gain: float = 0.0
     z: float = Field(default=1.0, ge=0)
     min_rows: int = Field(default=20, ge=1)

