@@ -23,6 +23,10 @@ from routers.base import Router
 from routers.registry import make_router, router_class
 
 
+#: shuffled-label controls per retrain: the gate subtracts the largest gain any of them shows
+NULL_SHUFFLES = 3
+
+
 class Promoter(Protocol):
     """Owns the live router of the learning profile."""
 
@@ -104,17 +108,14 @@ class LearningLoop:
         if len(data.digests) < 2 or np.all(np.isnan(data.Y)):
             return self._record(RetrainOutcome(len(data.digests), 0, _no_gate("not enough labels yet"), None, None))
         folds = np.array([int(d[:8], 16) % r.folds for d in data.digests])
-        cv_pred = np.full(data.Y.shape, np.nan)
-        for f in np.unique(folds):
-            test = folds == f
-            if (~test).sum() == 0 or np.all(np.isnan(data.Y[~test])):
-                continue
-            fold_router = build_candidate(r.router, r.params, data.X[~test], data.Y[~test], self.experts)
-            cv_pred[test] = fold_router.predict_scores(data.X[test])
+        cv_pred = self._cross_fit(data.X, data.Y, folds)
+        rng = np.random.default_rng(len(data.digests))  # the controls: same recipe, labels shuffled
+        null_preds = [self._cross_fit(data.X, data.Y[rng.permutation(len(data.digests))], folds)
+                      for _ in range(NULL_SHUFFLES)]
         unseen = np.array([d not in self.live_trained for d in data.digests]) & ~np.isnan(cv_pred).any(axis=1)
-        result = gate(self.promoter.live_scores(data.X[unseen]) if unseen.any() else np.zeros((0, len(self.experts))),
-                      cv_pred[unseen], data.Y[unseen], self.norm_cost, g.cost_weights or (self.cost_weight,),
-                      g.min_gain, g.z, g.min_rows)
+        live_pred = self.promoter.live_scores(data.X[unseen]) if unseen.any() else np.zeros((0, len(self.experts)))
+        result = gate(live_pred, cv_pred[unseen], data.Y[unseen], self.norm_cost, g.min_gain, g.z, g.min_rows,
+                      null_preds=[p[unseen] for p in null_preds])
         router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router
         promote = self.settings.promote.auto if promote is None else promote
@@ -128,6 +129,17 @@ class LearningLoop:
                              {**info, "artifact": promoted, **({"trained_digests": data.digests} if promoted else {})},
                              ts=self.clock())
         return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router))
+
+    def _cross_fit(self, X: np.ndarray, Y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+        """Each fold's scores from a candidate trained on the other folds (NaN where none could be)."""
+        r = self.settings.retrain
+        pred = np.full(Y.shape, np.nan)
+        for f in np.unique(folds):
+            test = folds == f
+            if (~test).sum() == 0 or np.all(np.isnan(Y[~test])):
+                continue
+            pred[test] = build_candidate(r.router, r.params, X[~test], Y[~test], self.experts).predict_scores(X[test])
+        return pred
 
     def _record(self, outcome: RetrainOutcome) -> RetrainOutcome:
         self.last_outcome = outcome

@@ -65,11 +65,10 @@ class RetrainSettings(_Strict):
 
 
 class GateSettings(_Strict):
-    """Promote when candidate - live utility on held-out labelled prompts, averaged over
-    ``cost_weights`` (empty: the profile's own), exceeds ``min_gain`` by ``z`` standard errors
-    (paired), on at least ``min_rows`` prompts (learning.gate)."""
+    """Promote when the candidate's cost-quality frontier auc on held-out labelled prompts exceeds
+    the live router's by ``min_gain`` plus ``z`` standard errors (paired bootstrap), on at least
+    ``min_rows`` prompts (learning.gate)."""
 
-    cost_weights: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
     min_gain: float = 0.0
     z: float = Field(default=1.0, ge=0)
     min_rows: int = Field(default=20, ge=1)

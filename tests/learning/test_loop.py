@@ -88,7 +88,7 @@ def test_good_labels_are_promoted_and_the_artifact_is_kept(tmp_path):
 def test_candidate_trained_on_shuffled_labels_is_never_promoted(tmp_path, seed):
     store = LabelStore(tmp_path / "log.db")
     X, Y = topic_data(300, seed)
-    fill(store, X, Y[np.random.default_rng(seed).permutation(300)])  # labels no longer belong to their prompts
+    fill(store, X, Y[np.random.default_rng(seed + 1000).permutation(300)])  # labels no longer belong to their prompts
     loop, promoter = make_loop(tmp_path, store)
     loop.labels_added(300)
     out = loop.retrain()
@@ -115,7 +115,7 @@ def test_live_router_is_not_judged_on_its_own_training_prompts(tmp_path):
 
 def test_gate_needs_enough_rows():
     Y = np.eye(3)
-    result = gate(np.zeros((3, 3)), np.eye(3), Y, NORM_COST, (0.0,), min_rows=20)
+    result = gate(np.zeros((3, 3)), np.eye(3), Y, NORM_COST, min_rows=20)
     assert not result.passed and "min_rows" in result.reason
 
 

@@ -104,9 +104,14 @@ def test_shadow_labels_promote_and_revert(tmp_path):
             await _drain(gateway)
             status = await gateway.learning.status()
             after = await _serve(gateway, 20, start=100)
+            await _drain(gateway)  # their shadow jobs may retrain and promote again: let them finish
             live_router = gateway.runtime.config.profiles["auto"].router
             reverted = await gateway.learning.revert()
-            await _drain(gateway)
+            want = "strong" if reverted is None else "learned:auto"
+            for _ in range(200):  # the swap is scheduled on the event loop by the promoter
+                if gateway.runtime.config.profiles["auto"].router == want and not gateway.learning._swaps:
+                    break
+                await asyncio.sleep(0.01)
             back = gateway.runtime.config.profiles["auto"].router
             await gateway.request_log.flush()
             logged = await gateway.request_log.recent(2000)
@@ -121,7 +126,8 @@ def test_shadow_labels_promote_and_revert(tmp_path):
     assert live_router == "learned:auto"
     # the promoted router sends maths (odd i) to cheap, poems to dear
     assert after == ["dear" if i % 2 == 0 else "cheap" for i in range(100, 120)]
-    assert back == "strong"  # reverted to the configured router (only one promotion happened or history)
+    # one step back: to the previous artifact, or to the configured router after a single promotion
+    assert back == ("strong" if reverted is None else "learned:auto")
     assert status["spend"]["shadow_usd"] > 0 and status["spend"]["live_usd"] > 0
     profiles = {r.get("profile") for r in logged}
     assert {"learning:shadow", "learning:judge"} <= profiles  # shadow and judge calls are logged and priced
