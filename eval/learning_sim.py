@@ -76,12 +76,14 @@ class Measure:
 
 
 def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, policy_mode: str, flip: float,
-             workdir: Path) -> dict:
-    """One pass of the traffic; returns the curve and the totals."""
+             workdir: Path, shuffle: bool = False) -> dict:
+    """One pass of the traffic; returns the curve and the totals. ``shuffle``: every grade is the
+    score of another (random) prompt, so the labels carry no information (the gate's control)."""
     rng = np.random.default_rng(args.seed)
     held = table.folds == args.held_fold
     traffic = rng.permutation(np.flatnonzero(~held))
     S, C, experts = table.scores, table.costs, list(table.models)
+    G = S[np.random.default_rng(args.seed + 2).permutation(len(S))] if shuffle else S  # what the judge says
     measure = Measure(S[held], C[held], experts)
     norm_cost = prices / prices.max()
     judge = experts.index(args.judge)
@@ -122,7 +124,7 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
             policy.budget_feedback(refused=True, plenty=False)
             continue
         policy.budget_feedback(refused=False, plenty=budget.available() > 3 * est)
-        scores = {e: float(1.0 - S[i, e] if flips.random() < flip else S[i, e]) for e in plan}
+        scores = {e: float(1.0 - G[i, e] if flips.random() < flip else G[i, e]) for e in plan}
         grades = [Grade(experts[e], s, f"judge:{args.judge}", float(grade_cost[i, e])) for e, s in scores.items()]
         store.add(prompt_digest(table.prompts[i]), X[i], grades, live_expert=experts[live], ts=clock[0],
                   answer_costs={experts[e]: (0.0 if e == live else float(C[i, e])) for e in plan})
@@ -146,7 +148,8 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
              "live_usd": budget.live_usd, "share": budget.share(),
              "gap_closed": measure.gap(promoter.live_scores(X[held])), "promotions": promotions,
              "grades": int(policy.counts.sum()), "grades_per_expert": dict(zip(experts, policy.counts.astype(int).tolist()))}
-    return {"policy": policy_mode, "flip": flip, "curve": curve, "candidates": candidates, "final": final}
+    return {"policy": policy_mode, "flip": flip, "shuffled": shuffle, "curve": curve, "candidates": candidates,
+            "final": final}
 
 
 def store_count(workdir: Path) -> int:
@@ -189,6 +192,39 @@ def plot(results: list[dict], reference: float, path: Path) -> None:
     plt.close(fig)
 
 
+def run_name(r: dict) -> str:
+    return f"{r['policy']}, {r['flip']:.0%} grades flipped" + (", labels shuffled (control)" if r["shuffled"] else "")
+
+
+def markdown(out: dict) -> str:
+    """The report page: the protocol, the final figures per run and each promotion's point."""
+    ref = out["full_table_knn"]
+    a = out["args"]
+    lines = [f"# Learning loop replay: `{out['table']}`", "",
+             f"Command: `python -m eval.learning_sim` (seed {a['seed']}, held-out fold {a['held_fold']}, judge "
+             f"{a['judge']}, profile cost weight {a['cost_weight']}, candidate {a['router']} {a['params']}, "
+             f"retrain every {a['every']} labelled prompts, gate z {a['z']}, shadow cap {a['max_share']:.0%} of live "
+             "spend). Traffic: the other four folds once, in a seeded random order, starting on `strongest`.", "",
+             "Full-table knn on the same held-out fold (all traffic prompts, all models): "
+             + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", "",
+             "| run | live router's gap closed (final) | best candidate's gap closed | shadow / live spend | "
+             "labelled prompts | grades | promotions |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in out["runs"]:
+        f = r["final"]
+        best = max([c["gap_closed"] or 0.0 for c in r["candidates"]] or [0.0])
+        lines.append(f"| {run_name(r)} | {f['gap_closed']:.3f} | {best:.3f} | {f['share']:.3f} | {f['labelled']} | "
+                     f"{f['grades']} | {f['promotions']} |")
+    lines += ["", "Each promotion (cumulative, at the moment of the promotion):", "",
+              "| run | after prompts | labelled | shadow / live spend | live gap closed |", "| --- | --- | --- | --- | --- |"]
+    for r in out["runs"]:
+        for p in r["curve"][1:]:
+            lines.append(f"| {run_name(r)} | {p['prompts']} | {p['labelled']} | {p['share']:.3f} | {p['gap_closed']:.3f} |")
+    lines += ["", "Grades per expert (value policy, clean grades): "
+              + ", ".join(f"{k} {v}" for k, v in out["runs"][0]["final"]["grades_per_expert"].items()), "",
+              "![learning curve](learning.png)", ""]
+    return "\n".join(lines)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="../shared/data/bench/llmrouter.csv")
@@ -200,18 +236,19 @@ def parse_args(argv=None):
     p.add_argument("--cost-weight", type=float, default=0.0, help="the profile's cost weight")
     p.add_argument("--sample", type=float, default=1.0)
     p.add_argument("--max-share", type=float, default=0.25)
-    p.add_argument("--max-experts", type=int, default=4)
+    p.add_argument("--max-experts", type=int, default=9)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rate", type=float, default=0.3)
     p.add_argument("--optimism", type=float, default=1.0)
     p.add_argument("--local", type=int, default=1, help="1: also label experts that could be chosen on the prompt")
     p.add_argument("--router", default="knn")
-    p.add_argument("--params", default='{"k": 20, "shrinkage": 2.0}')
+    p.add_argument("--params", default='{"k": 80, "shrinkage": 2.0}')
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--min-labels", type=int, default=50)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--z", type=float, default=1.0)
-    p.add_argument("--min-rows", type=int, default=10)
+    p.add_argument("--z", type=float, default=0.5)
+    p.add_argument("--min-rows", type=int, default=20)
+    p.add_argument("--shuffled-control", type=int, default=1, help="1: also a run whose grades are shuffled")
     p.add_argument("--out", default=None, help="folder for learning.json / learning.md / learning.png")
     return p.parse_args(argv)
 
@@ -226,24 +263,26 @@ def main(argv=None) -> int:
     prices = read_prices(table, Path(args.table).with_suffix(".models.csv"))
     reference = full_table_reference(table, X, args)
     log(f"full-table reference: {', '.join(f'{k} {v:.3f}' for k, v in reference.items())}")
+    runs = [(mode, float(f), False) for mode in args.policies.split(",") for f in args.flips.split(",")]
+    runs += [("value", 0.0, True)] if args.shuffled_control else []
     results = []
-    for mode in args.policies.split(","):
-        for flip in (float(f) for f in args.flips.split(",")):
-            with tempfile.TemporaryDirectory() as tmp:
-                t0 = time.time()
-                r = simulate(table, X, prices, args, mode, flip, Path(tmp))
-                r["seconds"] = round(time.time() - t0, 1)
-            f = r["final"]
-            log(f"{mode} flip={flip}: final gap closed {f['gap_closed']:.3f}, share {f['share']:.3f}, "
-                f"{f['labelled']} prompts labelled, {f['promotions']} promotions")
-            results.append(r)
+    for mode, flip, shuffle in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.time()
+            r = simulate(table, X, prices, args, mode, flip, Path(tmp), shuffle)
+            r["seconds"] = round(time.time() - t0, 1)
+        f = r["final"]
+        log(f"{mode} flip={flip}{' shuffled labels' if shuffle else ''}: final gap closed {f['gap_closed']:.3f}, "
+            f"share {f['share']:.3f}, {f['labelled']} prompts labelled, {f['promotions']} promotions")
+        results.append(r)
     out = {"table": table.name, "args": vars(args), "full_table_knn": reference, "runs": results}
     if args.out:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "learning.json").write_text(json.dumps(out, indent=2) + "\n")
-        plot(results, reference["knn k=80"], folder / "learning.png")
-    print(json.dumps({r["policy"] + f" flip={r['flip']}": r["final"] for r in results}, indent=2))
+        plot([r for r in results if not r["shuffled"]], reference["knn k=80"], folder / "learning.png")
+        (folder / "learning.md").write_text(markdown(out))
+    print(markdown(out))
     return 0
 
 

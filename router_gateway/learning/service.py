@@ -99,8 +99,8 @@ class LearningService:
         g, s = self.gateway, self.settings
         config = g.runtime.config
         self._event_loop = asyncio.get_running_loop()
-        self.store = await asyncio.to_thread(LabelStore, config.logging.path, 0.2,
-                                             config.logging.store_prompts, s.shadow.store_answers)
+        self.store = await asyncio.to_thread(LabelStore, config.logging.path, config.logging.store_prompts,
+                                             s.shadow.store_answers)
         spent = await asyncio.to_thread(self.store.spend)
         today = await asyncio.to_thread(self.store.spend, self.budget.day or None)
         self.budget.live_usd, self.budget.shadow_usd = spent["live_usd"], spent["shadow_usd"]

@@ -13,7 +13,6 @@ Sync on purpose: the gateway calls it from a worker thread, the simulation calls
 from __future__ import annotations
 
 import csv
-import hashlib
 import sqlite3
 import threading
 import time
@@ -30,7 +29,7 @@ from router_gateway.services.request_log import connect
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS label_prompts (
     digest TEXT PRIMARY KEY, ts REAL NOT NULL, request_id TEXT, live_expert TEXT,
-    embedding BLOB NOT NULL, prompt TEXT, holdout INTEGER NOT NULL
+    embedding BLOB NOT NULL, prompt TEXT
 );
 CREATE TABLE IF NOT EXISTS labels (
     digest TEXT NOT NULL, expert TEXT NOT NULL, grader TEXT NOT NULL, score REAL NOT NULL,
@@ -47,12 +46,6 @@ CREATE TABLE IF NOT EXISTS learning_events (
 GRADER_PRIORITY = ("reference", "feedback", "judge")
 
 
-def is_holdout(digest: str, share: float) -> bool:
-    """Deterministic split by prompt digest: the same prompt is always on the same side."""
-    h = int.from_bytes(hashlib.blake2b(("holdout:" + digest).encode(), digest_size=8).digest(), "little")
-    return h / 2**64 < share
-
-
 def day_of(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
@@ -64,13 +57,12 @@ def _priority(grader: str) -> int:
 
 @dataclass
 class TrainingSet:
-    """Labelled prompts as router training arrays; ``holdout`` marks the gate's rows."""
+    """Labelled prompts as router training arrays."""
 
     digests: list[str]
     X: np.ndarray
     Y: np.ndarray          # (n, n_experts), NaN = not graded
     cost: np.ndarray       # (n, n_experts) what each graded answer cost, NaN elsewhere
-    holdout: np.ndarray    # bool (n,)
     experts: list[str]
     live_expert: list[str | None]
 
@@ -78,10 +70,8 @@ class TrainingSet:
 class LabelStore:
     """Durable labels; safe for several threads (one connection, one lock)."""
 
-    def __init__(self, path: str | Path, holdout: float = 0.2, store_prompts: bool = True,
-                 store_answers: bool = False):
+    def __init__(self, path: str | Path, store_prompts: bool = True, store_answers: bool = False):
         self.path = Path(path)
-        self.holdout = holdout
         self.store_prompts = store_prompts
         self.store_answers = store_answers
         self._db: sqlite3.Connection = connect(self.path)
@@ -103,9 +93,8 @@ class LabelStore:
                  float(g.cost_usd), ts, (answers or {}).get(g.expert) if self.store_answers else None, g.note)
                 for g in grades]
         with self._lock, self._db:
-            self._db.execute("INSERT OR IGNORE INTO label_prompts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (digest, ts, request_id, live_expert, vec, prompt if self.store_prompts else None,
-                              int(is_holdout(digest, self.holdout))))
+            self._db.execute("INSERT OR IGNORE INTO label_prompts VALUES (?, ?, ?, ?, ?, ?)",
+                             (digest, ts, request_id, live_expert, vec, prompt if self.store_prompts else None))
             self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
@@ -157,7 +146,7 @@ class LabelStore:
         """All labelled prompts as arrays, grades merged by grader priority (see module doc)."""
         allowed = None if graders is None else set(graders)
         with self._lock:
-            prompts = self._db.execute("SELECT digest, embedding, holdout, live_expert FROM label_prompts "
+            prompts = self._db.execute("SELECT digest, embedding, live_expert FROM label_prompts "
                                        "ORDER BY ts, digest").fetchall()
             grades = self._db.execute("SELECT digest, expert, grader, score, answer_cost_usd FROM labels").fetchall()
         feedback = [(d, e, g, s, float("nan")) for d, e, g, s in self._feedback_grades()]
@@ -178,8 +167,7 @@ class LabelStore:
                 cost[i, j] = answer_cost
         X = (np.stack([np.frombuffer(p[1], dtype=np.float32) for p in prompts]) if prompts
              else np.zeros((0, 0), dtype=np.float32))
-        return TrainingSet([p[0] for p in prompts], X, Y, cost, np.array([bool(p[2]) for p in prompts]),
-                           list(experts), [p[3] for p in prompts])
+        return TrainingSet([p[0] for p in prompts], X, Y, cost, list(experts), [p[2] for p in prompts])
 
     def export_csv(self, path: str | Path, experts: list[str]) -> int:
         """Write labels in the routing-table format (prompt, fold, task, score:/cost:<expert>) plus a

