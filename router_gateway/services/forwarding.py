@@ -112,13 +112,13 @@ class Forwarder:
                     result = await self._call(name, expert, payload, remaining)
             except _Retryable as exc:
                 self.state.release(name)
-                self.state.record_failure(name, exc.outcome)
+                self.state.record_failure(name, exc.outcome, stream=stream)
                 attempts.append(Attempt(name, exc.outcome, (time.perf_counter() - started) * 1e3))
                 last = exc.error
                 continue
             except ClientError:
                 self.state.release(name)
-                self.state.record_success(name)  # the expert is healthy; the request was bad
+                self.state.record_success(name, stream=stream)  # the expert is healthy; the request was bad
                 raise
             except BaseException:
                 self.state.release(name)
@@ -241,9 +241,9 @@ class Forwarder:
             await _close(response)
             self.state.release(name)
             if ok:
-                self.state.record_success(name)
+                self.state.record_success(name, stream=True)
             elif "error" in result.stream_state:
-                self.state.record_failure(name, "mid_stream")
+                self.state.record_failure(name, "mid_stream", stream=True)
 
     async def _release_after(self, name: str, result: ForwardResult,
                              inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -254,9 +254,9 @@ class Forwarder:
         finally:
             self.state.release(name)
             if "error" in result.stream_state:
-                self.state.record_failure(name, "mid_stream")
+                self.state.record_failure(name, "mid_stream", stream=True)
             else:
-                self.state.record_success(name)
+                self.state.record_success(name, stream=True)
 
     async def _litellm_call(self, name: str, expert: Expert, payload: dict, stream: bool,
                             remaining: float) -> ForwardResult:
