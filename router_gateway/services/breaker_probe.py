@@ -56,26 +56,27 @@ class BreakerProber:
     async def probe(self, name: str, stream: bool) -> None:
         """One probe; forwarding records its success or failure on the breaker of its mode."""
         runtime = self.gateway.acquire()  # the forwarder stays open for the probe even across a reload
-        mode = "stream" if stream else "plain"
+        state, mode = self.gateway.state, "stream" if stream else "plain"
         try:
             expert = runtime.config.experts.get(name)
             if expert is None:
                 return
             body = {"model": name, "messages": PROBE_MESSAGES, "max_tokens": 1, "stream": stream}
-            deadline = time.monotonic() + expert.timeout.first_byte
             try:
                 async with asyncio.timeout(expert.timeout.first_byte + expert.timeout.total):
-                    result = await runtime.forwarder.forward([name], body, stream, deadline)
+                    result = await runtime.forwarder.forward([name], body, stream,
+                                                             time.monotonic() + expert.timeout.first_byte)
                     if result.stream is not None:
                         async for _ in result.stream:  # the relay records the outcome when it ends
                             pass
             except TimeoutError:
-                self.gateway.state.record_failure(name, "probe_timeout", stream=stream)
-            log.info("circuit probe of %s (%s): %s", name, mode, self.gateway.state.circuit(name, stream))
-        except GatewayError as exc:
-            log.info("circuit probe of %s (%s) failed: %s", name, mode, exc.message)
-        except Exception:  # noqa: BLE001 - a broken probe must not end the loop; the next one retries
-            log.exception("circuit probe of %s (%s) crashed", name, mode)
+                state.record_failure(name, "probe_timeout", stream=stream)
+            except GatewayError as exc:  # already recorded (a 4xx counts as an answer: closed)
+                log.info("circuit probe of %s (%s): %s", name, mode, exc.message)
+            except Exception:  # noqa: BLE001 - a probe that cannot run waits a cooldown, not a tick
+                log.exception("circuit probe of %s (%s) could not run", name, mode)
+                state.record_failure(name, "probe_error", stream=stream)
+            log.info("circuit of %s (%s) after its probe: %s", name, mode, state.circuit(name, stream))
         finally:
-            self.gateway.state.end_probe(name, stream)
+            state.end_probe(name, stream)
             self.gateway.release(runtime)

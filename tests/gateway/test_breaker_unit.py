@@ -107,3 +107,32 @@ def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
     probes = {(c["model"], bool(c.get("stream"))) for c in calls}
     assert {("okplain", False), ("okstream", True), ("error1", False)} <= probes
     assert all(c["max_tokens"] == 1 for c in calls)
+
+
+def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
+    """Not a retry every tick (and a log line each time): one failure, then a full cooldown."""
+    text = make_config(tmp_path, {"okplain": {}}, PROFILES)
+    text += "server: {breaker: {failure_threshold: 1, cooldown_s: 1.0}}\n"
+    crashes: list[float] = []
+
+    async def go():
+        gateway = Gateway(GatewayOptions(config=parse_config(text), transport=fake_transport(),
+                                         embedder=HashEmbedder(), health_interval_s=0))
+        await gateway.start()
+
+        async def broken_forward(*args, **kwargs):
+            crashes.append(time.monotonic())
+            raise RuntimeError("provider library missing")
+
+        gateway.runtime.forwarder.forward = broken_forward
+        try:
+            gateway.state.record_failure("okplain", "http_500")
+            deadline = time.monotonic() + 5
+            while not crashes and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # the probe task records its failure
+            return gateway.state.circuit("okplain")
+        finally:
+            await gateway.close()
+
+    assert asyncio.run(go()) == "open" and len(crashes) == 1
