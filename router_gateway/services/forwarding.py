@@ -18,6 +18,7 @@ from router_gateway.config import Expert, GatewayConfig
 from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
 from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_batches, usage_of
+from router_gateway.services.sse_errors import counts_against_expert
 from router_gateway.services.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamResponse,
                                               make_upstream)
 
@@ -216,6 +217,8 @@ class Forwarder:
             while True:
                 out = []
                 for event in batch:
+                    if counts_against_expert(event):  # the stream may still end with [DONE]
+                        result.stream_state["error"] = "the expert sent an error event mid-stream"
                     usage = usage_of(event)
                     if usage is not None:
                         result.usage = usage
@@ -240,10 +243,10 @@ class Forwarder:
         finally:
             await _close(response)
             self.state.release(name)
-            if ok:
-                self.state.record_success(name, stream=True)
-            elif "error" in result.stream_state:
+            if "error" in result.stream_state:
                 self.state.record_failure(name, "mid_stream", stream=True)
+            elif ok:
+                self.state.record_success(name, stream=True)
 
     async def _release_after(self, name: str, result: ForwardResult,
                              inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

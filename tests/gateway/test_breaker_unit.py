@@ -5,9 +5,14 @@ import asyncio
 import copy
 import time
 
+import httpx
+import orjson
+import pytest
+
 from router_gateway.config import parse_config
 from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.protocol import parse_chat_request
+from router_gateway.services.chat import CallContext, ChatService
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.router_set import build_router_set
 from router_gateway.services.routing import RoutingService
@@ -136,3 +141,40 @@ def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
             await gateway.close()
 
     assert asyncio.run(go()) == "open" and len(crashes) == 1
+
+
+def _error_event_transport(code: int) -> httpx.MockTransport:
+    """Streams one chunk, then vLLM's in-band error event with ``code``, then [DONE]."""
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": []})
+        chunk = {"id": "c", "object": "chat.completion.chunk", "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "a"}}]}
+        error = {"error": {"object": "error", "message": "engine failed", "type": "InternalServerError",
+                           "param": None, "code": code}}
+        data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in (chunk, error)) + b"data: [DONE]\n\n"
+        return httpx.Response(200, stream=httpx.ByteStream(data), headers={"content-type": "text/event-stream"})
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("code, opens", [(500, True), (400, False)])
+def test_an_error_event_inside_a_completed_stream_counts_against_the_expert(tmp_path, code, opens):
+    """The stream ends with [DONE], but the expert failed mid-way: a 5xx event counts on its stream
+    breaker; a 4xx event is the request's fault and does not (or clients could trip breakers)."""
+    text = make_config(tmp_path, {"okx": {}}, PROFILES) + "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n"
+
+    async def go():
+        gateway = Gateway(GatewayOptions(config=parse_config(text), transport=_error_event_transport(code),
+                                         embedder=HashEmbedder(), health_interval_s=0))
+        await gateway.start()
+        try:
+            body = {"model": "okx", "messages": MSG, "stream": True}
+            for i in range(2):
+                outcome = await ChatService(gateway).handle(parse_chat_request(body),
+                                                            CallContext(f"req-{i}", body, 100))
+                assert b"engine failed" in b"".join([e async for e in outcome.stream])  # relayed as sent
+            return gateway.state.circuit("okx", stream=True), gateway.state.circuit("okx")
+        finally:
+            await gateway.close()
+
+    assert asyncio.run(go()) == (("open" if opens else "closed"), "closed")
