@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from router_gateway.config_checks import check_header_value, check_http_url, check_url_path, reject_non_finite
+from router_gateway.config_checks import (check_header_value, check_http_url, check_no_control, check_url_path,
+                                          reject_non_finite)
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
                                        substitute_env)
 
@@ -72,6 +73,11 @@ class Expert(_Strict):
     def _key(cls, value: str | None) -> str | None:
         return check_header_value(value)
 
+    @field_validator("model", "litellm_model")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return check_no_control(value)
+
     @field_validator("health_path")
     @classmethod
     def _health_path(cls, value: str) -> str:
@@ -93,6 +99,11 @@ class RouterSpec(_Strict):
     @classmethod
     def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
         return reject_non_finite(value)
+
+    @field_validator("artifact")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return check_no_control(value)
 
 
 class Profile(_Strict):
@@ -125,6 +136,11 @@ class EmbedderSettings(_Strict):
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else check_http_url(value)
 
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_no_control(value)
+
     @field_validator("api_key")
     @classmethod
     def _key(cls, value: str | None) -> str | None:
@@ -138,6 +154,11 @@ class LoggingSettings(_Strict):
     store_prompts: bool = True
     flush_interval_ms: int = Field(default=200, ge=10, le=60000)
     max_batch: int = Field(default=500, ge=1, le=1_000_000)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_no_control(value)
 
 
 class BreakerConfig(_Strict):

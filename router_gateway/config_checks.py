@@ -31,6 +31,8 @@ def check_http_url(value: str) -> str:
         raise ValueError("port must be a number from 1 to 65535") from None
     if port == 0:
         raise ValueError("port must be a number from 1 to 65535")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (user:password@): they would not be sent; use api_key")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ValueError("must not have a query or fragment: request paths are appended to it")
     return value.rstrip("/")
@@ -41,6 +43,14 @@ def check_header_value(value: str | None) -> str | None:
     is never part of a key."""
     if value is not None and has_control_or_space(value):
         raise ValueError("must not contain spaces or control characters (CR, LF, tab, ...)")
+    return value
+
+
+def check_no_control(value: str | None) -> str | None:
+    """Names and file paths: a NUL, CR or LF in them fails later (a crash opening the file, a
+    served-model name no upstream knows); spaces are fine."""
+    if value is not None and any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain control characters (NUL, CR, LF, tab, ...)")
     return value
 
 

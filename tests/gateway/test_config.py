@@ -125,6 +125,12 @@ def _expert_with(line: str) -> str:
     (_expert_with('    api_key: "sk-1\\r\\nX-Injected: 1"'), "experts.big.api_key: must not contain"),
     (_expert_with("    health_path: models"), "experts.big.health_path: must be a path"),
     (GOOD + "embedder: {backend: remote, url: 'http://127.0.0.1:70000/v1'}\n", "embedder.url: port must be"),
+    (GOOD.replace("http://127.0.0.1:2/v1", "http://user:pw@127.0.0.1:2/v1"), "must not carry credentials"),
+    # NUL/CR/LF in names and paths: a crash opening the file, or a served-model name no upstream knows
+    (GOOD + 'logging: {path: "logs/a\\0b.db"}\n', "logging.path: must not contain control characters"),
+    (GOOD.replace("{type: strongest}", '{type: knn, artifact: "a\\0b"}'), "routers.default.artifact: must not"),
+    (GOOD.replace("model: big", 'model: "big\\r\\n"'), "experts.big.model: must not contain control"),
+    (GOOD + 'embedder: {model: "mini\\0lm"}\n', "embedder.model: must not contain control"),
 ])
 def test_urls_and_header_values_that_would_break_requests_are_refused(text, expected):
     with pytest.raises(ConfigError) as info:
