@@ -109,7 +109,7 @@ class RoutingService:
         if direct is not None:
             return self._direct(direct, request, tokens, request_id, allowed_experts, text)
         assert profile is not None
-        self._check_limits(profile, request)
+        check_profile_limits(profile, request)
         cost_weight = _cost_weight(cost_weight_header, profile.cost_weight)
         loaded = self.routers[profile.router]
         t0 = time.perf_counter()
@@ -194,6 +194,8 @@ class RoutingService:
         for n in chain:
             why = self.health.unavailable_reason(n, self.config.experts[n], stream=bool(request.stream)) \
                 if n != name else None
+            if allowed is not None and n not in allowed:  # a fallback must not widen the key's reach
+                why = "not allowed for this API key"
             if why:
                 ineligible[n] = why
                 continue
@@ -202,15 +204,17 @@ class RoutingService:
         return Decision(request_id, None, None, candidates, ineligible, prompt_tokens_est=tokens,
                         prompt_text=text)
 
-    @staticmethod
-    def _check_limits(profile: Profile, request: ChatRequest) -> None:
-        if len(request.messages) > profile.max_messages:
-            raise BadRequest(f"too many messages: {len(request.messages)} > {profile.max_messages}",
-                             param="messages")
-        asked = request.max_completion_tokens or request.max_tokens
-        if profile.max_tokens and asked and asked > profile.max_tokens:
-            raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
-                             param="max_tokens")
+
+def check_profile_limits(profile: Profile, request: ChatRequest) -> None:
+    """400 when the request exceeds the profile's max_messages or max_tokens (also applied to a key
+    restricted to profiles that names an expert: see key_access)."""
+    if len(request.messages) > profile.max_messages:
+        raise BadRequest(f"too many messages: {len(request.messages)} > {profile.max_messages}",
+                         param="messages")
+    asked = request.max_completion_tokens or request.max_tokens
+    if profile.max_tokens and asked and asked > profile.max_tokens:
+        raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
+                         param="max_tokens")
 
 
 def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited:
