@@ -19,6 +19,7 @@ from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.breaker_probe import BreakerProber
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
 from router_gateway.services.limits import LocalLimiter, SharedLimiter
@@ -94,6 +95,8 @@ class Gateway:
         await self._start_access_control(config)
         if self._health_interval() > 0:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
+        # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
+        self._tasks.append(asyncio.create_task(BreakerProber(self).run(), name="breaker-probes"))
         if self.options.watch_config and self.options.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
         from router_gateway.services.online_learning import OnlineLearner
