@@ -173,22 +173,34 @@ def full_table_reference(table: RoutingTable, X: np.ndarray, args) -> dict:
 
 
 def plot(results: list[dict], reference: float, path: Path) -> None:
+    """Left: live gap closed after each promotion vs shadow spend / live spend (the budget keeps
+    the share near its cap, so the points stack near it). Right: the same against prompts served,
+    with every candidate's gap closed (promoted or not) as dots."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for r in results:
+        label = f"{r['policy']}, flip {r['flip']:.0%}"
         xs = [p["share"] or 0.0 for p in r["curve"]] + [r["final"]["share"] or 0.0]
         ys = [p["gap_closed"] for p in r["curve"]] + [r["final"]["gap_closed"]]
-        ax.step(xs, ys, where="post", marker="o", ms=3, label=f"{r['policy']}, flip {r['flip']:.0%}")
-    ax.axhline(reference, color="grey", ls="--", lw=1, label="full-table knn")
-    ax.axhline(0.8 * reference, color="grey", ls=":", lw=1, label="target (0.8 x full-table knn)")
-    ax.axvline(0.25, color="red", ls=":", lw=1, label="25% of live spend")
-    ax.set_xlabel("cumulative shadow spend / cumulative live spend")
-    ax.set_ylabel("live router's gap closed (held-out fold)")
-    ax.legend(fontsize=8)
+        line = left.step(xs, ys, where="post", marker="o", ms=3, label=label)[0]
+        ts = [p["prompts"] for p in r["curve"]] + [r["final"]["prompts"]]
+        right.step(ts, ys, where="post", color=line.get_color(), label=f"{label}: live")
+        cand = [(c["prompts"], c["gap_closed"]) for c in r["candidates"] if c["gap_closed"] is not None]
+        if cand:
+            right.plot(*zip(*cand), ".", color=line.get_color(), alpha=0.5)
+    for ax in (left, right):
+        ax.axhline(reference, color="grey", ls="--", lw=1, label="full-table knn (same fold)")
+        ax.axhline(0.8 * reference, color="grey", ls=":", lw=1, label="0.8 x full-table knn")
+        ax.axhline(0.253, color="black", ls="-.", lw=0.8, label="issue target 0.253")
+    left.axvline(0.25, color="red", ls=":", lw=1, label="25% of live spend")
+    left.set_xlabel("cumulative shadow spend / cumulative live spend")
+    right.set_xlabel("prompts served (dots: every candidate, promoted or not)")
+    left.set_ylabel("live router's gap closed (held-out fold)")
+    left.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
