@@ -7,9 +7,15 @@ POST /admin/learning/revert         back to the previous artifact (or the config
 """
 from __future__ import annotations
 
+import orjson
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from router_gateway.errors import NotFound
+
+
+def json_response(data) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json")
 
 
 def _service(request: Request):
@@ -20,8 +26,6 @@ def _service(request: Request):
 
 
 def install_learning_routes(app: FastAPI, admin_dependency) -> None:
-    from router_gateway.app import json_response
-
     deps = [admin_dependency]
 
     @app.get("/admin/learning", dependencies=deps)

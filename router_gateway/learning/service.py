@@ -255,7 +255,6 @@ class LearningService:
 
     async def _call(self, expert: str, body: dict[str, Any], profile: str) -> tuple[str | None, float]:
         """One non-streamed call to one expert (no fallbacks), logged and priced like a request."""
-        from router_gateway.services.chat import price_usage
         runtime = self.gateway.acquire()
         started, status, text, usage, error = time.perf_counter(), 200, None, {}, None
         try:
@@ -268,7 +267,9 @@ class LearningService:
             status, error = getattr(exc, "status", 502), str(exc)
         finally:
             self.gateway.release(runtime)
-        cost = price_usage(runtime, expert, usage) or 0.0
+        prompt_t, completion_t = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        cost = (runtime.config.experts[expert].price.cost(prompt_t, completion_t)
+                if isinstance(prompt_t, int) and isinstance(completion_t, int) else 0.0)
         rid = f"{profile.replace(':', '-')}-{int(time.time() * 1e6):x}"
         self.gateway.request_log.record({
             "request_id": rid, "ts": time.time(), "model": expert, "profile": profile, "chosen_expert": expert,
