@@ -10,6 +10,8 @@ Two policies share one interface, ``plan(...) -> experts to grade``:
 2. Only *useful* experts are labelled: those on (or within ``margin`` of) the upper hull of mean
    graded quality against normalised price. An expert that is both dearer and worse than a mix of
    others is never chosen by a cost-aware router at any cost weight, so its labels buy nothing.
+   Beside them, on each prompt, the experts the candidate could choose there if it were one
+   standard error optimistic about them (``assess``: specialists that are poor on average).
    The live expert's answer is already paid for: it is graded whenever the prompt is shadowed.
 3. Prompts are ranked by the candidate router's uncertainty among the useful experts: the sum over
    them of p(1-p) / (1 + labelled neighbours) (kNN candidates; other routers: p(1-p)). A prompt is
