@@ -86,7 +86,7 @@ def hull_auc(cost: np.ndarray, quality: np.ndarray, c_min: float, c_max: float) 
 
 
 def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray,
-         min_gain: float = 0.0, z: float = 1.64, min_rows: int = 20, null_preds=(),
+         min_gain: float = 0.0, z: float = 1.0, min_rows: int = 20, null_preds=(),
          boot: int = 200, seed: int = 0) -> GateResult:
     """Hull auc of candidate minus live on held-out labelled prompts, minus what the same recipe
     trained on shuffled labels (``null_preds``, the largest) gains; paired bootstrap over prompts for the
