@@ -98,7 +98,8 @@ def live_payload(gateway: Any) -> dict[str, Any]:
     experts = []
     if config is not None:
         for name, e in config.experts.items():
-            row = state.get(name, {"circuit": "closed", "inflight": 0, "health": "ok"})
+            row = state.get(name, {"circuit": "closed", "stream_circuit": "closed", "inflight": 0,
+                                   "health": "ok"})
             experts.append({"name": name, "model": e.model, **row, "max_concurrency": e.max_concurrency,
                             "price": e.price.model_dump(), "engine": engines.get(name)})
     data["experts"] = experts
@@ -110,4 +111,6 @@ def live_payload(gateway: Any) -> dict[str, Any]:
     pacer = getattr(gateway, "pacer", None)
     data["pacing"] = pacer.snapshot() if pacer is not None else {}
     data["frontier"] = [{"table": t, "url": f"/ui/frontier/{t}.png"} for t in frontier_tables()]
+    learning = getattr(gateway, "learning", None)
+    data["learning"] = learning.brief() if learning is not None else None
     return data

@@ -31,7 +31,7 @@ REQUEST_REASONS = ("not in the profile's expert list", "not allowed for this API
 class ExpertHealth(Protocol):
     """What routing asks of the health / load tracker (see services.expert_state)."""
 
-    def unavailable_reason(self, expert: str, config: Expert) -> str | None: ...
+    def unavailable_reason(self, expert: str, config: Expert, stream: bool = False) -> str | None: ...
 
     def load_penalty(self, expert: str, config: Expert) -> float: ...
 
@@ -204,7 +204,7 @@ class RoutingService:
             elif needs - set(expert.capabilities):
                 reasons[name] = f"lacks capability {', '.join(sorted(needs - set(expert.capabilities)))}"
             else:
-                why = self.health.unavailable_reason(name, expert)
+                why = self.health.unavailable_reason(name, expert, stream=bool(request.stream))
                 if why:
                     reasons[name] = why
         return reasons
@@ -220,7 +220,8 @@ class RoutingService:
         ineligible = {}
         candidates = []
         for n in chain:
-            why = self.health.unavailable_reason(n, self.config.experts[n]) if n != name else None
+            why = self.health.unavailable_reason(n, self.config.experts[n], stream=bool(request.stream)) \
+                if n != name else None
             if allowed is not None and n not in allowed:  # a fallback must not widen the key's reach
                 why = "not allowed for this API key"
             if why:
