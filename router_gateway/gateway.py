@@ -15,6 +15,10 @@ from pathlib import Path
 
 import httpx
 
+from router_gateway.capacity.load import CapacityBook
+from router_gateway.capacity.pacing import BudgetPacer
+from router_gateway.capacity.poller import EnginePoller
+from router_gateway.capacity.spend import SpendView
 from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
@@ -79,6 +83,9 @@ class Gateway:
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
+        self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)
+        self.pacer = BudgetPacer()  # budget pacing state per key
+        self.spend: SpendView | None = None
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -94,6 +101,10 @@ class Gateway:
         await self.request_log.start()
         self._apply_breaker(config)
         await self._start_access_control(config)
+        poller = EnginePoller(self.capacity, self.shared, self.options.transport)
+        self._tasks.append(asyncio.create_task(
+            poller.run(lambda: self.runtime.config.experts, lambda: self.runtime.config.server.metrics_poll_s),
+            name="engine-metrics"))
         if self._health_interval() > 0:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
         # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
@@ -119,6 +130,7 @@ class Gateway:
         self.shared = SharedState(self.options.redis_url, self.state)
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
+        self.spend = SpendView(self.limiter, self.shared)
         await self.shared.start()
 
     def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
@@ -187,7 +199,7 @@ class Gateway:
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
-        routing = RoutingService(config, routers, self.embedder, self.state)
+        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity)
         forwarder = Forwarder(config, self.state, self.options.transport)
         return Runtime(self._version, config, routing, forwarder)
 
