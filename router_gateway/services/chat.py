@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+from router_gateway.capacity.pacing import budget_pacing
 from router_gateway.cascade import service as cascade
 from router_gateway.errors import ClientClosedRequest, GatewayError
 from router_gateway.gateway import Gateway, Runtime
@@ -61,7 +62,8 @@ class ChatService:
             if ctx.api_key is not None:
                 await self._admit(ctx, chat, runtime)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
-                                                    ctx.cost_weight_header, ctx.allowed_experts)
+                                                    ctx.cost_weight_header, ctx.allowed_experts,
+                                                    budget_pacing(self.gateway, ctx.api_key))
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
             if cascade.settings_for(runtime, decision) is not None:  # verified escalation
                 result = await cascade.cascade_forward(runtime, decision, ctx.body, chat.stream, deadline,
@@ -148,6 +150,8 @@ class ChatService:
                    "x-router-profile": decision.profile or "", "x-router-attempts": str(len(result.attempts))}
         if decision.router:
             headers["x-router-router"] = decision.router
+        if "pacing" in decision.extra:
+            headers["x-router-cost-weight"] = f"{decision.cost_weight:.6g}"  # the paced, effective weight
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
@@ -173,6 +177,7 @@ class ChatService:
             "ineligible": decision.ineligible if decision else {},
             "chosen_expert": expert, "propensity": propensity, "explored": decision.explored if decision else False,
             "cost_weight": decision.cost_weight if decision else None,
+            "pacing": decision.extra.get("pacing") if decision else None,
             "prompt_digest": prompt_digest(text) if text else None, "prompt": text or None,
             "status": status, "error": (error.message if error else stream_error),
             "stream": chat.stream, "attempts": [a.as_dict() for a in attempts],
@@ -186,6 +191,8 @@ class ChatService:
         # tiers, confidences, the labelled pair and all tiers' cost
         record.update(cascade.log_fields(result, runtime.config.logging.store_prompts))
         self.gateway.request_log.record(record)
+        if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
+            self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
         self._settle(ctx, usage, record["cost_usd"])
         for observer in self.gateway.observers:
             observer.on_record(record)
