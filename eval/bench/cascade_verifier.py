@@ -70,7 +70,8 @@ def _config(tmp: Path, experts: dict[str, str]) -> Path:
                   "    context_window: 2048", f"    prior_quality: {0.3 + 0.01 * i:.2f}"]
     lines += ["routers: {cheap: {type: cheapest}, strong: {type: strongest}}", "profiles:",
               "  plain: {router: cheap, cost_weight: 1.0}",
-              "  cascade-accept: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, floor: 0}}",
+              "  cascade-accept: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, "
+              "floor: 0}}",
               "  cascade-escalate: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.9999, "
               "floor: 0}}", f"logging: {{path: {tmp / 'requests.db'}}}"]
     path = tmp / "experts.yaml"
@@ -96,8 +97,9 @@ def _ttft(base: str, profile: str, prompt: str) -> tuple[float, float]:
 def ttft_table(experts: dict[str, str], n_requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        proc = Proc("gateway", python_module("router_gateway.cli", "serve", "--config", str(_config(Path(tmp), experts)),
-                                             "--port", str(port)), Path(tmp), env={"ROUTER_GATEWAY_HOME": tmp})
+        config = _config(Path(tmp), experts)
+        proc = Proc("gateway", python_module("router_gateway.cli", "serve", "--config", str(config), "--port", str(port)),
+                    Path(tmp), env={"ROUTER_GATEWAY_HOME": tmp})
         try:
             proc.wait_ready(f"http://127.0.0.1:{port}/ready")
             base = f"http://127.0.0.1:{port}"

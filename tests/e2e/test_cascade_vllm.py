@@ -29,7 +29,8 @@ def cascade_gateway(vllm_experts, tmp_path_factory):
                   "    context_window: 2048", f"    prior_quality: {0.3 + 0.01 * i:.2f}",
                   "    timeout: {connect: 3, first_byte: 120, total: 300}"]
     lines += ["routers: {strong: {type: strongest}}", "profiles:",
-              "  accept-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, floor: 0}}",
+              "  accept-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, "
+              "floor: 0}}",
               "  escalate-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.9999, "
               "floor: 0}}",
               "  accept-consistency: {router: strong, cost_weight: 0, cascade: {verifier: consistency, "
