@@ -98,7 +98,8 @@ def ttft_table(experts: dict[str, str], n_requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         config = _config(Path(tmp), experts)
-        proc = Proc("gateway", python_module("router_gateway.cli", "serve", "--config", str(config), "--port", str(port)),
+        cmd = python_module("router_gateway.cli", "serve", "--config", str(config), "--port", str(port))
+        proc = Proc("gateway", cmd,
                     Path(tmp), env={"ROUTER_GATEWAY_HOME": tmp})
         try:
             proc.wait_ready(f"http://127.0.0.1:{port}/ready")
