@@ -144,3 +144,43 @@ def test_train_verifier_from_logged_answers(tmp_path):
     bad = {"choices": [{"message": {"content": "5 + 1 = <<5+1=7>>7\n#### 7"}}]}
     assert verifier.check("What is 5 + 1?", good, CheckContext()).confidence > \
         verifier.check("What is 5 + 1?", bad, CheckContext()).confidence
+
+
+class _FakeForwarder:
+    """Answers per expert name; a judge expert answers 'no' with first-token logprobs."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts, self.calls = texts, []
+
+    async def forward(self, candidates, body, stream, deadline):
+        import orjson
+
+        from router_gateway.services.forwarding import ForwardResult
+
+        name = candidates[0]
+        self.calls.append((name, body))
+        choice = {"index": 0, "message": {"role": "assistant", "content": self.texts[name]}}
+        if name == "judge":
+            top = [{"token": "no", "logprob": math.log(0.9)}, {"token": "yes", "logprob": math.log(0.1)}]
+            choice["logprobs"] = {"content": [{"token": "no", "logprob": math.log(0.9), "top_logprobs": top}]}
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        return ForwardResult(name, 200, [], body=orjson.dumps({"choices": [choice], "usage": usage}), usage=usage)
+
+
+async def test_judge_verdict_escalates_and_the_judge_is_charged():
+    from router_gateway.cascade.judge import JudgeVerifier
+    from router_gateway.cascade.runner import run_cascade
+
+    fwd = _FakeForwarder({"small": "#### 5", "big": "#### 4", "judge": "no"})
+
+    async def ask(body):
+        import orjson
+        return orjson.loads((await fwd.forward(["judge"], body, False, 0)).body)
+
+    result = await run_cascade(fwd, ["small", "big"], {"messages": []}, "2+2?", JudgeVerifier("judge", ask), 0.5,
+                               {}, deadline=1e18, price=lambda expert, usage: 1.0)
+    assert [(t.expert, t.outcome) for t in result.tiers] == [("small", "escalated"), ("judge", "judge"),
+                                                             ("big", "final")]
+    assert result.tiers[0].confidence == pytest.approx(0.1)
+    assert result.cost_usd == 3.0 and result.usage["completion_tokens"] == 15
+    assert [name for name, _ in fwd.calls] == ["small", "judge", "big"]
