@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.sample:
         table = sample_table(table, args.sample, args.seed)
         log(f"evaluating a seeded sample of {len(table)} prompts")
+    if args.scenario == "cascade" and not _has_answers(args.table):  # before minutes of embedding
+        print(f"router-gateway eval: {args.table} has no answer:<model> columns (--scenario cascade needs them)",
+              file=sys.stderr)
+        return 2
     X = embed_table(table, backend=args.embedder)
     if args.scenario == "onboarding":
         from eval.scenarios import run_onboarding
@@ -72,13 +76,16 @@ def run(args: argparse.Namespace) -> int:
     return 0 if any(r.error is None for r in report.routers.values()) or not names else 1
 
 
+def _has_answers(path: str) -> bool:
+    import csv
+    with open(path, newline="", encoding="utf-8") as f:
+        return any(h.startswith("answer:") for h in next(csv.reader(f), []))
+
+
 def _run_cascade(table, X, names: list[str], combine: list[str], args: argparse.Namespace) -> int:
     from eval.cascade import load_answers, run_cascade
 
     answers = load_answers(args.table, table)
-    if not answers:
-        print(f"router-gateway eval: {args.table} has no answer:<model> columns", file=sys.stderr)
-        return 2
     plot = None
     if args.out:
         from pathlib import Path

@@ -59,3 +59,12 @@ def test_oracle_cascade_escalates_only_where_strong_is_better():
     gain = table.scores[:, 0] - table.scores[:, 1]
     assert front.quality.max() == pytest.approx(np.maximum(table.scores[:, 1], table.scores[:, 0]).mean())
     assert front.cost.max() == pytest.approx((table.costs[:, 1].sum() + table.costs[gain > 0, 0].sum()) / 50)
+
+
+def test_cascade_scenario_refuses_a_table_without_answers_before_embedding(tmp_path, capsys):
+    from router_gateway.cli import main
+
+    path = tmp_path / "t.csv"
+    path.write_text("prompt,fold,task,score:a,score:b,cost:a,cost:b\nhi,0,t,1,0,0.1,0.2\n")
+    assert main(["eval", str(path), "--scenario", "cascade"]) == 2
+    assert "no answer:<model> columns" in capsys.readouterr().err
