@@ -18,6 +18,7 @@ from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, pr
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
                                    PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.json_depth import MAX_JSON_DEPTH, json_too_deep
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import ChatService, new_request_id
@@ -129,9 +130,12 @@ async def read_json_body(request: Request, limit: int) -> tuple[Any, int]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        return orjson.loads(raw), size
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if isinstance(body, (dict, list)) and json_too_deep(raw, body):
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body, size
 
 
 def authenticate(request: Request) -> ApiKey | None:

@@ -126,6 +126,7 @@ class ServerSettings(_Strict):
     """Request limits, forwarding budget, health checking and shutdown."""
 
     max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    max_response_bytes: int = Field(default=64 << 20, ge=1024)  # an expert's plain answer; larger: 502
     max_attempts: int = Field(default=3, ge=1, le=10)
     request_deadline_s: float = Field(default=900.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
