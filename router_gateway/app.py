@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_gateway import __version__
-from router_gateway import chat_endpoint
+from router_gateway import chat_endpoint, http_server
 from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, presented_key
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
                                    PermissionDenied)
@@ -58,6 +58,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
         await gateway.start()
         app.state.gateway = gateway
         app.state.chat = ChatService(gateway)
+        http_server.configure(gateway.runtime.config.server)  # limits of the connections uvicorn reads
         tune_gc()
         try:
             yield

@@ -127,6 +127,8 @@ class ServerSettings(_Strict):
 
     max_body_bytes: int = Field(default=4 << 20, ge=1024)
     max_response_bytes: int = Field(default=64 << 20, ge=1024)  # an expert's plain answer; larger: 502
+    max_header_bytes: int = Field(default=64 << 10, ge=1024)  # a request's headers; larger: 431
+    request_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # headers and body read within it
     max_attempts: int = Field(default=3, ge=1, le=10)
     request_deadline_s: float = Field(default=900.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
