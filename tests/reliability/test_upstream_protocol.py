@@ -64,10 +64,16 @@ def gw(fakes, tmp_path_factory):
     gateway.stop()
 
 
-def stream(url: str, model: str, timeout: float = 15.0) -> tuple[int, list[bytes], dict]:
+def stream(url: str, model: str, give_up_s: float = 15.0) -> tuple[int, list[bytes], dict]:
+    """A stream request, read for at most ``give_up_s`` in all (a stream that never ends fails the test
+    rather than hanging it)."""
     body = {"model": model, "messages": MSG, "stream": True}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=timeout) as r:
-        raw = r.read()
+    give_up = time.monotonic() + give_up_s
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=give_up_s) as r:
+        raw = b""
+        for piece in r.iter_bytes():
+            raw += piece
+            assert time.monotonic() < give_up, f"still streaming after {give_up_s} s"
         return r.status_code, [e for e in raw.split(b"\n\n") if e.strip()], dict(r.headers)
 
 
