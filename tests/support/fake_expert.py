@@ -9,7 +9,7 @@ flaky (fails every other request with 500), badrequest (400 in OpenAI's shape), 
 soak test's "10% of upstream calls failing" is fail10). Only 'unhealthy' fails the health check: the others are up but misbehave.
 Protocol misbehaviours: endless (a stream that never ends; a plain answer whose JSON body trickles
 forever), noblank (one stream event that never ends: bytes without a blank line), plaintext (a 200
-text/html page to a stream request), redirect (302 to elsewhere), huge (a plain answer of ``delay``
+text/html page to a stream request), redirect (302 to elsewhere, with a body), huge (a plain answer of ``delay``
 MiB of valid JSON), and, served by a raw socket server since uvicorn always frames its bodies,
 closecut (a close-delimited body cut short: two stream events, or half a JSON body, then the
 connection closes) and closeok (a close-delimited stream that ends properly with [DONE]).
@@ -180,7 +180,12 @@ def _plaintext(body: dict) -> Response:
 
 
 def _redirect(body: dict) -> Response:
-    return Response(b"", status_code=302, headers={"location": "http://127.0.0.1:9/elsewhere"})
+    """A 302 with a body, as proxies send: JSON to a plain request, a page to a stream request (neither
+    may reach the client as if it were the answer)."""
+    content, media = (b"<html><a href='/elsewhere'>Found</a></html>", "text/html") if body.get("stream") \
+        else (b'{"moved_to": "http://127.0.0.1:9/elsewhere"}', "application/json")
+    return Response(content, status_code=302, media_type=media,
+                    headers={"location": "http://127.0.0.1:9/elsewhere"})
 
 
 def _huge(body: dict) -> Response:
