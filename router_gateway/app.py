@@ -193,6 +193,7 @@ CHAT_SCHEMA = {
         "temperature": {"type": "number"},
         "tools": {"type": ["array", "null"], "items": {"type": "object"}},
         "response_format": {"type": ["object", "null"]},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": ["boolean", "null"]}}},
         "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
     },
 }
