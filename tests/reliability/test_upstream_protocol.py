@@ -24,7 +24,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.reliability.conftest import wait_for, write_gateway_config
+from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
 from tests.support.servers import start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -251,6 +251,24 @@ def test_a_body_not_received_in_time_loses_its_connection(gw):
         reply, waited = read_until_closed(sock, 6)
     assert waited < 3.5, waited
     assert not reply.startswith(b"HTTP/1.1 200"), reply
+
+
+# -- sibling: the health check reads no body and is bounded ----------------------------------
+def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, tmp_path):
+    switch = start_fake_expert("ok", "switch")
+    spec = {"endless": {"url": fakes["endless"].url}, "switch": {"url": switch.url}}
+    config = write_gateway_config(tmp_path / "experts.yaml", spec, {"auto": "{router: strong}"},
+                                  "server: {health_interval_s: 0.3}")
+    gateway = start_gateway(config, tmp_path)
+    try:
+        set_behaviour(switch, "unhealthy")
+        route = lambda: httpx.post(f"{gateway.url}/v1/route", json={"model": "auto", "messages": MSG},  # noqa: E731
+                                   timeout=5).json()
+        # checks run every 0.3 s for all experts together: the endless one must not hold the others
+        assert wait_for(lambda: "health check failing" in route()["ineligible"].get("switch", ""), 8), route()
+    finally:
+        gateway.stop()
+        switch.stop(signal.SIGKILL)
 
 
 # -- weak spot: the drain timeout at shutdown -------------------------------------------------

@@ -7,8 +7,8 @@ flaky (fails every other request with 500), badrequest (400 in OpenAI's shape), 
 (health endpoint answers 503), slowstream (waits ``delay`` seconds between stream chunks), fail<N>
 (N% of calls fail at random: half answer 500, half of the streams die after the first chunk; the
 soak test's "10% of upstream calls failing" is fail10). Only 'unhealthy' fails the health check: the others are up but misbehave.
-Protocol misbehaviours: endless (a stream that never ends; a plain answer whose JSON body trickles
-forever), noblank (one stream event that never ends: bytes without a blank line), plaintext (a 200
+Protocol misbehaviours: endless (a stream that never ends; a plain answer, and the health answer,
+whose JSON body trickles forever), noblank (one stream event that never ends: bytes without a blank line), plaintext (a 200
 text/html page to a stream request), redirect (302 to elsewhere, with a body), huge (a plain answer of ``delay``
 MiB of valid JSON), and, served by a raw socket server since uvicorn always frames its bodies,
 closecut (a close-delimited body cut short: two stream events, or half a JSON body, then the
@@ -201,6 +201,13 @@ MISBEHAVIOURS = {"endless": _endless, "noblank": _noblank, "plaintext": _plainte
 async def models(request: Request) -> Response:
     if STATE["behaviour"] == "unhealthy":
         return Response(b"{}", status_code=503)
+    if STATE["behaviour"] == "endless":  # a health answer whose body never ends
+        async def forever():
+            yield b'{"object": "list", "data": ['
+            while True:
+                await asyncio.sleep(0.05)
+                yield b" "
+        return StreamingResponse(forever(), media_type="application/json")
     return Response(orjson.dumps({"object": "list", "data": [{"id": STATE["name"], "object": "model"}]}),
                     media_type="application/json")
 
