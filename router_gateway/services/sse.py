@@ -41,6 +41,8 @@ async def sse_batches(chunks: AsyncIterator[bytes],
             chunk = chunk.replace(b"\r\n", b"\n")
             if chunk.endswith(b"\r"):
                 chunk, carry = chunk[:-1], b"\r"
+        if not pending:  # blank lines between events separate nothing: drop them (as a whole read would)
+            chunk = chunk.lstrip(b"\n")
         cut = chunk.rfind(b"\n\n") + 2
         complete, rest = (b"", chunk) if cut == 1 else (chunk[:cut], chunk[cut:])
         if rest.endswith(b"\n"):  # the blank line may complete with the next read
