@@ -24,7 +24,8 @@ from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, 
 from router_gateway.services.expert_state import ExpertState
 from router_gateway.services.sse import ModelRenamer, is_done, is_usage_only, sse_batches, usage_of
 from router_gateway.services.upstream import (UpstreamBodyError, UpstreamBodyTimeout, UpstreamConnectError,
-                                              UpstreamResponse, make_upstream)
+                                              UpstreamBodyTooLarge, UpstreamResponse, make_upstream)
+
 
 def retryable_status(status: int) -> bool:
     """The expert failed, not the request: 429, any 5xx, and anything but 200 below 400 (a chat
@@ -171,6 +172,9 @@ class Forwarder:
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} did not answer in time")) from None
         except UpstreamConnectError as exc:
             raise _Retryable("connect_error", UpstreamError(f"expert {name} unreachable: {exc}")) from None
+        except UpstreamBodyTooLarge as exc:
+            raise _Retryable("too_large", UpstreamError(
+                f"expert {name} sent an answer over server.max_response_bytes: {exc}")) from None
         except UpstreamBodyError as exc:
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} broke off its answer: {exc}")) from None
         finally:
@@ -200,7 +204,8 @@ class Forwarder:
                     raise _Retryable(f"http_{response.status}",
                                      UpstreamError(f"expert {name} answered {response.status}"))
                 if response.status >= 400:
-                    raise ClientError(response.status, await response.read(self.config.server.max_response_bytes))
+                    limit = self.config.server.max_response_bytes
+                    raise ClientError(response.status, await response.read(limit))
                 if not response.is_event_stream:
                     raise _Retryable("protocol_error", UpstreamError(
                         f"expert {name} answered a stream request with content-type "

@@ -8,11 +8,12 @@ flaky (fails every other request with 500), badrequest (400 in OpenAI's shape), 
 (N% of calls fail at random: half answer 500, half of the streams die after the first chunk; the
 soak test's "10% of upstream calls failing" is fail10). Only 'unhealthy' fails the health check: the others are up but misbehave.
 Protocol misbehaviours: endless (a stream that never ends; a plain answer, and the health answer,
-whose JSON body trickles forever), noblank (one stream event that never ends: bytes without a blank line), plaintext (a 200
-text/html page to a stream request), redirect (302 to elsewhere, with a body), huge (a plain answer of ``delay``
-MiB of valid JSON), and, served by a raw socket server since uvicorn always frames its bodies,
-closecut (a close-delimited body cut short: two stream events, or half a JSON body, then the
-connection closes) and closeok (a close-delimited stream that ends properly with [DONE]).
+whose JSON body trickles forever), noblank (one stream event that never ends: bytes without a blank
+line), plaintext (a 200 text/html page to a stream request), redirect (302 to elsewhere, with a
+body), huge (a plain answer of ``delay`` MiB of valid JSON), and, served by a raw socket server since
+uvicorn always frames its bodies, closecut (a close-delimited body cut short: two stream events, or
+half a JSON body, then the connection closes) and closeok (a close-delimited stream that ends
+properly with [DONE]).
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
 Like vLLM, it notices a caller that goes away: ``/_stats`` counts such requests as ``abandoned``.
 """
