@@ -183,9 +183,13 @@ class Forwarder:
         if response.status >= 400:
             raise ClientError(response.status, content)
         try:
-            usage = orjson.loads(content).get("usage")
-        except (orjson.JSONDecodeError, AttributeError):
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} sent invalid JSON")) from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            # e.g. a proxy's error object under a 200: not an answer, so not relayed as one
+            raise _Retryable("protocol_error", UpstreamError(f"expert {name} answered 200 without choices"))
+        usage = data.get("usage")
         return ForwardResult(name, response.status, [], body=ModelRenamer(expert.model, name)(content),
                              usage=usage if isinstance(usage, dict) else None)
 

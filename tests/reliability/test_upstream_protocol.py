@@ -30,14 +30,14 @@ from tests.support.servers import start_fake_expert, start_gateway
 MSG = [{"role": "user", "content": "hello"}]
 DEADLINE_S = 3.0  # server.request_deadline_s
 TOTAL_S = 1.0  # timeout.total of the expert 'endless'
-MISBEHAVING = ["noblank", "plaintext", "redirect", "huge", "closecut"]
+MISBEHAVING = ["noblank", "plaintext", "redirect", "huge", "closecut", "errorin200"]
 
 
 @pytest.fixture(scope="module")
 def fakes():
     spec = [("good", "ok", 0.5), ("endless", "endless", 0.5), ("noblank", "noblank", 0.5),
             ("plaintext", "plaintext", 0.5), ("redirect", "redirect", 0.5), ("huge", "huge", 2.0),
-            ("closecut", "closecut", 0.5), ("closeok", "closeok", 0.5)]
+            ("closecut", "closecut", 0.5), ("closeok", "closeok", 0.5), ("errorin200", "errorin200", 0.5)]
     servers = {name: start_fake_expert(behaviour, name, delay) for name, behaviour, delay in spec}
     yield servers
     for server in servers.values():

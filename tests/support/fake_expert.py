@@ -10,8 +10,8 @@ soak test's "10% of upstream calls failing" is fail10). Only 'unhealthy' fails t
 Protocol misbehaviours: endless (a stream that never ends; a plain answer, and the health answer,
 whose JSON body trickles forever), noblank (one stream event that never ends: bytes without a blank
 line), plaintext (a 200 text/html page to a stream request), redirect (302 to elsewhere, with a
-body), huge (a plain answer of ``delay`` MiB of valid JSON), and, served by a raw socket server since
-uvicorn always frames its bodies, closecut (a close-delimited body cut short: two stream events, or
+body), huge (a plain answer of ``delay`` MiB of valid JSON), errorin200 (an error object with status
+200), and, served by a raw socket server since uvicorn always frames its bodies, closecut (a close-delimited body cut short: two stream events, or
 half a JSON body, then the connection closes) and closeok (a close-delimited stream that ends
 properly with [DONE]).
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
@@ -195,8 +195,13 @@ def _huge(body: dict) -> Response:
     return Response(orjson.dumps(completion(body, text)), media_type="application/json")
 
 
+def _errorin200(body: dict) -> Response:
+    return Response(b'{"error": {"message": "overloaded, try later", "type": "server_error"}}',
+                    media_type="application/json")
+
+
 MISBEHAVIOURS = {"endless": _endless, "noblank": _noblank, "plaintext": _plaintext, "redirect": _redirect,
-                 "huge": _huge}
+                 "huge": _huge, "errorin200": _errorin200}
 
 
 async def models(request: Request) -> Response:
