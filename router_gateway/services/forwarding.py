@@ -217,6 +217,10 @@ class Forwarder:
                         f"{response.content_type[:100]!r}, not text/event-stream"))
                 batches = sse_batches(response.chunks)
                 first = await batches.__anext__()
+                if any(counts_against_expert(event) for event in first):
+                    # the expert failed before the client got a byte: the next expert may answer
+                    raise _Retryable("protocol_error", UpstreamError(
+                        f"expert {name} opened its stream with an error event"))
         except (TimeoutError, UpstreamBodyTimeout):
             await _close(response)
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} sent no first byte in time")) from None

@@ -30,14 +30,15 @@ from tests.support.servers import start_fake_expert, start_gateway
 MSG = [{"role": "user", "content": "hello"}]
 DEADLINE_S = 3.0  # server.request_deadline_s
 TOTAL_S = 1.0  # timeout.total of the expert 'endless'
-MISBEHAVING = ["noblank", "plaintext", "redirect", "huge", "closecut", "errorin200"]
+MISBEHAVING = ["noblank", "plaintext", "redirect", "huge", "closecut", "errorin200", "streamerror"]
 
 
 @pytest.fixture(scope="module")
 def fakes():
     spec = [("good", "ok", 0.5), ("endless", "endless", 0.5), ("noblank", "noblank", 0.5),
             ("plaintext", "plaintext", 0.5), ("redirect", "redirect", 0.5), ("huge", "huge", 2.0),
-            ("closecut", "closecut", 0.5), ("closeok", "closeok", 0.5), ("errorin200", "errorin200", 0.5)]
+            ("closecut", "closecut", 0.5), ("closeok", "closeok", 0.5), ("errorin200", "errorin200", 0.5),
+            ("streamerror", "streamerror", 0.5)]
     servers = {name: start_fake_expert(behaviour, name, delay) for name, behaviour, delay in spec}
     yield servers
     for server in servers.values():
@@ -151,7 +152,7 @@ def test_a_misbehaving_expert_fails_over_to_a_healthy_one(gw, fault, streamed):
     assert attempts[0]["outcome"] != "ok" and attempts[1]["outcome"] == "ok", attempts
 
 
-@pytest.mark.parametrize("fault", ["noblank", "plaintext", "redirect"])
+@pytest.mark.parametrize("fault", ["noblank", "plaintext", "redirect", "streamerror"])
 def test_a_misbehaving_expert_alone_is_a_502(gw, fault):
     status, events, headers = stream(gw.url, f"only-{fault}")
     assert status == 502, events

@@ -11,9 +11,10 @@ Protocol misbehaviours: endless (a stream that never ends; a plain answer, and t
 whose JSON body trickles forever), noblank (one stream event that never ends: bytes without a blank
 line), plaintext (a 200 text/html page to a stream request), redirect (302 to elsewhere, with a
 body), huge (a plain answer of ``delay`` MiB of valid JSON), errorin200 (an error object with status
-200), and, served by a raw socket server since uvicorn always frames its bodies, closecut (a close-delimited body cut short: two stream events, or
-half a JSON body, then the connection closes) and closeok (a close-delimited stream that ends
-properly with [DONE]).
+200), streamerror (a 200 stream whose first event is an error, as vLLM sends when generation fails),
+and, served by a raw socket server since uvicorn always frames its bodies, closecut (a close-delimited
+body cut short: two stream events, or half a JSON body, then the connection closes) and closeok (a
+close-delimited stream that ends properly with [DONE]).
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
 Like vLLM, it notices a caller that goes away: ``/_stats`` counts such requests as ``abandoned``.
 """
@@ -200,8 +201,16 @@ def _errorin200(body: dict) -> Response:
                     media_type="application/json")
 
 
+def _streamerror(body: dict) -> Response:
+    """vLLM's way of failing during generation: an error event in a 200 stream, then [DONE]."""
+    if not body.get("stream"):
+        return Response(b'{"error": {"message": "boom", "type": "server_error"}}', status_code=500)
+    return Response(b'data: {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}'
+                    b"\n\ndata: [DONE]\n\n", media_type="text/event-stream")
+
+
 MISBEHAVIOURS = {"endless": _endless, "noblank": _noblank, "plaintext": _plaintext, "redirect": _redirect,
-                 "huge": _huge, "errorin200": _errorin200}
+                 "huge": _huge, "errorin200": _errorin200, "streamerror": _streamerror}
 
 
 async def models(request: Request) -> Response:
