@@ -217,8 +217,9 @@ class Forwarder:
                         f"{response.content_type[:100]!r}, not text/event-stream"))
                 batches = sse_batches(response.chunks)
                 first = await batches.__anext__()
-                if any(counts_against_expert(event) for event in first):
-                    # the expert failed before the client got a byte: the next expert may answer
+                if first and counts_against_expert(first[0]):
+                    # the expert failed before it answered anything (and before the client got a byte):
+                    # the next expert may answer. An error after content is relayed (_relay counts it)
                     raise _Retryable("protocol_error", UpstreamError(
                         f"expert {name} opened its stream with an error event"))
         except (TimeoutError, UpstreamBodyTimeout):
