@@ -71,6 +71,8 @@ def create_app(options: GatewayOptions) -> FastAPI:
     _install_error_handlers(app)
     _install_routes(app)
     install_ops_routes(app)
+    from router_gateway.learning.routes import install_learning_routes
+    install_learning_routes(app, Depends(admin_key))
     return app
 
 

@@ -15,6 +15,7 @@ from router_gateway.config_checks import (check_header_value, check_http_url, ch
                                           reject_non_finite)
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
                                        substitute_env)
+from router_gateway.learning.settings import LearningSettings, check_learning
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 BASELINE_ROUTERS = ("cheapest", "strongest", "fixed", "random")
@@ -191,6 +192,7 @@ class GatewayConfig(_Strict):
     embedder: EmbedderSettings = EmbedderSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
+    learning: LearningSettings | None = None  # labels from live traffic (router_gateway.learning)
 
     @field_validator("experts", "routers", "profiles")
     @classmethod
@@ -228,6 +230,8 @@ class GatewayConfig(_Strict):
             for ex in profile.experts:
                 if ex not in self.experts:
                     raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")
+        if self.learning is not None:
+            check_learning(self.learning, self.experts, self.profiles)
         return self
 
 
@@ -282,8 +286,11 @@ def _absolute_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:
     routers = {name: spec.model_copy(update={"artifact": str((base_dir / spec.artifact).resolve())})
                if spec.artifact else spec for name, spec in config.routers.items()}
     log_path = str((base_dir / config.logging.path).resolve())
-    return config.model_copy(update={"routers": routers,
-                                     "logging": config.logging.model_copy(update={"path": log_path})})
+    update = {"routers": routers, "logging": config.logging.model_copy(update={"path": log_path})}
+    if config.learning is not None:
+        from router_gateway.learning.settings import absolute_paths
+        update["learning"] = absolute_paths(config.learning, base_dir)
+    return config.model_copy(update=update)
 
 
 def redacted(config: GatewayConfig) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class Gateway:
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
+        self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,6 +103,10 @@ class Gateway:
         from router_gateway.services.online_learning import OnlineLearner
         self.online = OnlineLearner(self)
         self._tasks.append(asyncio.create_task(self.online.refresh_loop(), name="online-refresh"))
+        if config.learning is not None:
+            from router_gateway.learning.service import LearningService
+            self.learning = LearningService(self, config)
+            await self.learning.start()
 
     async def _start_access_control(self, config: GatewayConfig) -> None:
         """Keys, per-key limits and budgets, and the shared state that makes them hold across replicas."""
@@ -149,6 +154,8 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._usage_tasks:
             await asyncio.gather(*self._usage_tasks, return_exceptions=True)
+        if self.learning:  # pending shadow work is dropped; every client answer was logged already
+            await self.learning.close()
         if self.shared:
             await self.shared.close()
         if self.request_log:
@@ -205,6 +212,8 @@ class Gateway:
                 if self.options.config_path is None:
                     raise ConfigError("no config file to reload")
                 config = await asyncio.to_thread(load_config, self.options.config_path)
+                if self.learning is not None:  # the promoted router survives a reload
+                    config = self.learning.on_reload(config)
                 if config.embedder != self.runtime.config.embedder:
                     raise ConfigError("embedder settings changed: restart the gateway to apply them")
                 new = await asyncio.to_thread(self._build_runtime, config)
@@ -212,15 +221,29 @@ class Gateway:
                 self.reload_error = str(exc)
                 log.error("config reload refused, keeping version %s: %s", self.runtime.version, exc)
                 return False, str(exc)
-            old, self.runtime = self.runtime, new
             self.reload_error = None
-            self._apply_breaker(config)
-            old.retired = True
-            if old.active == 0:
-                old.closed.set()
-                await old.forwarder.aclose()
-            log.info("config version %s loaded (%d experts)", new.version, len(config.experts))
-            return True, f"version {new.version} loaded"
+            return await self._swap(new)
+
+    async def swap_config(self, change) -> tuple[bool, str]:
+        """Hot-swap onto ``change(current config)`` (the learning loop's promotions); on error keep
+        the running version."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(self._build_runtime, change(self.runtime.config))
+            except (ConfigError, OSError, ValueError) as exc:
+                log.error("swap refused, keeping version %s: %s", self.runtime.version, exc)
+                return False, str(exc)
+            return await self._swap(new)
+
+    async def _swap(self, new: Runtime) -> tuple[bool, str]:
+        old, self.runtime = self.runtime, new
+        self._apply_breaker(new.config)
+        old.retired = True
+        if old.active == 0:
+            old.closed.set()
+            await old.forwarder.aclose()
+        log.info("config version %s loaded (%d experts)", new.version, len(new.config.experts))
+        return True, f"version {new.version} loaded"
 
     async def _watch_config(self) -> None:
         from watchfiles import awatch

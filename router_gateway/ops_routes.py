@@ -107,4 +107,6 @@ def live_payload(gateway: Any) -> dict[str, Any]:
     data["profiles"] = {n: {"router": p.router, "cost_weight": p.cost_weight} for n, p in
                         config.profiles.items()} if config else {}
     data["frontier"] = [{"table": t, "url": f"/ui/frontier/{t}.png"} for t in frontier_tables()]
+    learning = getattr(gateway, "learning", None)
+    data["learning"] = learning.brief() if learning is not None else None
     return data

@@ -197,6 +197,8 @@ class ChatService:
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
         self.gateway.request_log.record(record)
+        if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
+            self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
         self._settle(ctx, usage, record["cost_usd"])
         for observer in self.gateway.observers:
             observer.on_record(record)

@@ -252,6 +252,27 @@ async function drawFrontier(data) {
   box.replaceChildren(...figures);
 }
 
+function drawLearning(data) {
+  const l = data.learning;
+  document.getElementById("learning-panel").hidden = !l;
+  if (!l) return;
+  const usd = (v) => "$" + Number(v || 0).toFixed(4);
+  const share = l.share == null ? "–" : (100 * l.share).toFixed(1) + "% of live";
+  const gate = (l.last_candidate || {}).gate || {};
+  const metric = (v) => (v == null ? "–" : Number(v).toFixed(3));
+  const rows = [
+    ["profile · live router", `${l.profile} · ${l.live}`],
+    ["labelled prompts", l.labelled_prompts],
+    ["shadow spend", `${usd(l.shadow_usd)} (${share}; live ${usd(l.live_usd)})`],
+    ["shadow calls · judge calls", `${l.stats.shadow_calls} · ${l.stats.judge_calls}`],
+    ["last candidate: live vs candidate utility", `${metric(gate.live_value)} vs ${metric(gate.candidate_value)} ` +
+      `on ${gate.rows ?? "–"} held-out prompts: ${gate.passed ? "promoted" : (gate.reason || "–")}`],
+    ["promotion history", (l.history || []).concat(l.live ? [l.live] : []).join(" → ") || "none"],
+  ];
+  document.getElementById("learning").replaceChildren(el("table", { class: "tbl" },
+    el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v)))))));
+}
+
 async function poll() {
   const status = document.getElementById("status");
   try {
@@ -268,6 +289,7 @@ async function poll() {
     drawCost(data);
     drawExperts(data);
     drawDecisions(data);
+    drawLearning(data);
     drawFrontier(data);
     status.className = "status";
     status.textContent = `config v${data.config_version} · worker pid ${data.pid} · ` +
