@@ -254,6 +254,8 @@ class GatewayConfig(_Strict):
             for ex in profile.experts:
                 if ex not in self.experts:
                     raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")
+            if profile.cascade and profile.cascade.judge and profile.cascade.judge not in self.experts:
+                raise ValueError(f"profiles.{name}.cascade.judge: unknown expert {profile.cascade.judge!r}")
         if self.learning is not None:
             check_learning(self.learning, self.experts, self.profiles)
         return self

@@ -184,3 +184,17 @@ async def test_judge_verdict_escalates_and_the_judge_is_charged():
     assert result.tiers[0].confidence == pytest.approx(0.1)
     assert result.cost_usd == 3.0 and result.usage["completion_tokens"] == 15
     assert [name for name, _ in fwd.calls] == ["small", "judge", "big"]
+
+
+def test_config_refuses_a_cascade_judge_that_is_not_an_expert(tmp_path):
+    from router_gateway.config import ConfigError, load_config
+
+    path = tmp_path / "experts.yaml"
+    path.write_text("experts:\n  a: {base_url: http://127.0.0.1:1/v1, model: a, price: {input_per_mtok: 1, "
+                    "output_per_mtok: 1}}\nrouters: {r: {type: cheapest}}\nprofiles:\n  p:\n    router: r\n"
+                    "    cascade: {verifier: judge, judge: nobody, threshold: 0.5}\n")
+    with pytest.raises(ConfigError, match="cascade.judge: unknown expert 'nobody'"):
+        load_config(path)
+    path.write_text(path.read_text().replace("verifier: judge, judge: nobody", "verifier: learned"))
+    with pytest.raises(ConfigError, match="learned needs artifact"):
+        load_config(path)
