@@ -1,6 +1,7 @@
 """What a cascade costs in time: the verifier's own time and the streamed first byte.
 
     python -m eval.bench.cascade_verifier [--dense URL] [--moe URL] [--requests N]
+        [--learned ARTIFACT TABLE EXPERT [--only-learned]]
 
 1. Verifier time: real answers from the vLLM experts (with logprobs; with n samples), then each
    verifier's ``check`` timed on them (median and 99th percentile over repeats), beside the
@@ -115,12 +116,41 @@ def ttft_table(experts: dict[str, str], n_requests: int) -> None:
             proc.stop()
 
 
+def learned_times(artifact: str, table: str, expert: str, n: int = 300) -> None:
+    """The learned verifier's check on a table's recorded answers (no expert call needed)."""
+    import csv
+    import sys
+
+    from router_gateway.cascade.learned import LearnedVerifier
+
+    csv.field_size_limit(sys.maxsize)
+    verifier = LearnedVerifier.load(artifact)
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = [r for _, r in zip(range(n), csv.DictReader(f))]
+    times = []
+    for row in rows:
+        response = {"choices": [{"message": {"content": row[f"answer:{expert}"]}}]}
+        t0 = time.perf_counter()
+        verifier.check(row["prompt"], response, CheckContext(expert))
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    print(f"\nlearned verifier {artifact} on {len(rows)} answers of {expert}: check ms median "
+          f"{statistics.median(times):.3f}, p99 {times[int(0.99 * (len(times) - 1))]:.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dense", default="http://127.0.0.1:8101/v1")
     p.add_argument("--moe", default="http://127.0.0.1:8102/v1")
     p.add_argument("--requests", type=int, default=5)
+    p.add_argument("--learned", nargs=3, metavar=("ARTIFACT", "TABLE", "EXPERT"),
+                   help="also time a learned verifier on a table's answers; with --only-learned, only that")
+    p.add_argument("--only-learned", action="store_true")
     args = p.parse_args()
+    if args.learned:
+        learned_times(*args.learned)
+        if args.only_learned:
+            return
     experts = {"smollm2-dense": args.dense.rstrip("/"), "smollm2-moe": args.moe.rstrip("/")}
     for name, url in experts.items():
         verifier_times(url, name, args.requests)
