@@ -228,7 +228,7 @@ def oracle_cascade(table: RoutingTable, cheap: int, strong: int) -> M.Frontier:
 def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]], router_names: list[str],
                 combine_with: list[str], seed: int = 0, n_folds: int = 5, cache_dir: str | None = None,
                 backend: str = "torch", answer_embeddings: np.ndarray | None = None,
-                plot_path: str | Path | None = None) -> dict[str, Any]:
+                plot_path: str | Path | None = None, rows_path: str | Path | None = None) -> dict[str, Any]:
     """Every pre-generation router and every cascade (verifier x policy) on the same folds and metrics."""
     cheap, strong = cascade_pair(table, answers)
     names = list(dict.fromkeys(router_names + combine_with))
@@ -288,6 +288,8 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
     best_cascade = max(cascades, key=lambda n: cascades[n]["auc"] if n != "cascade[oracle verifier]" else -1)
     if plot_path:
         plot_cascade(report, curves, best_router, best_cascade, plot_path)
+    if rows_path:  # out-of-fold (confidence, correct) of the features-only verifier: what train-verifier fits
+        write_rows(rows_path, verifiers[0].p_cheap, table.scores[:, cheap])
     return _clean_json({
         "scenario": "cascade", "table": table.name, "n_prompts": len(table),
         "tiers": [table.models[cheap], table.models[strong]],
@@ -374,3 +376,11 @@ def plot_cascade(report, curves: dict[str, M.Frontier], best_router: str | None,
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def write_rows(path: str | Path, confidence: np.ndarray, score: np.ndarray) -> None:
+    """A calibration CSV for a cascade profile's ``calibrate: {rows: ...}`` (confidence, correct)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["confidence", "correct"])
+        writer.writerows([f"{c:.6f}", f"{y:.6g}"] for c, y in zip(confidence, score))

@@ -91,8 +91,9 @@ def _run_cascade(table, X, names: list[str], combine: list[str], args: argparse.
         from pathlib import Path
         Path(args.out).mkdir(parents=True, exist_ok=True)
         plot = Path(args.out) / "cascade_frontier.png"
+    rows = plot.with_name("verifier_rows.csv") if plot else None
     result = run_cascade(table, X, answers, names, combine, seed=args.seed, n_folds=args.folds,
-                         cache_dir=args.pred_cache, backend=args.embedder, plot_path=plot)
+                         cache_dir=args.pred_cache, backend=args.embedder, plot_path=plot, rows_path=rows)
     return _write_scenario(result, args)
 
 

@@ -1,10 +1,14 @@
 """The cascade eval scenario on a small synthetic table with answers (no embedder: random vectors)."""
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
 from eval.cascade import _outcomes, auroc, cascade_markdown, oracle_cascade, run_cascade
+from router_gateway.cascade.service import threshold_of
+from router_gateway.cascade.settings import CascadeSettings
 from routers.data import RoutingTable
 
 
@@ -44,8 +48,15 @@ def test_cascade_with_arithmetic_check_beats_routing_on_prompts_alone(tmp_path):
     rng = np.random.default_rng(2)
     X = rng.normal(size=(len(table), 8)).astype(np.float32)  # prompt embeddings say nothing here
     A = rng.normal(size=(len(table), 8)).astype(np.float32)
-    result = run_cascade(table, X, answers, ["knn"], ["knn"], answer_embeddings=A, plot_path=tmp_path / "f.png")
+    result = run_cascade(table, X, answers, ["knn"], ["knn"], answer_embeddings=A, plot_path=tmp_path / "f.png",
+                         rows_path=tmp_path / "rows.csv")
     assert (tmp_path / "f.png").stat().st_size > 10_000
+    settings = CascadeSettings(calibrate={"rows": str(tmp_path / "rows.csv"), "quality_floor": 0.95})
+    t = threshold_of(settings)  # the calibrated threshold accepts answers that are right >= 95% of the time
+    with open(tmp_path / "rows.csv") as f:
+        rows = [(float(r["confidence"]), float(r["correct"])) for r in csv.DictReader(f)]
+    accepted = [y for c, y in rows if c >= t]
+    assert len(rows) == len(table) and len(accepted) >= 20 and np.mean(accepted) >= 0.95
     casc = result["cascades"]
     assert casc["cascade[threshold] features"]["verifier_auroc"] > 0.95  # the wrong step is found
     assert casc["cascade[gain] knn+features"]["auc"] > result["routers"]["knn"]["auc"] + 0.05
