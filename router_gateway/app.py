@@ -18,6 +18,7 @@ from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, pr
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
                                    PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.openai_endpoints import ROUTES
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import ChatService, new_request_id
@@ -30,9 +31,9 @@ class GatewayApp(FastAPI):
     """FastAPI, with POST /v1/chat/completions served by chat_endpoint before FastAPI's own stack."""
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and chat_endpoint.route_path(scope) == chat_endpoint.PATH:
+        if scope["type"] == "http" and (path := chat_endpoint.route_path(scope)) in ROUTES:
             scope["app"] = self
-            await chat_endpoint.handle_chat(self, scope, receive, send)
+            await chat_endpoint.handle_chat(self, scope, receive, send, path)
             return
         await super().__call__(scope, receive, send)
 

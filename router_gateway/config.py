@@ -80,6 +80,13 @@ class RouterSpec(_Strict):
     expert: str | None = None  # for type: fixed
 
 
+class AffinitySettings(_Strict):
+    """Session affinity (services/sessions.py): a conversation keeps its expert while it stays eligible."""
+
+    enabled: bool = True
+    ttl_s: float = Field(default=1800.0, gt=0, le=7 * 86400)  # sliding: each turn extends it
+
+
 class Profile(_Strict):
     """What clients put in ``model``: which router, how much cost matters, and input limits."""
 
@@ -90,6 +97,7 @@ class Profile(_Strict):
     max_messages: int = Field(default=256, ge=1)
     max_tokens: int | None = Field(default=None, ge=1)
     explore: float = Field(default=0.0, ge=0, le=1)
+    affinity: AffinitySettings = AffinitySettings()
 
 
 class EmbedderSettings(_Strict):

@@ -18,12 +18,14 @@ from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.affinity import Affinity
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
 from router_gateway.services.limits import LocalLimiter, SharedLimiter
 from router_gateway.services.request_log import RequestLog
 from router_gateway.services.router_set import build_router_set
 from router_gateway.services.routing import RoutingService
+from router_gateway.services.sessions import AffinityStore
 from router_gateway.services.shared_state import SharedState
 
 log = logging.getLogger("router_gateway")
@@ -77,6 +79,7 @@ class Gateway:
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
+        self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -110,6 +113,7 @@ class Gateway:
         self.shared = SharedState(self.options.redis_url, self.state)
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
+        self.affinity.store.shared = self.shared
         await self.shared.start()
 
     def record_usage(self, key: ApiKey, tokens: int, cost: float) -> None:
@@ -136,6 +140,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._usage_tasks:
             await asyncio.gather(*self._usage_tasks, return_exceptions=True)
+        await self.affinity.store.flush()
         if self.shared:
             await self.shared.close()
         if self.request_log:
@@ -167,7 +172,7 @@ class Gateway:
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
-        routing = RoutingService(config, routers, self.embedder, self.state)
+        routing = RoutingService(config, routers, self.embedder, self.state, self.affinity)
         forwarder = Forwarder(config, self.state, self.options.transport)
         return Runtime(self._version, config, routing, forwarder)
 

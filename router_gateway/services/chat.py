@@ -5,7 +5,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from router_gateway.auth import check_model_allowed
 from router_gateway.errors import ClientClosedRequest, GatewayError
@@ -14,6 +14,7 @@ from router_gateway.protocol import ChatRequest
 from router_gateway.services.forwarding import ForwardResult
 from router_gateway.services.request_log import prompt_digest
 from router_gateway.services.routing import Decision
+from router_gateway.services.sessions import SessionRef
 
 
 def new_request_id() -> str:
@@ -29,6 +30,21 @@ class ChatOutcome:
     stream: AsyncIterator[bytes] | None = None
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI endpoint served through routing: the expert path it forwards to, whether fallbacks
+    may answer (not for embeddings: another model's vectors mean something else), and how routing's
+    param names read in this endpoint's body (for 400s)."""
+
+    name: str
+    path: str
+    fallbacks: bool = True
+    params: tuple[tuple[str, str], ...] = ()
+
+
+CHAT = Endpoint("chat.completions", "/chat/completions")
+
+
 @dataclass
 class CallContext:
     """Per-request facts known before routing (from the HTTP layer)."""
@@ -42,6 +58,9 @@ class CallContext:
     api_key: Any = None  # the caller's auth.ApiKey (None when the gateway runs without keys)
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
+    endpoint: Endpoint = CHAT
+    session: SessionRef | None = None
+    on_result: Callable[[ForwardResult], None] | None = None  # e.g. remember a Responses API id
 
 
 class ChatService:
@@ -59,12 +78,18 @@ class ChatService:
                 if ctx.api_key.has_limits:
                     await self.gateway.limiter.admit(ctx.api_key)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
-                                                    ctx.cost_weight_header, ctx.allowed_experts)
+                                                    ctx.cost_weight_header, ctx.allowed_experts, ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
-            result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
-                                                     chat.stream, deadline)
+            experts = [c.expert for c in decision.candidates]
+            result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
+                                                     ctx.body, chat.stream, deadline, ctx.endpoint.path)
+            if runtime.routing.affinity is not None:
+                runtime.routing.affinity.settle(decision, result.expert)
+            if ctx.on_result is not None:
+                ctx.on_result(result)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
+            exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
             self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
             self.gateway.release(runtime)
             raise
@@ -113,6 +138,9 @@ class ChatService:
                    "x-router-profile": decision.profile or "", "x-router-attempts": str(len(result.attempts))}
         if decision.router:
             headers["x-router-router"] = decision.router
+        if decision.affinity is not None and decision.affinity.ref.key:
+            headers["x-router-session"] = decision.affinity.ref.key
+            headers["x-router-affinity"] = decision.affinity.state
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
@@ -146,6 +174,10 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
+        if ctx.endpoint is not CHAT:
+            record["endpoint"] = ctx.endpoint.name
+        if decision is not None and decision.affinity is not None:
+            record.update(decision.affinity.as_dict())
         self.gateway.request_log.record(record)
         if ctx.api_key is not None and ctx.api_key.has_limits:
             tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))

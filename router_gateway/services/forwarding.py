@@ -15,13 +15,15 @@ import httpx
 import orjson
 
 from router_gateway.config import Expert, GatewayConfig
-from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from router_gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_batches, usage_of
+from router_gateway.services.sse import (RESPONSES_PATH, ModelRenamer, is_usage_only, normalised_usage,
+                                         sse_batches, usage_of)
 from router_gateway.services.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamResponse,
                                               make_upstream)
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+CHAT_PATH = "/chat/completions"
 
 
 @dataclass
@@ -90,26 +92,34 @@ class Forwarder:
         await asyncio.gather(*(c.aclose() for c in self._clients.values()), return_exceptions=True)
 
     async def forward(self, candidates: list[str], body: dict[str, Any], stream: bool,
-                      deadline: float) -> ForwardResult:
-        """Try candidates in order; return the first success or raise the right GatewayError."""
+                      deadline: float, path: str = CHAT_PATH) -> ForwardResult:
+        """Try candidates in order; return the first success or raise the right GatewayError.
+
+        ``path`` is the expert's endpoint: chat completions, or the Responses, completions and
+        embeddings APIs, which litellm experts do not serve here."""
         attempts: list[Attempt] = []
         last: GatewayError | None = None
+        if path != CHAT_PATH:  # litellm experts are reached through chat completions only
+            candidates = [c for c in candidates if self.config.experts[c].provider == "openai"]
+            if not candidates:
+                raise BadRequest(f"no expert for this request serves {path}", param="model",
+                                 code="unsupported_endpoint")
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         for name in candidates[: self.config.server.max_attempts]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             expert = self.config.experts[name]
-            payload = self._payload(body, expert, stream)
+            payload = self._payload(body, expert, stream and path != RESPONSES_PATH)
             started = time.perf_counter()
             self.state.acquire(name)
             try:
                 if expert.provider == "litellm":
                     result = await self._litellm_call(name, expert, payload, stream, remaining)
                 elif stream:
-                    result = await self._open_stream(name, expert, payload, remaining, wants_usage)
+                    result = await self._open_stream(name, expert, payload, remaining, wants_usage, path)
                 else:
-                    result = await self._call(name, expert, payload, remaining)
+                    result = await self._call(name, expert, payload, remaining, path)
             except _Retryable as exc:
                 self.state.release(name)
                 self.state.record_failure(name, exc.outcome)
@@ -147,12 +157,13 @@ class Forwarder:
             payload["stream_options"] = options
         return payload
 
-    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float) -> ForwardResult:
+    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float,
+                    path: str = CHAT_PATH) -> ForwardResult:
         timeout = min(expert.timeout.first_byte, remaining)
         response = None
         try:
             async with asyncio.timeout(timeout):
-                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload))
+                response = await self._clients[name].post(path, orjson.dumps(payload))
                 if response.status in RETRYABLE_STATUS:
                     raise _Retryable(f"http_{response.status}",
                                      UpstreamError(f"expert {name} answered {response.status}"))
@@ -169,19 +180,19 @@ class Forwarder:
         if response.status >= 400:
             raise ClientError(response.status, content)
         try:
-            usage = orjson.loads(content).get("usage")
+            usage = normalised_usage(orjson.loads(content).get("usage"))
         except (orjson.JSONDecodeError, AttributeError):
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} sent invalid JSON")) from None
         return ForwardResult(name, response.status, [], body=ModelRenamer(expert.model, name)(content),
-                             usage=usage if isinstance(usage, dict) else None)
+                             usage=usage)
 
     async def _open_stream(self, name: str, expert: Expert, payload: dict, remaining: float,
-                           wants_usage: bool) -> ForwardResult:
+                           wants_usage: bool, path: str = CHAT_PATH) -> ForwardResult:
         started = time.perf_counter()
         response = None
         try:
             async with asyncio.timeout(min(expert.timeout.first_byte, remaining)):
-                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload))
+                response = await self._clients[name].post(path, orjson.dumps(payload))
                 if response.status in RETRYABLE_STATUS:
                     raise _Retryable(f"http_{response.status}",
                                      UpstreamError(f"expert {name} answered {response.status}"))

@@ -10,7 +10,7 @@ import pytest
 from router_gateway.config import parse_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
-from router_gateway.errors import NoExpertAvailable, UpstreamError
+from router_gateway.errors import BadRequest, NoExpertAvailable, UpstreamError
 from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatService
@@ -73,9 +73,10 @@ def test_capability_and_context_window_eligibility(run, tmp_path):
     outcome, records = run(text, {"model": "auto", "messages": MSG, "tools": tools})
     assert outcome.headers["x-router-expert"] == "oktools"
     assert records[0]["ineligible"]["okplain"].startswith("lacks capability tools")
-    with pytest.raises(NoExpertAvailable):
+    with pytest.raises(BadRequest) as info:  # static: no retry can help, so 400 rather than 503
         run(text, {"model": "auto", "messages": [{"role": "user", "content": "x" * 400}], "tools": tools,
                    "max_tokens": 8150})  # ~100 prompt tokens + 8150 > 8192
+    assert info.value.code == "context_length_exceeded" and info.value.param == "messages"
 
 
 def test_fallback_on_connect_error_and_5xx(run, tmp_path):
