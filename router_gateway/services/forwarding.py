@@ -126,9 +126,11 @@ class Forwarder:
                 attempts.append(Attempt(name, exc.outcome, (time.perf_counter() - started) * 1e3))
                 last = exc.error
                 continue
-            except ClientError:
+            except ClientError as exc:
                 self.state.release(name)
                 self.state.record_success(name)  # the expert is healthy; the request was bad
+                attempts.append(Attempt(name, f"http_{exc.status}", (time.perf_counter() - started) * 1e3))
+                exc.attempts = attempts  # the log says which expert refused it
                 raise
             except BaseException:
                 self.state.release(name)

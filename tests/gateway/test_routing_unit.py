@@ -15,7 +15,7 @@ from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatService
 from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.forwarding import Forwarder
+from router_gateway.services.forwarding import ClientError, Forwarder
 from router_gateway.services.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
@@ -86,6 +86,14 @@ def test_fallback_on_connect_error_and_5xx(run, tmp_path):
     assert outcome.headers["x-router-expert"] == "okz"
     assert [a["outcome"] for a in records[0]["attempts"]] == ["connect_error", "http_500", "ok"]
     assert records[0]["propensity"] is None  # a fallback answered: not the policy's choice
+
+
+def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
+    text = make_config(tmp_path, {"rejectx": {}}, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    with pytest.raises(ClientError) as info:
+        run(text, {"model": "auto", "messages": MSG})
+    assert info.value.status == 400
+    assert [(a.expert, a.outcome) for a in info.value.attempts] == [("rejectx", "http_400")]
 
 
 def test_all_fail_is_502_and_logged(run, tmp_path):

@@ -1,5 +1,5 @@
 """In-process fakes for unit tests: a hashing embedder and an httpx transport whose behaviour
-is chosen by the expert's served model name (ok, slow, error, stream, ...)."""
+is chosen by the expert's served model name (ok, slow, error, reject, stream, ...)."""
 from __future__ import annotations
 
 import asyncio
@@ -44,6 +44,9 @@ def fake_transport(calls: list | None = None) -> httpx.MockTransport:
             raise httpx.ConnectError("connection refused", request=request)
         if model.startswith("error"):
             return httpx.Response(500, json={"error": {"message": "boom"}})
+        if model.startswith("reject"):
+            return httpx.Response(400, json={"error": {"message": "bad temperature", "type": "BadRequestError",
+                                                       "param": "temperature", "code": 400}})
         if model.startswith("ratelimit"):
             return httpx.Response(429, json={"error": {"message": "slow down"}})
         if model.startswith("slow"):
