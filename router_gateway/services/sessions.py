@@ -15,9 +15,11 @@ freely (two people asking the same first question are not one conversation) and 
 on is remembered for the turns that follow.
 
 The store maps session key -> expert with a TTL, in process, mirrored in Redis when the gateway runs
-with ``REDIS_URL`` so every replica sees the same pins. While Redis is connected it is the authority
-(its GET runs concurrently with the prompt embedding, so it adds no latency); when it is not, the local
-copy serves. The Responses API's ``previous_response_id`` is pinned the same way (response id ->
+with ``REDIS_URL`` so every replica sees the same pins. Redis is the authority, but a replica that wrote
+or read a pin within the last ``trust_s`` seconds (30) uses its own copy: a GET costs ~80 us of event-loop
+CPU (redis-py), most of the affinity budget, and an agent's tool loop sends its turns seconds apart.
+So after a session moves on one replica, another may send that session to the old expert for up to
+``trust_s`` if it is still eligible there. Without Redis (or while it is away) the local copy serves. The Responses API's ``previous_response_id`` is pinned the same way (response id ->
 expert): that response exists only on the expert that produced it.
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ METADATA_KEYS = ("session_id", "conversation_id", "thread_id")
 #: how long a response id stays pinned to its expert (vLLM keeps stored responses in memory until restart)
 RESPONSE_TTL_S = 24 * 3600.0
 MAX_LOCAL_ENTRIES = 200_000
+TRUST_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ class AffinityStore:
         self.max_entries = max_entries
         self.clock = clock
         self.prefix = prefix
-        self._local: dict[str, tuple[str, float]] = {}  # key -> (expert, expires at, monotonic)
+        self.trust_s = TRUST_S
+        self._local: dict[str, tuple[str, float, float]] = {}  # key -> (expert, expires at, trusted until)
         self._writes: set[asyncio.Task] = set()
 
     def _redis(self):
@@ -131,6 +135,9 @@ class AffinityStore:
         connected (start it early, await it late: it overlaps with embedding)."""
         if self._redis() is None:
             return self.get_local(key)
+        entry = self._local.get(key)
+        if entry is not None and entry[2] > self.clock() and entry[1] > self.clock():
+            return entry[0]
         return asyncio.ensure_future(self._get_remote(key))
 
     def get_local(self, key: str) -> str | None:
@@ -152,8 +159,7 @@ class AffinityStore:
         if value is None:
             return self.get_local(key)  # written here while Redis was away, not yet pushed
         expert = value.decode()
-        if self.get_local(key) != expert:
-            self._set_local(key, expert, self._remaining(key))
+        self._set_local(key, expert, self._remaining(key))  # trusted again for trust_s
         return expert
 
     def remaining_s(self, key: str) -> float:
@@ -181,10 +187,11 @@ class AffinityStore:
 
     def _set_local(self, key: str, expert: str, ttl_s: float) -> None:
         self._local.pop(key, None)  # re-insert: dict order is then the eviction order
-        self._local[key] = (expert, self.clock() + ttl_s)
+        now = self.clock()
+        self._local[key] = (expert, now + ttl_s, now + self.trust_s)
         if len(self._local) > self.max_entries:
             now = self.clock()
-            for stale in [k for k, (_, exp) in self._local.items() if exp <= now]:
+            for stale in [k for k, (_, exp, _t) in self._local.items() if exp <= now]:
                 del self._local[stale]
             while len(self._local) > self.max_entries:
                 del self._local[next(iter(self._local))]

@@ -211,3 +211,32 @@ def test_static_ineligibility_is_400_with_param_and_code(conversation):
                                                     ("unsupported_capability", "tools"),
                                                     ("context_length_exceeded", "input")]
     assert down.status == 503 and down.headers.get("Retry-After")
+
+
+def test_replica_trusts_its_own_pin_for_trust_s_then_asks_redis():
+    class FakeRedis:
+        def __init__(self):
+            self.gets, self.data = 0, {}
+
+        async def get(self, key):
+            self.gets += 1
+            return self.data.get(key)
+
+        async def set(self, key, value, px):
+            self.data[key] = value.encode()
+
+    redis = FakeRedis()
+    shared = type("Shared", (), {"client": lambda self: redis, "mark_down": lambda self, exc: None})()
+    now = [0.0]
+    store = AffinityStore(shared, clock=lambda: now[0])
+
+    async def go():
+        store.put("s1", "x", ttl_s=600)
+        await store.flush()
+        assert store.lookup("s1") == "x" and redis.gets == 0  # within trust_s: the local copy
+        redis.data["rg:affinity:s1"] = b"y"  # another replica moved the session
+        now[0] = store.trust_s + 1
+        assert await store.lookup("s1") == "y" and redis.gets == 1  # trust expired: Redis decides
+        assert store.lookup("s1") == "y" and redis.gets == 1  # and is trusted again
+        assert await store.lookup("unknown") is None and redis.gets == 2  # a miss always asks Redis
+    asyncio.run(go())
