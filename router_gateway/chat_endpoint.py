@@ -18,7 +18,6 @@ from typing import Any, Awaitable, Callable
 
 from starlette.requests import ClientDisconnect, Request
 
-from router_gateway.auth import allowed_experts
 from router_gateway.errors import GatewayError, MethodNotAllowed, sse_error_event
 from router_gateway.openai_endpoints import RESPONSES, ROUTES, response_recorder
 from router_gateway.services.chat import CallContext, ChatOutcome, new_request_id
@@ -55,8 +54,7 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send, path: str
         body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
         chat = route.parse(body, gateway.runtime.config)
         ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
-                          key_id=key.id if key else None, allowed_experts=allowed_experts(key), api_key=key,
-                          endpoint=route.endpoint)
+                          key_id=key.id if key else None, api_key=key, endpoint=route.endpoint)
         if route.sessions:
             ctx.session = session_ref(request.headers, body, chat.messages, ctx.key_id)
         if route.endpoint is RESPONSES:
