@@ -19,6 +19,7 @@ from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayErro
                                    PayloadTooLarge, PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.openai_endpoints import ROUTES
+from router_gateway.services.sessions import session_ref
 from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
@@ -221,10 +222,12 @@ def _install_routes(app: FastAPI) -> None:
                 check_model_allowed(key, chat, runtime.config)
             decision = await runtime.routing.decide(chat, size, new_request_id(),
                                                     request.headers.get("x-router-cost-weight"),
-                                                    reachable_experts(key, runtime.config))
+                                                    reachable_experts(key, runtime.config),
+                                                    session=session_ref(request.headers, body, chat.messages,
+                                                                        key.id if key else None))
         finally:
             gateway.release(runtime)
-        return json_response(decision.as_dict())
+        return json_response(decision.as_dict())  # shows the session's pin; nothing is pinned by it
 
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):

@@ -146,3 +146,13 @@ def test_completions_and_embeddings_go_to_named_experts(replicas):
         assert info.value.param == "model" and info.value.code == "model_not_supported"
     wrong = httpx.get(f"{a.url}/v1/embeddings", timeout=5)
     assert wrong.status_code == 405
+
+
+def test_route_endpoint_shows_the_sessions_pin_without_calling_an_expert(replicas):
+    a, b = replicas
+    first = [{"role": "user", "content": "Route me."}]
+    h1, _ = turn(a, first, {"x-session-id": "conv-route", **CHEAP_FIRST})
+    decision = httpx.post(f"{b.url}/v1/route", json={"model": "auto", "messages": first},
+                          headers={"x-session-id": "conv-route", **STRONG_FIRST}, timeout=10).json()
+    assert decision["chosen"] == "cheap" and decision["affinity"]["affinity"] == "kept"
+    assert decision["affinity"]["session"] == h1["x-router-session"]
