@@ -202,6 +202,9 @@ class ServerSettings(_Strict):
     """Request limits, forwarding budget, health checking and shutdown."""
 
     max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    max_response_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 32)  # an expert's plain answer; larger: 502
+    max_header_bytes: int = Field(default=64 << 10, ge=1024, le=16 << 20)  # a request's headers; larger: 431
+    request_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # headers and body read within it
     max_attempts: int = Field(default=3, ge=1, le=10)
     request_deadline_s: float = Field(default=900.0, gt=0, le=86400)
     drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)

@@ -280,8 +280,14 @@ class Gateway:
     async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
         headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
         try:
-            response = await client.get(expert.base_url + expert.health_path, headers=headers)
-            self.state.set_health(name, None if response.status_code < 500 else f"HTTP {response.status_code}")
+            # only the status counts: the body is never read (an endless or huge one cannot hold the
+            # check), and the whole check is bounded, not just each read
+            async with asyncio.timeout(4.0), client.stream("GET", expert.base_url + expert.health_path,
+                                                           headers=headers) as response:
+                status = response.status_code
+            self.state.set_health(name, None if status < 500 else f"HTTP {status}")
+        except TimeoutError:
+            self.state.set_health(name, "health check timed out")
         except httpx.HTTPError as exc:
             self.state.set_health(name, type(exc).__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from router_gateway.capacity.pacing import budget_pacing
-from router_gateway.errors import ClientClosedRequest, GatewayError
+from router_gateway.errors import ClientClosedRequest, GatewayError, GatewayShuttingDown
 from router_gateway.gateway import Gateway, Runtime
 from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.protocol import ChatRequest
@@ -59,6 +59,9 @@ class CallContext:
     key_id: str | None = None
     allowed_experts: set[str] | None = None
     api_key: Any = None  # the caller's auth.ApiKey (None when the gateway runs without keys)
+    #: set by the HTTP layer when the client went away; a cancellation without it is the server's own
+    #: (uvicorn cancels what is still running when the shutdown's drain timeout ends)
+    client_gone: bool = False
     hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
@@ -94,15 +97,18 @@ class ChatService:
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
             exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
-            self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
+            self._log(runtime, ctx, chat, decision, None, error=exc)
             self.gateway.release(runtime)
             raise
         except asyncio.CancelledError:
             # the client disconnected (chat_endpoint cancels the request) or the gateway is stopping:
             # the upstream call was cancelled with it; the request is still logged
-            self._log(runtime, ctx, chat, decision, None, ClientClosedRequest.status,
-                      error=ClientClosedRequest("cancelled before the answer: the client disconnected "
-                                                "or the gateway shut down"))
+            self._log(runtime, ctx, chat, decision, None, error=cancelled_error(ctx, "before the answer"))
+            self.gateway.release(runtime)
+            raise
+        except Exception as exc:
+            # a bug: the client gets a 500 (chat_endpoint), and the record says what happened
+            self._log(runtime, ctx, chat, decision, None, error=internal_error(exc))
             self.gateway.release(runtime)
             raise
         except BaseException:
@@ -125,8 +131,14 @@ class ChatService:
             async for event in result.stream:
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            # the client went away mid-stream: not the expert's failure, but not a complete answer either
-            result.status, stream_error = ClientClosedRequest.status, "client disconnected mid-stream"
+            # the client went away mid-stream (not the expert's failure, but not a complete answer
+            # either), or the gateway cut the stream at the end of its drain timeout
+            error = cancelled_error(ctx, "mid-stream")
+            result.status, stream_error = error.status, error.message
+            raise
+        except Exception as exc:  # a bug mid-stream: chat_endpoint ends the stream with an error event
+            error = internal_error(exc)
+            result.status, stream_error = error.status, error.message
             raise
         finally:
             try:
@@ -139,6 +151,13 @@ class ChatService:
                 self._log(runtime, ctx, chat, decision, result, result.status,
                           stream_error=result.stream_state.get("error") or stream_error)
                 self.gateway.release(runtime)
+
+    def log_unexpected_before_routing(self, exc: Exception) -> None:
+        """A bug while reading or checking the request (before a CallContext exists): still one record."""
+        runtime = self.gateway.runtime
+        ctx = CallContext(new_request_id(), {}, 0)
+        chat = ChatRequest.model_construct(model=None, messages=[], stream=False)
+        self._log(runtime, ctx, chat, None, None, error=internal_error(exc))
 
     async def _admit(self, ctx: CallContext, chat: ChatRequest, runtime: Runtime) -> None:
         """The key's allow-lists, then its limits; budgets and TPM hold the request's expected use."""
@@ -180,8 +199,10 @@ class ChatService:
         return headers
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
-             result: ForwardResult | None, status: int, error: GatewayError | None = None,
+             result: ForwardResult | None, status: int | None = None, error: GatewayError | None = None,
              stream_error: str | None = None) -> None:
+        if status is None:
+            status = error.status if error is not None else 500
         if self.gateway.request_log is None:
             self._settle(ctx, {}, None)
             return
@@ -219,6 +240,19 @@ class ChatService:
         self._settle(ctx, usage, record["cost_usd"])
         for observer in self.gateway.observers:
             observer.on_record(record)
+
+
+def cancelled_error(ctx: CallContext, when: str) -> GatewayError:
+    """Why a request was cancelled: its client left (499), or the gateway cut it while shutting down."""
+    if ctx.client_gone:
+        return ClientClosedRequest("client disconnected mid-stream" if when == "mid-stream" else
+                                   f"cancelled {when}: the client disconnected")
+    return GatewayShuttingDown(f"cancelled {when}: gateway shutting down (drain timeout passed)")
+
+
+def internal_error(exc: BaseException) -> GatewayError:
+    """An unexpected exception as the 500 it is answered with, naming it for the log."""
+    return GatewayError(f"internal error in the gateway: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def price_usage(runtime: Runtime, expert: str | None, usage: dict | None) -> float | None:
