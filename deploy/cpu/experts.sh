@@ -65,7 +65,7 @@ _all_experts() {
   fi
 }
 
-# Run a long command, printing a heartbeat every 15 s so the caller is never left silent.
+# Run a long command, printing a heartbeat every 8 s so the caller is never left silent.
 with_heartbeat() {
   local what="$1"; shift
   local logf="$STATE/${what// /_}.log"
@@ -75,7 +75,7 @@ with_heartbeat() {
   local last=$SECONDS
   while kill -0 "$pid" 2>/dev/null; do
     sleep 2
-    if (( SECONDS - last >= 15 )) && kill -0 "$pid" 2>/dev/null; then
+    if (( SECONDS - last >= 8 )) && kill -0 "$pid" 2>/dev/null; then
       last=$SECONDS
       log "  ... $what: $((SECONDS - t0))s ($(grep -v 'is ignored: it is neither' "$logf" | tail -n 1 | cut -c1-110))"
     fi
@@ -104,10 +104,9 @@ setup_venv() {
   # torchvision/torchaudio/torchcodec come in as dependencies but their builds do not match the CPU
   # torch and break `import vllm`; the text-only server does not need them.
   log "venv: removing torchvision torchaudio torchcodec (they break import)"
-  "${pip[@]}" uninstall -y torchvision torchaudio torchcodec >&2 2>&1 || true
+  with_heartbeat "pip uninstall" "${pip[@]}" uninstall -y torchvision torchaudio torchcodec || true
   log "venv: checking import vllm"
-  "$VENV/bin/python" -c "import vllm, torch, transformers, gguf; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >&2 \
-    || die "vllm does not import in $VENV"
+  with_heartbeat "import check" "$VENV/bin/python" -c "import vllm, torch, transformers, gguf; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
   touch "$marker"
 }
 
