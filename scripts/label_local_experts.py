@@ -48,6 +48,25 @@ def label_expert(client, expert: str, items: list[LabelledPrompt], max_tokens: i
     return out
 
 
+def previous_results(path: Path, items: list[LabelledPrompt], keep: list[str]) -> dict[str, list]:
+    """Columns of experts not being relabelled, from an existing table (--update): labelling one expert at a
+    time lets a small machine hold one vLLM server at a time."""
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = {r["prompt"]: r for r in csv.DictReader(f)}
+    experts = [h[len("score:"):] for h in next(iter(rows.values())) if h.startswith("score:")] if rows else []
+    out = {}
+    for e in experts:
+        if e in keep:
+            continue
+        if any(it.prompt not in rows for it in items):
+            raise SystemExit(f"{path} lacks prompts of the current set: relabel every expert")
+        out[e] = [(float(rows[it.prompt][f"score:{e}"]), float(rows[it.prompt][f"cost:{e}"]),
+                   rows[it.prompt][f"answer:{e}"]) for it in items]
+    return out
+
+
 def write_table(path: Path, items: list[LabelledPrompt], results: dict[str, list]) -> None:
     experts = list(results)
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -82,6 +101,8 @@ def main() -> int:
     ap.add_argument("--experts", nargs="+", help="experts to label (default: every expert the gateway lists)")
     ap.add_argument("--out", type=Path, default=Path("eval/local_labels.csv"))
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--update", action="store_true",
+                    help="keep the other experts' columns of an existing --out table, relabel only these")
     args = ap.parse_args()
     client = openai.OpenAI(base_url=args.url, api_key="unused-without-keys", max_retries=1, timeout=300)
     experts = args.experts or [m.id for m in client.models.list() if (m.model_extra or {}).get("kind") == "expert"]
@@ -92,6 +113,8 @@ def main() -> int:
     with ThreadPoolExecutor(max_workers=len(experts)) as pool:
         futures = {e: pool.submit(label_expert, client, e, items, args.max_tokens) for e in experts}
         results = {e: f.result() for e, f in futures.items()}
+    if args.update:
+        results = {**previous_results(args.out, items, experts), **results}
     write_table(args.out, items, results)
     print(f"wrote {args.out} in {time.monotonic() - started:.0f} s\n\n{summary(items, results)}")
     return 0
