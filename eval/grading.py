@@ -2,7 +2,8 @@
 
 Deliberately plain and deterministic (no judge model), so labels can be recomputed from the answers:
 
-- ``numeric``: the first number in the answer equals the reference number;
+- ``numeric``: the answer's number equals the reference: the first number after the first ``=`` when the
+  answer restates the sum ("11 + 20 = 31"), else the first number;
 - ``contains``: one of the accepted answers (``|``-separated) occurs in the answer as a whole word, after
   lower-casing and stripping punctuation;
 - ``choice``: exactly one of the task's labels (``|``-separated in ``choices``) occurs in the answer, and it
@@ -22,8 +23,15 @@ def normalise(text: str) -> str:
 
 
 def grade_numeric(answer: str, reference: str) -> float:
-    """1.0 when the first number in the answer equals the reference (commas in numbers ignored)."""
-    match = _NUMBER.search(answer.replace(",", ""))
+    """1.0 when the answer's number equals the reference (commas in numbers ignored).
+
+    Small models often restate the question ("11 + 20 = 31"): the number right after the first ``=`` is
+    then the answer; otherwise the first number is, so "11 + 20 is 31" restating without ``=`` scores 0.
+    """
+    text = answer.replace(",", "")
+    if "=" in text:
+        text = text.split("=", 1)[1]
+    match = _NUMBER.search(text)
     return float(match is not None and float(match.group()) == float(reference))
 
 

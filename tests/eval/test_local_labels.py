@@ -9,7 +9,8 @@ from eval.local_prompts import build
 
 @pytest.mark.parametrize("answer,reference,expected", [
     ("19", "19", 1.0), ("The answer is 19.", "19", 1.0), ("1,200", "1200", 1.0),
-    ("12 + 7 = 19", "19", 0.0),   # the first number is what counts: no credit for restating the question
+    ("12 + 7 = 19", "19", 1.0), ("12 + 7 = 18", "19", 0.0),  # restated sum: the number after "="
+    ("12 + 7 is 19", "19", 0.0),  # without "=", the first number is the answer
     ("nineteen", "19", 0.0), ("", "19", 0.0), ("-3", "-3", 1.0),
 ])
 def test_numeric(answer, reference, expected):
