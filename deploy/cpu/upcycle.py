@@ -6,6 +6,7 @@ Runs inside the vLLM venv (deploy/cpu/venv: torch, transformers, safetensors, gg
     python deploy/cpu/upcycle.py moe --dense models/smollm2-dense --out models/smollm2-moe --experts 4 --top-k 2
     python deploy/cpu/upcycle.py perturb --moe models/smollm2-moe --out /tmp/moe-e3 --expert 3   (tests)
     python deploy/cpu/upcycle.py gemma --package-dir DIR --part-dirs P1 P2 P3 P4 --out models/gemma3-270m
+    python deploy/cpu/upcycle.py gemma-format --out models/gemma3-270m   (re-apply the chat format only)
 
 Sparse upcycling ("Sparse Upcycling: Training Mixture-of-Experts from Dense Checkpoints", Komatsuzaki et
 al. 2022): every MoE layer gets N copies of the dense MLP as its experts and a fresh router. With identical
@@ -34,13 +35,19 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# Gemma 3's turn format (the packaged GGUF is the base google/gemma-3-270m and carries no template).
+# The packaged Gemma GGUF is the *base* google/gemma-3-270m: it was never tuned on Gemma's turn format and, given
+# it, repeats the question and drifts. As a plain question/answer document it answers ("Question: What is the
+# capital of Peru?\nAnswer:" -> " Lima"), and a newline ends the answer (the tokens "\n" and "\n\n" are added
+# to its stop tokens). A system message goes first as plain text.
 GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
-    "else 'user' %}{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + "
-    "'\n' }}{% else %}{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ message['content'] + '\n' }}{% elif message['role'] == 'assistant' %}"
+    "{{ 'Answer: ' + message['content'] + '\n' }}{% else %}{{ 'Question: ' + message['content'] + '\n' }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Answer:' }}{% endif %}"
 )
+GEMMA_STOP_TOKENS = ("<end_of_turn>", "\n", "\n\n")
+#: written to models/gemma3-270m/.done; experts.sh re-applies the format when it differs
+GEMMA_FORMAT = "qa-format-1"
 
 # Files copied unchanged from the dense checkpoint into the MoE one.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -271,6 +278,20 @@ def perturb_expert(moe_dir: Path, out: Path, expert: int, scale: float = 0.0) ->
     return out
 
 
+def apply_gemma_format(out: Path) -> Path:
+    """Give a converted Gemma base checkpoint the question/answer chat template and newline stop tokens."""
+    out = Path(out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = GEMMA_TEMPLATE
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+    (out / "chat_template.jinja").write_text(GEMMA_TEMPLATE)
+    for token in GEMMA_STOP_TOKENS:
+        _add_eos(out / "generation_config.json", token, out / "tokenizer.json")
+    log(f"{out}: question/answer chat template, stop tokens {GEMMA_STOP_TOKENS}")
+    return out
+
+
 def assemble_gemma(package_dir: Path, part_dirs: list[Path], out: Path) -> Path:
     """Join the Gemma-3-270M GGUF chunks shipped in the part packages, check its sha256, convert like `dense`.
 
@@ -297,7 +318,7 @@ def assemble_gemma(package_dir: Path, part_dirs: list[Path], out: Path) -> Path:
     if expected and digest.hexdigest() != expected:
         raise ValueError(f"{gguf_path}: sha256 {digest.hexdigest()} != expected {expected}")
     result = gguf_to_safetensors(gguf_path, Path(out), chat_template=GEMMA_TEMPLATE)
-    _add_eos(Path(out) / "generation_config.json", "<end_of_turn>", Path(out) / "tokenizer.json")
+    apply_gemma_format(Path(out))
     _add_bos_post_processor(Path(out) / "tokenizer.json")
     shutil.rmtree(tmp, ignore_errors=True)
     return result
@@ -326,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--package-dir", type=Path, required=True)
     g.add_argument("--part-dirs", type=Path, nargs="+", required=True)
     g.add_argument("--out", type=Path, required=True)
+    gf = sub.add_parser("gemma-format", help="(re)apply the question/answer template to a converted Gemma")
+    gf.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "dense":
         gguf_to_safetensors(args.gguf, args.out)
@@ -333,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         upcycle(args.dense, args.out, args.experts, args.top_k, args.router_std)
     elif args.cmd == "perturb":
         perturb_expert(args.moe, args.out, args.expert, args.scale)
+    elif args.cmd == "gemma-format":
+        apply_gemma_format(args.out)
     else:
         assemble_gemma(args.package_dir, args.part_dirs, args.out)
     return 0
