@@ -14,14 +14,15 @@ import httpx
 import openai
 
 # Prompts of the kinds the router was trained on (eval/local_prompts.py) but not in its training set, and one
-# open chat prompt. Which expert wins each is decided by the measured quality (eval/local_labels.csv).
+# open chat prompt. Which expert wins each is decided by the measured quality (eval/local_labels.csv);
+# `auto-quality` is the same router with price ignored (cost weight 0; ties still go to the cheaper expert).
 REQUESTS = [
     ("auto", "What is 41 + 16? Reply with the number only.", False),
     ("auto", "What is the capital of Peru? Reply with the city name only.", False),
     ("auto", "What is the opposite of the word 'heavy'? Reply with one word.", False),
     ("auto", "Is 73 an even or an odd number? Reply with one word.", False),
     ("auto", "Write one sentence about the sea.", True),
-    ("auto-cheap", "What is the capital of Chile? Reply with the city name only.", False),
+    ("auto-quality", "What is the capital of Chile? Reply with the city name only.", False),
 ]
 
 
