@@ -22,13 +22,13 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-PIP=(.venv/bin/python -m pip --disable-pip-version-check)
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # The CPU build of torch lies on local disk; installing it first stops pip from pulling a CUDA build.
   say "installing torch 2.13.0 (CPU build)"
-  step pip-upgrade "${PIP[@]}" install --progress-bar off --upgrade pip
-  step pip-torch "${PIP[@]}" install --progress-bar off torch==2.13.0
+  step pip-upgrade .venv/bin/python -m pip install --upgrade pip
+  step pip-torch .venv/bin/pip install torch==2.13.0
 fi
 say "installing router-gateway with extras [all,test,litellm]"
-step pip-install "${PIP[@]}" install --progress-bar off -e ".[all,test,litellm]"
+step pip-install .venv/bin/pip install -e ".[all,test,litellm]"
 say "python environment ready: $(.venv/bin/python --version)"
