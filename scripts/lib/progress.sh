@@ -10,7 +10,7 @@ step() {
     sleep 1
     if (( SECONDS - last >= 8 )) && kill -0 "$pid" 2>/dev/null; then
       last=$SECONDS
-      say "  ... $name: $((SECONDS - t0))s: $(grep -v '^\s*$' "$logf" | tail -n 1 | tr -d '\r' | cut -c1-100)"
+      say "  ... $name: $((SECONDS - t0))s: $(grep -v -e '^\s*$' -e 'is ignored: it is neither' "$logf" | tail -n 1 | tr -d '\r' | cut -c1-100)"
     fi
   done
   if ! wait "$pid"; then
