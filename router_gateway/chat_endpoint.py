@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable
 
 from starlette.requests import ClientDisconnect, Request
 
-from router_gateway.auth import allowed_experts
 from router_gateway.errors import GatewayError, MethodNotAllowed, sse_error_event
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatOutcome, new_request_id
@@ -51,7 +50,7 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
         body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
         chat = parse_chat_request(body)
         ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
-                          key_id=key.id if key else None, allowed_experts=allowed_experts(key), api_key=key)
+                          key_id=key.id if key else None, api_key=key)
     except GatewayError as exc:
         await send_error(send, exc)
         return

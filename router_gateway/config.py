@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router_gateway.config_checks import (check_header_value, check_http_url, check_no_control, check_url_path,
+                                          reject_non_finite)
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
                                        substitute_env)
 
@@ -19,14 +21,15 @@ BASELINE_ROUTERS = ("cheapest", "strongest", "fixed", "random")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and NaN pass ``ge``/``le`` checks in surprising ways and break arithmetic later: never numbers here
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Price(_Strict):
-    """USD per million tokens."""
+    """USD per million tokens (at most $10,000: 15 times the dearest model listed today)."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(ge=0, le=10_000)
+    output_per_mtok: float = Field(ge=0, le=10_000)
 
     def cost(self, input_tokens: float, output_tokens: float) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
@@ -50,22 +53,35 @@ class Expert(_Strict):
     model: str = Field(min_length=1)
     api_key: str | None = None
     price: Price
-    context_window: int = Field(default=8192, ge=16)
-    capabilities: tuple[str, ...] = ()
-    domains: tuple[str, ...] = ()
-    max_concurrency: int = Field(default=64, ge=1)
+    context_window: int = Field(default=8192, ge=16, le=100_000_000)
+    capabilities: tuple[str, ...] = Field(default=(), max_length=64)
+    domains: tuple[str, ...] = Field(default=(), max_length=256)
+    max_concurrency: int = Field(default=64, ge=1, le=100_000)
     prior_quality: float = Field(default=0.5, ge=0, le=1)
     timeout: Timeouts = Timeouts()
-    fallbacks: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = Field(default=(), max_length=32)
     health_path: str = "/models"
     litellm_model: str | None = None  # e.g. "openai/<model>"; only for provider: litellm
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return check_http_url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return check_header_value(value)
+
+    @field_validator("model", "litellm_model")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return check_no_control(value)
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, value: str) -> str:
+        return check_url_path(value)
 
     def __repr__(self) -> str:  # never print the key
         return f"Expert(model={self.model!r}, base_url={self.base_url!r})"
@@ -79,6 +95,16 @@ class RouterSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     expert: str | None = None  # for type: fixed
 
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return reject_non_finite(value)
+
+    @field_validator("artifact")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return check_no_control(value)
+
 
 class Profile(_Strict):
     """What clients put in ``model``: which router, how much cost matters, and input limits."""
@@ -86,9 +112,9 @@ class Profile(_Strict):
     router: str
     cost_weight: float = Field(default=0.5, ge=0, le=1000)
     experts: tuple[str, ...] = ()  # allow-list; empty = all
-    expected_output_tokens: int = Field(default=256, ge=1)
-    max_messages: int = Field(default=256, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    expected_output_tokens: int = Field(default=256, ge=1, le=10_000_000)
+    max_messages: int = Field(default=256, ge=1, le=1_000_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
     explore: float = Field(default=0.0, ge=0, le=1)
 
 
@@ -99,11 +125,26 @@ class EmbedderSettings(_Strict):
     model: str = "all-MiniLM-L6-v2"
     url: str | None = None
     api_key: str | None = None
-    dim: int | None = None
+    dim: int | None = Field(default=None, ge=1, le=65536)
     threads: int | None = Field(default=None, ge=1, le=64)
-    cache_size: int = Field(default=4096, ge=0)
+    cache_size: int = Field(default=4096, ge=0, le=10_000_000)
     max_batch: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_no_control(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return check_header_value(value)
 
 
 class LoggingSettings(_Strict):
@@ -112,7 +153,12 @@ class LoggingSettings(_Strict):
     path: str = "var/requests.db"
     store_prompts: bool = True
     flush_interval_ms: int = Field(default=200, ge=10, le=60000)
-    max_batch: int = Field(default=500, ge=1)
+    max_batch: int = Field(default=500, ge=1, le=1_000_000)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_no_control(value)
 
 
 class BreakerConfig(_Strict):
@@ -125,10 +171,10 @@ class BreakerConfig(_Strict):
 class ServerSettings(_Strict):
     """Request limits, forwarding budget, health checking and shutdown."""
 
-    max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
     max_attempts: int = Field(default=3, ge=1, le=10)
-    request_deadline_s: float = Field(default=900.0, gt=0)
-    drain_timeout_s: float = Field(default=30.0, ge=0)
+    request_deadline_s: float = Field(default=900.0, gt=0, le=86400)
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     breaker: BreakerConfig = BreakerConfig()
     health_interval_s: float = Field(default=5.0, ge=0, le=3600)  # 0: no active health checks
 

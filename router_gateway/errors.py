@@ -100,6 +100,12 @@ class NoExpertAvailable(GatewayError):
     status, type, code = 503, "service_unavailable", "no_expert_available"
 
 
+class KeysUnavailable(GatewayError):
+    """Access control is on but the keys file is missing, empty or unreadable: fail closed (503)."""
+
+    status, type, code = 503, "service_unavailable", "keys_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     """The expert did not answer in time (504)."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.breaker_probe import BreakerProber
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
 from router_gateway.services.limits import LocalLimiter, SharedLimiter
@@ -93,6 +95,8 @@ class Gateway:
         await self._start_access_control(config)
         if self._health_interval() > 0:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
+        # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
+        self._tasks.append(asyncio.create_task(BreakerProber(self).run(), name="breaker-probes"))
         if self.options.watch_config and self.options.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
         from router_gateway.services.online_learning import OnlineLearner
@@ -112,13 +116,22 @@ class Gateway:
         self.shared.limiter = self.limiter if self.shared.enabled else None
         await self.shared.start()
 
-    def record_usage(self, key: ApiKey, tokens: int, cost: float) -> None:
-        """Count a finished request against its key's limits (off the request path when shared)."""
+    def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
+        """Replace a finished request's hold with what it used (off the request path when shared).
+        Called once per request whatever its end; a second call for the same hold does nothing."""
+        if self.limiter is None or (hold is not None and hold.settled):
+            return
+        if hold is not None:
+            hold.settled = True
+        # usage is clamped upstream of here (services.usage); this keeps a credit out whatever the caller
+        tokens = max(0, int(tokens))
+        cost = cost if math.isfinite(cost) and cost > 0 else 0.0
         if isinstance(self.limiter, SharedLimiter):
-            task = asyncio.get_running_loop().create_task(self.limiter.record(key, tokens, cost))
+            task = asyncio.get_running_loop().create_task(self.limiter.settle(key, hold, tokens, cost))
             self._usage_tasks.add(task)
             task.add_done_callback(self._usage_tasks.discard)
-        elif self.limiter is not None:
+        else:
+            self.limiter.release(key.id, hold)
             self.limiter.add(key.id, tokens, cost)
 
     def _apply_breaker(self, config: GatewayConfig) -> None:
@@ -246,5 +259,13 @@ class Gateway:
         if self.shared is not None:
             # a replica that lost Redis keeps serving on local state: degraded, still ready
             checks["shared_state"] = self.shared.status()
-        ok = checks["config"] and checks["embedder"] and bool(checks["experts_reachable"]) and not self.draining
+        keys_ok = True
+        if self.keys is not None:
+            # keys in use but the file unusable: every request is refused, so the replica is not ready
+            required = self.keys.required
+            keys_ok = self.keys.problem is None
+            checks["keys"] = {"required": required, "ok": keys_ok,
+                              **({"problem": self.keys.problem} if not keys_ok else {})}
+        ok = (checks["config"] and checks["embedder"] and bool(checks["experts_reachable"]) and keys_ok
+              and not self.draining)
         return ok, checks

@@ -97,7 +97,8 @@ def live_payload(gateway: Any) -> dict[str, Any]:
     experts = []
     if config is not None:
         for name, e in config.experts.items():
-            row = state.get(name, {"circuit": "closed", "inflight": 0, "health": "ok"})
+            row = state.get(name, {"circuit": "closed", "stream_circuit": "closed", "inflight": 0,
+                                   "health": "ok"})
             experts.append({"name": name, "model": e.model, **row, "max_concurrency": e.max_concurrency,
                             "price": e.price.model_dump()})
     data["experts"] = experts

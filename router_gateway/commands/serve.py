@@ -81,4 +81,4 @@ def run(args: argparse.Namespace) -> int:
 
 def _keys_configured(config_path: str) -> bool:
     from router_gateway.auth import KeyStore
-    return KeyStore.default(config_path).has_keys()
+    return KeyStore.default(config_path).required  # a keys file exists (if unusable, the gateway fails closed)

@@ -50,6 +50,9 @@ class StateCollector(Collector):
                                      "replica's plus other replicas' as last synced)", labels=["expert", *extra])
         circuit = GaugeMetricFamily(f"{NS}_circuit_state", "circuit breaker state: 1 for the current state",
                                     labels=["expert", "state", *extra])
+        stream_circuit = GaugeMetricFamily(f"{NS}_stream_circuit_state", "the expert's breaker for streams "
+                                           "(services.expert_state): 1 for the current state",
+                                           labels=["expert", "state", *extra])
         healthy = GaugeMetricFamily(f"{NS}_expert_healthy", "1 when the last active health check passed",
                                     labels=["expert", *extra])
         state = self.gateway.state
@@ -59,12 +62,13 @@ class StateCollector(Collector):
         if runtime is not None:
             names |= set(runtime.config.experts)
         for name in sorted(names):
-            row = snap.get(name, {"circuit": "closed", "inflight": 0, "health": "ok"})
+            row = snap.get(name, {"circuit": "closed", "stream_circuit": "closed", "inflight": 0, "health": "ok"})
             inflight.add_metric([name, *pid], row["inflight"])
             for s in CIRCUIT_STATES:
                 circuit.add_metric([name, s, *pid], 1.0 if row["circuit"] == s else 0.0)
+                stream_circuit.add_metric([name, s, *pid], 1.0 if row["stream_circuit"] == s else 0.0)
             healthy.add_metric([name, *pid], 1.0 if row["health"] == "ok" else 0.0)
-        yield from (inflight, circuit, healthy)
+        yield from (inflight, circuit, stream_circuit, healthy)
         if runtime is not None:
             version = GaugeMetricFamily(f"{NS}_config_version", "config version serving requests", labels=extra)
             version.add_metric(pid, runtime.version)

@@ -7,13 +7,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from router_gateway.auth import check_model_allowed
 from router_gateway.errors import ClientClosedRequest, GatewayError
 from router_gateway.gateway import Gateway, Runtime
+from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.protocol import ChatRequest
 from router_gateway.services.forwarding import ForwardResult
+from router_gateway.services.holds import Hold, expected_hold
 from router_gateway.services.request_log import prompt_digest
 from router_gateway.services.routing import Decision
+from router_gateway.services.usage import clean_usage
 
 
 def new_request_id() -> str:
@@ -40,6 +42,7 @@ class CallContext:
     key_id: str | None = None
     allowed_experts: set[str] | None = None
     api_key: Any = None  # the caller's auth.ApiKey (None when the gateway runs without keys)
+    hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
 
@@ -55,9 +58,7 @@ class ChatService:
         decision: Decision | None = None
         try:
             if ctx.api_key is not None:
-                check_model_allowed(ctx.api_key, chat.model, runtime.config)
-                if ctx.api_key.has_limits:
-                    await self.gateway.limiter.admit(ctx.api_key)
+                await self._admit(ctx, chat, runtime)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
                                                     ctx.cost_weight_header, ctx.allowed_experts)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
@@ -77,8 +78,11 @@ class ChatService:
             self.gateway.release(runtime)
             raise
         except BaseException:
+            self._settle(ctx, {}, None)  # no record to write it with: still give the hold back
             self.gateway.release(runtime)
             raise
+        if result.stream is None:
+            result.usage = self._clean_usage(runtime, chat, ctx, result)
         headers = self._headers(ctx, decision, result, runtime)
         if result.stream is None:
             self._log(runtime, ctx, chat, decision, result, result.status)
@@ -103,9 +107,33 @@ class ChatService:
                 if aclose is not None:
                     await aclose()
             finally:  # the record is written and the runtime released even if closing failed
+                result.usage = self._clean_usage(runtime, chat, ctx, result)
                 self._log(runtime, ctx, chat, decision, result, result.status,
                           stream_error=result.stream_state.get("error") or stream_error)
                 self.gateway.release(runtime)
+
+    async def _admit(self, ctx: CallContext, chat: ChatRequest, runtime: Runtime) -> None:
+        """The key's allow-lists, then its limits; budgets and TPM hold the request's expected use."""
+        key = ctx.api_key
+        check_model_allowed(key, chat, runtime.config)
+        ctx.allowed_experts = reachable_experts(key, runtime.config)
+        if not key.has_limits:
+            return
+        wants_hold = any(v is not None for v in (key.tpm, key.budget_usd_day, key.budget_usd_month))
+        hold = expected_hold(key.id, chat, ctx.body_size, runtime.config, ctx.allowed_experts) if wants_hold else None
+        ctx.hold = await self.gateway.limiter.admit(key, hold)
+
+    def _settle(self, ctx: CallContext, usage: dict, cost: float | None) -> None:
+        if ctx.api_key is None or not ctx.api_key.has_limits:
+            return
+        tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")) if isinstance(v, int))
+        self.gateway.settle_usage(ctx.api_key, ctx.hold, tokens, cost or 0.0)
+
+    @staticmethod
+    def _clean_usage(runtime: Runtime, chat: ChatRequest, ctx: CallContext, result: ForwardResult) -> dict | None:
+        expert = runtime.config.experts.get(result.expert)
+        return clean_usage(result.usage, result.expert, expert.context_window if expert else 0, chat.n,
+                           ctx.request_id)
 
     def _headers(self, ctx: CallContext, decision: Decision, result: ForwardResult,
                  runtime: Runtime) -> dict[str, str]:
@@ -122,6 +150,7 @@ class ChatService:
              result: ForwardResult | None, status: int, error: GatewayError | None = None,
              stream_error: str | None = None) -> None:
         if self.gateway.request_log is None:
+            self._settle(ctx, {}, None)
             return
         usage = (result.usage if result else None) or {}
         expert = result.expert if result else None
@@ -147,10 +176,7 @@ class ChatService:
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
         self.gateway.request_log.record(record)
-        if ctx.api_key is not None and ctx.api_key.has_limits:
-            tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))
-                         if isinstance(v, int))
-            self.gateway.record_usage(ctx.api_key, tokens, record["cost_usd"] or 0.0)
+        self._settle(ctx, usage, record["cost_usd"])
         for observer in self.gateway.observers:
             observer.on_record(record)
 

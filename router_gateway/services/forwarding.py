@@ -18,6 +18,7 @@ from router_gateway.config import Expert, GatewayConfig
 from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
 from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_batches, usage_of
+from router_gateway.services.sse_errors import counts_against_expert
 from router_gateway.services.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamResponse,
                                               make_upstream)
 
@@ -112,13 +113,13 @@ class Forwarder:
                     result = await self._call(name, expert, payload, remaining)
             except _Retryable as exc:
                 self.state.release(name)
-                self.state.record_failure(name, exc.outcome)
+                self.state.record_failure(name, exc.outcome, stream=stream)
                 attempts.append(Attempt(name, exc.outcome, (time.perf_counter() - started) * 1e3))
                 last = exc.error
                 continue
             except ClientError:
                 self.state.release(name)
-                self.state.record_success(name)  # the expert is healthy; the request was bad
+                self.state.record_success(name, stream=stream)  # the expert is healthy; the request was bad
                 raise
             except BaseException:
                 self.state.release(name)
@@ -216,6 +217,8 @@ class Forwarder:
             while True:
                 out = []
                 for event in batch:
+                    if counts_against_expert(event):  # the stream may still end with [DONE]
+                        result.stream_state["error"] = "the expert sent an error event mid-stream"
                     usage = usage_of(event)
                     if usage is not None:
                         result.usage = usage
@@ -240,10 +243,10 @@ class Forwarder:
         finally:
             await _close(response)
             self.state.release(name)
-            if ok:
-                self.state.record_success(name)
-            elif "error" in result.stream_state:
-                self.state.record_failure(name, "mid_stream")
+            if "error" in result.stream_state:
+                self.state.record_failure(name, "mid_stream", stream=True)
+            elif ok:
+                self.state.record_success(name, stream=True)
 
     async def _release_after(self, name: str, result: ForwardResult,
                              inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -254,9 +257,9 @@ class Forwarder:
         finally:
             self.state.release(name)
             if "error" in result.stream_state:
-                self.state.record_failure(name, "mid_stream")
+                self.state.record_failure(name, "mid_stream", stream=True)
             else:
-                self.state.record_success(name)
+                self.state.record_success(name, stream=True)
 
     async def _litellm_call(self, name: str, expert: Expert, payload: dict, stream: bool,
                             remaining: float) -> ForwardResult:

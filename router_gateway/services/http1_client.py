@@ -287,7 +287,9 @@ class Http1Pool:
         except TimeoutError:
             raise ConnectFailed(f"connect timeout after {self.connect_timeout} s") from None
         except OSError as exc:
-            raise ConnectFailed(f"{type(exc).__name__}: {exc.strerror or exc}") from None
+            # the error's text names the expert's address ("Connect call failed ('10.0.0.7', 8000)"): it
+            # reaches the client in the 502, so only its kind is kept (the expert's name says which)
+            raise ConnectFailed(type(exc).__name__) from None
         self._open.add(conn)
         return conn
 

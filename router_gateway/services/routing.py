@@ -29,7 +29,7 @@ REQUEST_REASONS = ("not in the profile's expert list", "not allowed for this API
 class ExpertHealth(Protocol):
     """What routing asks of the health / load tracker (see services.expert_state)."""
 
-    def unavailable_reason(self, expert: str, config: Expert) -> str | None: ...
+    def unavailable_reason(self, expert: str, config: Expert, stream: bool = False) -> str | None: ...
 
     def load_penalty(self, expert: str, config: Expert) -> float: ...
 
@@ -109,7 +109,7 @@ class RoutingService:
         if direct is not None:
             return self._direct(direct, request, tokens, request_id, allowed_experts, text)
         assert profile is not None
-        self._check_limits(profile, request)
+        check_profile_limits(profile, request)
         cost_weight = _cost_weight(cost_weight_header, profile.cost_weight)
         loaded = self.routers[profile.router]
         t0 = time.perf_counter()
@@ -176,7 +176,7 @@ class RoutingService:
             elif needs - set(expert.capabilities):
                 reasons[name] = f"lacks capability {', '.join(sorted(needs - set(expert.capabilities)))}"
             else:
-                why = self.health.unavailable_reason(name, expert)
+                why = self.health.unavailable_reason(name, expert, stream=bool(request.stream))
                 if why:
                     reasons[name] = why
         return reasons
@@ -192,7 +192,10 @@ class RoutingService:
         ineligible = {}
         candidates = []
         for n in chain:
-            why = self.health.unavailable_reason(n, self.config.experts[n]) if n != name else None
+            why = self.health.unavailable_reason(n, self.config.experts[n], stream=bool(request.stream)) \
+                if n != name else None
+            if allowed is not None and n not in allowed:  # a fallback must not widen the key's reach
+                why = "not allowed for this API key"
             if why:
                 ineligible[n] = why
                 continue
@@ -201,15 +204,17 @@ class RoutingService:
         return Decision(request_id, None, None, candidates, ineligible, prompt_tokens_est=tokens,
                         prompt_text=text)
 
-    @staticmethod
-    def _check_limits(profile: Profile, request: ChatRequest) -> None:
-        if len(request.messages) > profile.max_messages:
-            raise BadRequest(f"too many messages: {len(request.messages)} > {profile.max_messages}",
-                             param="messages")
-        asked = request.max_completion_tokens or request.max_tokens
-        if profile.max_tokens and asked and asked > profile.max_tokens:
-            raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
-                             param="max_tokens")
+
+def check_profile_limits(profile: Profile, request: ChatRequest) -> None:
+    """400 when the request exceeds the profile's max_messages or max_tokens (also applied to a key
+    restricted to profiles that names an expert: see key_access)."""
+    if len(request.messages) > profile.max_messages:
+        raise BadRequest(f"too many messages: {len(request.messages)} > {profile.max_messages}",
+                         param="messages")
+    asked = request.max_completion_tokens or request.max_tokens
+    if profile.max_tokens and asked and asked > profile.max_tokens:
+        raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
+                         param="max_tokens")
 
 
 def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited:

@@ -168,7 +168,10 @@ function drawExperts(data) {
   const body = document.querySelector("#experts tbody");
   body.replaceChildren(...data.experts.map((e) => el("tr", {},
     el("td", {}, el("span", { class: "swatch", style: "background:" + colorOf(e.name) }), e.name),
-    el("td", {}, pill(e.circuit.replace("_", "-"), e.circuit)),
+    el("td", {}, pill(e.circuit.replace("_", "-"), e.circuit),
+      // the stream breaker only when it differs: an expert out of stream rotation, plain calls still served
+      e.stream_circuit && e.stream_circuit !== "closed"
+        ? pill("streams " + e.stream_circuit.replace("_", "-"), e.stream_circuit) : ""),
     el("td", {}, pill(e.health === "ok" ? "ok" : e.health, e.health === "ok" ? "ok" : "err")),
     el("td", {}, `${e.inflight} / ${e.max_concurrency}`),
     el("td", {}, `${e.price.input_per_mtok} · ${e.price.output_per_mtok}`))));

@@ -162,6 +162,17 @@ async def test_refused_connection_is_a_connect_failure():
         await client.post("/chat/completions", BODY)
 
 
+async def test_a_connect_failure_does_not_name_the_experts_address():
+    # its text reaches the client in the gateway's 502: an internal address is not for callers
+    async with Server(answer_ok) as server:
+        url = server.url
+    client = Http1Pool(url, {}, limit=2, connect_timeout=2, read_timeout=2, keepalive_s=4)
+    with pytest.raises(ConnectFailed) as failed:
+        await client.post("/chat/completions", BODY)
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    assert str(failed.value) == "ConnectionRefusedError" and port not in str(failed.value)
+
+
 async def test_close_before_headers_is_a_connect_failure_and_mid_body_a_body_failure():
     async def hang_up(server, conn_no, req_no, writer):
         return False
