@@ -7,7 +7,7 @@ Checked through the servers, not by reading a checkpoint the server may not have
 - behaviour: its next-token log-probabilities equal the dense server's to float rounding but not bit for
   bit (two MLP copies mixed by renormalised router weights round differently from one MLP); a dense model
   served under the MoE's name gives bit-identical numbers and fails here;
-- sparse routing: a copy of the served checkpoint with one expert silenced (upcycle.py perturb), served by a
+- sparse routing: a copy of the served checkpoint with expert 0 silenced (upcycle.py perturb), served by a
   vLLM server this test starts on a spare port, gives a different greedy answer: tokens reach that expert.
   (That the unmodified MoE equals the dense model is test_moe_equivalence.py.)
 
@@ -31,7 +31,10 @@ from tests.e2e.conftest import REPO, unavailable
 
 pytestmark = pytest.mark.vllm
 
-N_EXPERTS, TOP_K, SILENCED = 4, 2, 3
+N_EXPERTS, TOP_K = 4, 2
+# Expert 0: the one a zero-initialised router leaves dead (all router logits tie and the kernel picks experts
+# 2 and 3 for every token), so this test fails on the old checkpoint and passes when tokens are spread.
+SILENCED = 0
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
            "List three prime numbers greater than 10."]
 START_TIMEOUT = float(os.environ.get("RG_START_TIMEOUT", "420"))
