@@ -13,11 +13,12 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_gateway import __version__
-from router_gateway import chat_endpoint
+from router_gateway import chat_endpoint, http_server
 from router_gateway.auth import ApiKey, presented_key
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, KeysUnavailable, NotFound,
                                    PayloadTooLarge, PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.json_depth import MAX_JSON_DEPTH, json_too_deep
 from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
@@ -58,6 +59,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
         await gateway.start()
         app.state.gateway = gateway
         app.state.chat = ChatService(gateway)
+        http_server.configure(gateway.runtime.config.server)  # limits of the connections uvicorn reads
         tune_gc()
         try:
             yield
@@ -69,6 +71,8 @@ def create_app(options: GatewayOptions) -> FastAPI:
     _install_error_handlers(app)
     _install_routes(app)
     install_ops_routes(app)
+    from router_gateway.learning.routes import install_learning_routes
+    install_learning_routes(app, Depends(admin_key))
     return app
 
 
@@ -130,9 +134,12 @@ async def read_json_body(request: Request, limit: int) -> tuple[Any, int]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        return orjson.loads(raw), size
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if isinstance(body, (dict, list)) and json_too_deep(raw, body):
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body, size
 
 
 def authenticate(request: Request) -> ApiKey | None:
@@ -192,6 +199,7 @@ CHAT_SCHEMA = {
         "temperature": {"type": "number"},
         "tools": {"type": ["array", "null"], "items": {"type": "object"}},
         "response_format": {"type": ["object", "null"]},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": ["boolean", "null"]}}},
         "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
     },
 }

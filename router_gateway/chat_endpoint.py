@@ -56,7 +56,8 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
         return
     except ClientDisconnect:
         return  # gone while sending its body: nothing was routed, nobody to answer
-    except Exception:
+    except Exception as exc:
+        app.state.chat.log_unexpected_before_routing(exc)
         await _internal_error(send)
         return
     await _serve_watching_disconnect(app.state.chat, chat, ctx, receive, send)
@@ -73,6 +74,7 @@ async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, s
             pass
         if not state["finished"]:
             state["gone"] = True
+            ctx.client_gone = True  # what the log record says: the client left, the gateway did not cut it
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())
