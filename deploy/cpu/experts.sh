@@ -202,6 +202,9 @@ cmd_start() {
     local kv="$KV_MIB" max_len="$MAX_LEN" dtype=float32
     if [[ "$name" == gemma3-270m ]]; then kv="$GEMMA_KV_MIB"; max_len="$GEMMA_MAX_LEN"; dtype="$GEMMA_DTYPE"; fi
     log "start: $name on $HOST:$port from $dir ($THREADS thread(s), KV ${kv} MiB, max len $max_len)"
+    # VLLM_ENABLE_RESPONSES_API_STORE=1: /v1/responses keeps answers (in memory), so previous_response_id
+    # works (the gateway sends those follow-ups to the expert holding the response). Prefix caching is on
+    # by default in vLLM 0.32 (also on CPU): session affinity relies on it.
     # vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND=nobind leaves threads unpinned so several servers share
     # the cores; OMP_NUM_THREADS / torch threads cap each server.
     local preload="${RG_VLLM_PRELOAD-}"
@@ -211,6 +214,7 @@ cmd_start() {
     VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-nobind}" \
     VLLM_CPU_NUM_OF_RESERVED_CPU="${VLLM_CPU_NUM_OF_RESERVED_CPU:-0}" \
     VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    VLLM_ENABLE_RESPONSES_API_STORE="${VLLM_ENABLE_RESPONSES_API_STORE:-1}" \
     TOKENIZERS_PARALLELISM=false \
     env -u VLLM_CPU_KVCACHE_SPACE \
     setsid nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
