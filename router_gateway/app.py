@@ -229,20 +229,14 @@ def _install_routes(app: FastAPI) -> None:
                 check_model_allowed(key, chat, runtime.config)
             decision = await runtime.routing.decide(chat, size, new_request_id(),
                                                     request.headers.get("x-router-cost-weight"),
-<<<<<<< HEAD
-                                                    reachable_experts(key, runtime.config))
+                                                    reachable_experts(key, runtime.config),
+                                                    session=session_ref(request.headers, body, chat.messages,
+                                                                        key.id if key else None))
+            # shows the session's pin (nothing is pinned by it) and a cascade profile's tiers
             view = {**decision.as_dict(), **cascade_route_view(runtime, decision)}
         finally:
             gateway.release(runtime)
         return json_response(view)
-=======
-                                                    reachable_experts(key, runtime.config),
-                                                    session=session_ref(request.headers, body, chat.messages,
-                                                                        key.id if key else None))
-        finally:
-            gateway.release(runtime)
-        return json_response(decision.as_dict())  # shows the session's pin; nothing is pinned by it
->>>>>>> main
 
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):

@@ -88,22 +88,17 @@ class ChatService:
                                                     pace=budget_pacing(self.gateway, ctx.api_key),
                                                     session=ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
-<<<<<<< HEAD
-            if cascade.settings_for(runtime, decision) is not None:  # verified escalation
+            experts = [c.expert for c in decision.candidates]
+            if ctx.endpoint is CHAT and cascade.settings_for(runtime, decision) is not None:  # verified escalation
                 result = await cascade.cascade_forward(runtime, decision, ctx.body, chat.stream, deadline,
                                                        price_usage)
             else:
-                result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
-                                                         chat.stream, deadline)
-=======
-            experts = [c.expert for c in decision.candidates]
-            result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
-                                                     ctx.body, chat.stream, deadline, ctx.endpoint.path)
+                result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
+                                                         ctx.body, chat.stream, deadline, ctx.endpoint.path)
             if runtime.routing.affinity is not None:
                 runtime.routing.affinity.settle(decision, result.expert)
             if ctx.on_result is not None:
                 ctx.on_result(result)
->>>>>>> main
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
             exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
@@ -243,15 +238,12 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
-<<<<<<< HEAD
         # tiers, confidences, the labelled pair and all tiers' cost
         record.update(cascade.log_fields(result, runtime.config.logging.store_prompts))
-=======
         if ctx.endpoint is not CHAT:
             record["endpoint"] = ctx.endpoint.name
         if decision is not None and decision.affinity is not None:
             record.update(decision.affinity.as_dict())
->>>>>>> main
         self.gateway.request_log.record(record)
         if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
             self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
