@@ -73,7 +73,8 @@ def test_logprob_verifier_on_real_logprobs_accepts_and_strips_them(client, casca
 
 
 def test_escalation_is_observed_and_charged(client, cascade_gateway, vllm_experts):
-    cheapest, dearer = list(vllm_experts)[:2]
+    names = list(vllm_experts)  # prior_quality rises with position: the last is the router's top choice
+    cheapest, dearer = names[0], names[-1]
     raw = client.chat.completions.with_raw_response.create(model="escalate-logprob", messages=MSG, max_tokens=12,
                                                            temperature=0)
     reply = raw.parse()
