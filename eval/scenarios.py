@@ -259,6 +259,9 @@ def _off_policy(Xs, S, C, R, models, logged, seed, cost_weight) -> dict[str, Any
 
 # -- markdown ------------------------------------------------------------------------------------
 def scenario_markdown(result: dict[str, Any]) -> str:
+    if result["scenario"] == "cascade":
+        from eval.cascade import cascade_markdown
+        return cascade_markdown(result)
     if result["scenario"] == "onboarding":
         res = result["results"]
         return (f"# Onboarding: `{result['table']}`\n\n{result['router']} trained on {len(result['kept'])} models, "

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router_gateway import __version__
 from router_gateway import chat_endpoint, http_server
 from router_gateway.auth import ApiKey, presented_key
+from router_gateway.cascade.service import route_view as cascade_route_view
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, KeysUnavailable, NotFound,
                                    PayloadTooLarge, PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
@@ -231,9 +232,11 @@ def _install_routes(app: FastAPI) -> None:
                                                     reachable_experts(key, runtime.config),
                                                     session=session_ref(request.headers, body, chat.messages,
                                                                         key.id if key else None))
+            # shows the session's pin (nothing is pinned by it) and a cascade profile's tiers
+            view = {**decision.as_dict(), **cascade_route_view(runtime, decision)}
         finally:
             gateway.release(runtime)
-        return json_response(decision.as_dict())  # shows the session's pin; nothing is pinned by it
+        return json_response(view)
 
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):

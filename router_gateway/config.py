@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router_gateway.cascade.settings import CascadeSettings
 from router_gateway.config_checks import (check_header_value, check_http_url, check_no_control, check_url_path,
                                           reject_non_finite)
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
@@ -142,6 +143,7 @@ class Profile(_Strict):
     max_messages: int = Field(default=256, ge=1, le=1_000_000)
     max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
     explore: float = Field(default=0.0, ge=0, le=1)
+    cascade: CascadeSettings | None = None  # verified escalation (router_gateway/cascade)
     # quality given up per second of expected queueing at an expert (engine metrics); 0: ignore queues
     latency_weight: float = Field(default=0.0, ge=0, le=100)
     pacing: PacingSettings | None = None  # route cheaper as a key's budget runs ahead of its period
@@ -260,6 +262,8 @@ class GatewayConfig(_Strict):
             for ex in profile.experts:
                 if ex not in self.experts:
                     raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")
+            if profile.cascade and profile.cascade.judge and profile.cascade.judge not in self.experts:
+                raise ValueError(f"profiles.{name}.cascade.judge: unknown expert {profile.cascade.judge!r}")
         if self.learning is not None:
             check_learning(self.learning, self.experts, self.profiles)
         return self

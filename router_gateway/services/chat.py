@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from router_gateway.capacity.pacing import budget_pacing
+from router_gateway.cascade import service as cascade
 from router_gateway.errors import ClientClosedRequest, GatewayError, GatewayShuttingDown
 from router_gateway.gateway import Gateway, Runtime
 from router_gateway.key_access import check_model_allowed, reachable_experts
@@ -88,8 +89,12 @@ class ChatService:
                                                     session=ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
             experts = [c.expert for c in decision.candidates]
-            result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
-                                                     ctx.body, chat.stream, deadline, ctx.endpoint.path)
+            if ctx.endpoint is CHAT and cascade.settings_for(runtime, decision) is not None:  # verified escalation
+                result = await cascade.cascade_forward(runtime, decision, ctx.body, chat.stream, deadline,
+                                                       price_usage)
+            else:
+                result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
+                                                         ctx.body, chat.stream, deadline, ctx.endpoint.path)
             if runtime.routing.affinity is not None:
                 runtime.routing.affinity.settle(decision, result.expert)
             if ctx.on_result is not None:
@@ -178,6 +183,8 @@ class ChatService:
 
     @staticmethod
     def _clean_usage(runtime: Runtime, chat: ChatRequest, ctx: CallContext, result: ForwardResult) -> dict | None:
+        if cascade.is_cascade(result):  # each tier's usage was clamped before the tiers were summed
+            return result.usage
         expert = runtime.config.experts.get(result.expert)
         return clean_usage(result.usage, result.expert, expert.context_window if expert else 0, chat.n,
                            ctx.request_id)
@@ -196,6 +203,7 @@ class ChatService:
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
+        headers.update(cascade.headers(result))  # every tier, and the cost of all of them
         return headers
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
@@ -230,6 +238,8 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
+        # tiers, confidences, the labelled pair and all tiers' cost
+        record.update(cascade.log_fields(result, runtime.config.logging.store_prompts))
         if ctx.endpoint is not CHAT:
             record["endpoint"] = ctx.endpoint.name
         if decision is not None and decision.affinity is not None:

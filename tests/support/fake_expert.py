@@ -36,7 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake", "abandoned": 0, "responses": []}
+STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake", "abandoned": 0, "responses": [],
+         "logprob": -0.01}
 
 
 async def wait_for_caller(request: Request, seconds: float) -> bool:
@@ -51,6 +52,17 @@ async def wait_for_caller(request: Request, seconds: float) -> bool:
 
 
 def completion(body: dict, text: str) -> dict:
+    out = _completion(body, text)
+    # like vLLM: token logprobs when asked (each token at STATE["logprob"]), n choices when asked
+    if body.get("logprobs"):
+        tokens = [{"token": w, "logprob": STATE["logprob"]} for w in text.split()]
+        out["choices"][0]["logprobs"] = {"content": tokens}
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    out["choices"] += [dict(out["choices"][0], index=i) for i in range(1, min(max(n, 1), 16))]
+    return out
+
+
+def _completion(body: dict, text: str) -> dict:
     return {"id": f"chatcmpl-{STATE['count']}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"),
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -231,7 +243,7 @@ async def models(request: Request) -> Response:
 
 async def set_behaviour(request: Request) -> Response:
     data = orjson.loads(await request.body())
-    STATE.update({k: v for k, v in data.items() if k in ("behaviour", "delay")})
+    STATE.update({k: v for k, v in data.items() if k in ("behaviour", "delay", "logprob")})
     return Response(orjson.dumps(STATE), media_type="application/json")
 
 
