@@ -12,7 +12,8 @@ the same pooled out-of-fold metrics as ``eval.harness``::
 
     python -m eval.static_tuned_eval llmrouter routellm_mmlu routellm_gsm8k --routers knn
 
-MiniLM embeddings come from the shared on-disk cache (torch all-MiniLM-L6-v2).
+MiniLM embeddings come from the shared on-disk cache (torch all-MiniLM-L6-v2, or onnx int8 with
+``--minilm onnx``: the serving default, and much faster to compute on a busy 2-core machine).
 """
 from __future__ import annotations
 
@@ -89,19 +90,50 @@ def by_fold(make_table, enc: list[list[int]], folds: np.ndarray) -> dict[int, np
     return out
 
 
-def variants(Y: np.ndarray, enc: list[list[int]], init: np.ndarray, names: list[str], fit_kw: dict):
+def extra_corpus(names: str, exclude_task: str | None, minilm: str, max_tokens: int):
+    """Prompts of other tables added to every fold's corpus, minus rows whose task matches
+    ``exclude_task`` (the questions the evaluated table shares with them, e.g. llmrouter's GSM8K
+    rows when gsm8k is evaluated): (token ids, MiniLM embeddings)."""
+    import re
+    prompts: list[str] = []
+    for name in [n for n in names.split(",") if n]:
+        t = load_eval_table(DATA / "bench" / f"{name}.csv")
+        keep = [i for i, task in enumerate(t.tasks) if not (exclude_task and re.search(exclude_task, task, re.I))]
+        prompts += [t.prompts[i] for i in keep]
+        log(f"extra corpus: {len(keep)} of {len(t)} prompts of {name}")
+    if not prompts:
+        return [], None
+    from router_gateway.embedding import make_embedder
+    from router_gateway.embedding.disk_cache import embed_cached
+    from eval.harness import _LazyTorchEmbedder
+    embedder = _LazyTorchEmbedder() if minilm == "torch" else make_embedder(minilm)
+    return encode(prompts, max_tokens), embed_cached(embedder, prompts)
+
+
+def variants(Y: np.ndarray, enc: list[list[int]], init: np.ndarray, names: list[str], fit_kw: dict,
+             extra: tuple[list[list[int]], np.ndarray | None] = ([], None)):
     """Cross-fitted static tables: ``linear`` (one affine map of the isolated-token table),
     ``tuned`` (per-token training from the isolated-token table), ``linear+tuned`` (training
     started from, and anchored to, the linear map)."""
     from router_gateway.embedding.static_tuning import fit_table, linear_start
-    sub = lambda rows: [enc[i] for i in rows]  # noqa: E731
+    def sub(rows):  # the fold's training prompts plus the extra corpus
+        return [enc[i] for i in rows] + extra[0]
+
+    def tgt(rows):
+        return Y[rows] if extra[1] is None else np.vstack([Y[rows], extra[1]])
+
     makers = {
-        "linear": lambda rows: linear_start(sub(rows), Y[rows], init),
-        "tuned": lambda rows: fit_table(sub(rows), Y[rows], init, progress=None, **fit_kw),
-        "linear+tuned": lambda rows: fit_table(sub(rows), Y[rows], linear_start(sub(rows), Y[rows], init),
+        "linear": lambda rows: linear_start(sub(rows), tgt(rows), init),
+        "tuned": lambda rows: fit_table(sub(rows), tgt(rows), init, progress=None, **fit_kw),
+        "linear+tuned": lambda rows: fit_table(sub(rows), tgt(rows), linear_start(sub(rows), tgt(rows), init),
                                                progress=None, **{"lr": 0.01, **fit_kw}),
     }
-    return {name: makers[name] for name in names}
+    out = {}
+    for name in names:  # "linear:1e-5" sets the ridge of the linear map
+        base, _, ridge = name.partition(":")
+        out[name] = ((lambda r: lambda rows: linear_start(sub(rows), tgt(rows), init, ridge=r))(float(ridge))
+                     if base == "linear" and ridge else makers[base])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", type=float, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--variants", default="linear,tuned,linear+tuned")
+    p.add_argument("--minilm", default="torch", choices=("torch", "onnx"),
+                   help="MiniLM backend of the reference embeddings and the tuning targets (cached)")
     p.add_argument("--sample", type=int, help="only the first N prompts of a seeded (0) permutation")
+    p.add_argument("--extra", default="", help="other tables whose prompts join every fold's corpus")
+    p.add_argument("--extra-exclude-task", help="regex: extra rows with a matching task are left out")
     p.add_argument("--json")
     args = p.parse_args(argv)
     fit_kw = {k: getattr(args, k) for k in ("epochs", "anchor", "lr") if getattr(args, k) is not None}
@@ -126,15 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.sample and args.sample < len(table):
             table = table.subset(np.random.default_rng(0).permutation(len(table))[:args.sample])
         folds = fold_ids(table, 5, 0)
-        Y = embed_table(table, "torch")
+        Y = embed_table(table, args.minilm)
         enc = encode(table.prompts, args.max_tokens)
         embeddings = {"minilm": lambda f: Y, "static-init": (lambda E: lambda f: E)(pool(init, enc))}
         if args.baseline:
             base_E = pool(np.load(args.baseline), encode(table.prompts, 512))
             embeddings["static-shipped"] = lambda f: base_E
-        for label, make_table in variants(Y, enc, init, args.variants.split(","), fit_kw).items():
+        extra = extra_corpus(args.extra, args.extra_exclude_task, args.minilm, args.max_tokens)
+        for label, make_table in variants(Y, enc, init, args.variants.split(","), fit_kw, extra).items():
             E = by_fold(make_table, enc, folds)
-            embeddings[f"static {label} (cross-fitted)"] = (lambda E: lambda f: E[int(f)])(E)
+            embeddings[f"static {label}{' +extra' if args.extra else ''} (cross-fitted)"] = (lambda E: lambda f: E[int(f)])(E)
         for router in args.routers.split(","):
             for label, X_of_fold in embeddings.items():
                 m = score(oof_predictions(router, X_of_fold, table, folds, 0), table)

@@ -1,21 +1,25 @@
-"""The tuned static embedder (backend ``static-tuned``): a token table trained to mimic MiniLM.
+"""The tuned static embedder (backend ``static-tuned``): the static token table mapped into MiniLM's space.
 
 Serving is exactly the ``static`` backend's (tokenise, look up rows, mean, L2-normalise: well under
-a millisecond for 200 tokens, numpy + tokenizers only); only the table differs. It starts from the
-isolated-token distillation and is trained (``static_tuning.fit_table``) so that each prompt's
-mean vector has the direction of MiniLM's sentence embedding of that prompt, over a corpus of real
-prompts: every prompt under a data directory (``../shared/data``: the routing tables and the
-labelled domain sets, de-duplicated).
+a millisecond for 200 tokens, numpy + tokenizers only); only the table differs. The isolated-token
+table (each word piece's MiniLM vector alone, SIF-weighted, 384 dims) is moved by one affine map,
+fitted by ridge regression so that each prompt's mean row lands on MiniLM's sentence embedding of
+that prompt (``static_tuning.linear_start``), over a corpus of real prompts: every prompt under a
+data directory (``../shared/data``: the routing tables and the labelled domain sets, de-duplicated).
+A mean of mapped rows is the map of the mean, so the table *is* "static embedding, then a learned
+linear map", at no serving cost. Why a map and not per-token training: cross-fitted on llmrouter,
+the map keeps more routing auc (per-token training memorises its corpus), see
+eval/static_tuned_report.md.
 
-The build needs torch (the isolated-token vectors and the training) and MiniLM embeddings of the
-corpus, read from / written to the shared on-disk embedding cache (the one ``train`` and ``eval``
-fill, so a machine that has evaluated the tables only embeds the rest):
+The build needs torch (the isolated-token vectors, ~1 min) and MiniLM embeddings of the corpus,
+read from / written to the shared on-disk embedding cache (onnx int8 by default, the serving
+model; ``--targets torch`` shares the cache that ``train`` and ``eval`` fill):
 
     python -m router_gateway.embedding.tuned_static ../shared/data
 
 The table is cached as ``$ROUTER_GATEWAY_CACHE/static/<model>-tuned-<key>.npy`` (float16, 384
-dims, 23 MB) with a ``.json`` beside it (corpus size and digest, build seconds); the gateway never
-builds it at start-up (minutes), it says which command to run.
+dims, 23 MB) with a ``.json`` beside it (corpus size and digest, seconds per step); the gateway
+never builds it at start-up (minutes), it says which command to run.
 """
 from __future__ import annotations
 
@@ -38,8 +42,9 @@ from router_gateway.embedding.static_backend import (
 #: word pieces per prompt, as MiniLM sees (its max_seq_length is 256 with [CLS] and [SEP])
 MAX_TOKENS = 254
 #: bump when the recipe changes (the name routers record changes with it)
-RECIPE = (f"tuned-v1|init-isolated-sif|max{MAX_TOKENS}|ep{static_tuning.EPOCHS}|lr{static_tuning.LEARNING_RATE}"
-          f"|anchor{static_tuning.ANCHOR_WEIGHT}|bs{static_tuning.BATCH_SIZE}")
+#: ridge of the affine map (relative to the corpus size; chosen on cross-fitted auc)
+RIDGE = 1e-4
+RECIPE = f"tuned-v1|init-isolated-sif384|max{MAX_TOKENS}|affine-ridge{RIDGE}"
 NAME_SUFFIX = "-static-tuned"
 BUILD_COMMAND = "python -m router_gateway.embedding.tuned_static ../shared/data"
 
@@ -120,7 +125,7 @@ def encode_all(tokenizer_path: Path, prompts: list[str]) -> list[list[int]]:
     return [e.ids for e in tok.encode_batch(prompts, add_special_tokens=False)]
 
 
-def build_tuned_table(data_dir: str | Path, model: str = DEFAULT_MODEL, targets: str = "torch",
+def build_tuned_table(data_dir: str | Path, model: str = DEFAULT_MODEL, targets: str = "onnx",
                       out_path: str | Path | None = None) -> Path:
     """Build (and cache) the tuned table from every prompt under ``data_dir``; progress on stderr."""
     from router_gateway.embedding import make_embedder
@@ -139,12 +144,12 @@ def build_tuned_table(data_dir: str | Path, model: str = DEFAULT_MODEL, targets:
     _say(f"isolated-token vectors of the vocabulary ({t1 - t0:.0f} s so far) ...")
     init = post_process(token_vectors(model_dir, threads=1), pca_dims=None)
     t2 = time.perf_counter()
-    _say(f"training the table on {len(prompts)} prompts ({t2 - t0:.0f} s so far) ...")
-    table = static_tuning.fit_table(encode_all(model_dir / "tokenizer.json", prompts), Y, init)
+    _say(f"fitting the map on {len(prompts)} prompts ({t2 - t0:.0f} s so far) ...")
+    table = static_tuning.linear_start(encode_all(model_dir / "tokenizer.json", prompts), Y, init, ridge=RIDGE)
     meta = {"recipe": RECIPE, "model": model_dir.name, "prompts": len(prompts),
             "corpus_sha256": hashlib.sha256("\n\x00".join(prompts).encode()).hexdigest(),
             "targets": targets, "seconds": {"embed": round(t1 - t0, 1), "isolated": round(t2 - t1, 1),
-                                            "train": round(time.perf_counter() - t2, 1)}}
+                                            "fit": round(time.perf_counter() - t2, 1)}}
     _save(out_path, table.astype(np.float16), meta)
     _say(f"wrote {out_path} in {time.perf_counter() - t0:.0f} s")
     return out_path
@@ -196,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     p = argparse.ArgumentParser(description="build the tuned static embedding table")
     p.add_argument("data_dir", help="directory of prompts (e.g. ../shared/data)")
-    p.add_argument("--targets", default="torch", choices=("torch", "onnx"),
-                   help="MiniLM backend whose embeddings the table learns (default torch: shares eval's cache)")
+    p.add_argument("--targets", default="onnx", choices=("torch", "onnx"),
+                   help="MiniLM backend whose embeddings the map is fitted to (default onnx: the serving model, "
+                        "fastest on CPU; torch shares the cache that train and eval fill)")
     p.add_argument("--force", action="store_true", help="rebuild even if the table exists")
     args = p.parse_args(argv)
     path = tuned_table_path()
