@@ -13,11 +13,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_gateway import __version__
-from router_gateway import chat_endpoint
-from router_gateway.auth import ApiKey, allowed_experts, check_model_allowed, presented_key
-from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, NotFound, PayloadTooLarge,
-                                   PermissionDenied)
+from router_gateway import chat_endpoint, http_server
+from router_gateway.auth import ApiKey, presented_key
+from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, KeysUnavailable, NotFound,
+                                   PayloadTooLarge, PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.json_depth import MAX_JSON_DEPTH, json_too_deep
+from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import ChatService, new_request_id
@@ -57,6 +59,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
         await gateway.start()
         app.state.gateway = gateway
         app.state.chat = ChatService(gateway)
+        http_server.configure(gateway.runtime.config.server)  # limits of the connections uvicorn reads
         tune_gc()
         try:
             yield
@@ -68,6 +71,8 @@ def create_app(options: GatewayOptions) -> FastAPI:
     _install_error_handlers(app)
     _install_routes(app)
     install_ops_routes(app)
+    from router_gateway.learning.routes import install_learning_routes
+    install_learning_routes(app, Depends(admin_key))
     return app
 
 
@@ -129,16 +134,22 @@ async def read_json_body(request: Request, limit: int) -> tuple[Any, int]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        return orjson.loads(raw), size
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if isinstance(body, (dict, list)) and json_too_deep(raw, body):
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body, size
 
 
 def authenticate(request: Request) -> ApiKey | None:
-    """The caller's key; None when no keys are configured (the gateway is then loopback-only)."""
+    """The caller's key; None when no keys file was ever seen (the gateway is then loopback-only)."""
     keys = request.app.state.gateway.keys
-    if keys is None or not keys.has_keys():
+    if keys is None or not keys.required:
         return None
+    if keys.problem is not None:  # fail closed: the file's details are in the log, not the answer
+        raise KeysUnavailable("API keys are unavailable on this gateway: every request is refused until "
+                              "the operator restores the keys file")
     secret = presented_key(request.headers)
     if not secret:
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>' or 'x-api-key'")
@@ -151,7 +162,7 @@ def authenticate(request: Request) -> ApiKey | None:
 def authenticate_admin(request: Request) -> ApiKey | None:
     """Admin endpoints: an admin-scope key when keys exist, else loopback callers only."""
     keys = request.app.state.gateway.keys
-    if keys is None or not keys.has_keys():
+    if keys is None or not keys.required:
         _require_loopback_admin(request)
         return None
     key = authenticate(request)
@@ -188,6 +199,7 @@ CHAT_SCHEMA = {
         "temperature": {"type": "number"},
         "tools": {"type": ["array", "null"], "items": {"type": "object"}},
         "response_format": {"type": ["object", "null"]},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": ["boolean", "null"]}}},
         "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
     },
 }
@@ -211,10 +223,10 @@ def _install_routes(app: FastAPI) -> None:
         runtime = gateway.acquire()
         try:
             if key is not None:
-                check_model_allowed(key, chat.model, runtime.config)
+                check_model_allowed(key, chat, runtime.config)
             decision = await runtime.routing.decide(chat, size, new_request_id(),
                                                     request.headers.get("x-router-cost-weight"),
-                                                    allowed_experts(key))
+                                                    reachable_experts(key, runtime.config))
         finally:
             gateway.release(runtime)
         return json_response(decision.as_dict())
@@ -222,12 +234,17 @@ def _install_routes(app: FastAPI) -> None:
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):
         config = request.app.state.gateway.runtime.config
+        # a restricted key sees what it may use, not the whole registry
+        profiles = [n for n in config.profiles if key is None or not key.allowed_profiles or n in key.allowed_profiles]
+        reach = reachable_experts(key, config)
         data = [{"id": name, "object": "model", "owned_by": "router-gateway", "kind": "profile",
-                 "router": p.router, "cost_weight": p.cost_weight} for name, p in config.profiles.items()]
+                 "router": config.profiles[name].router, "cost_weight": config.profiles[name].cost_weight}
+                for name in profiles]
         data += [{"id": name, "object": "model", "owned_by": "router-gateway", "kind": "expert",
                   "served_model": e.model, "context_window": e.context_window,
                   "capabilities": list(e.capabilities), "domains": list(e.domains),
-                  "price": e.price.model_dump()} for name, e in config.experts.items()]
+                  "price": e.price.model_dump()} for name, e in config.experts.items()
+                 if reach is None or name in reach]
         return json_response({"object": "list", "data": data})
 
     @app.post("/v1/feedback", openapi_extra=_body(FEEDBACK_SCHEMA))
@@ -236,7 +253,9 @@ def _install_routes(app: FastAPI) -> None:
         body, _ = await read_json_body(request, 64 * 1024)
         request_id, score = _feedback_fields(body)
         extra = {k: v for k, v in body.items() if k not in ("request_id", "score")}
-        if not await gateway.request_log.add_feedback(request_id, score, extra):
+        # a key scores only its own requests (admin keys any): unknown and foreign ids look the same
+        owner = key.id if key is not None and not key.is_admin else None
+        if not await gateway.request_log.add_feedback(request_id, score, extra, only_key=owner):
             raise NotFound(f"unknown request_id {request_id!r}", param="request_id")
         learned = await gateway.online.learn(request_id, score) if gateway.online else False
         return json_response({"request_id": request_id, "score": score, "status": "recorded",
@@ -249,6 +268,8 @@ def _install_routes(app: FastAPI) -> None:
     @app.get("/ready")
     async def ready(request: Request):
         ok, checks = request.app.state.gateway.ready()
+        if not _is_admin_caller(request):
+            checks = public_readiness(checks)  # no paths, names or addresses without an admin key
         return json_response({"ready": ok, **checks}, status=200 if ok else 503)
 
     @app.post("/admin/reload")
@@ -276,6 +297,25 @@ def _feedback_fields(body: Any) -> tuple[str, float]:
     if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
         raise BadRequest("score: a number in [0, 1] is required", param="score")
     return request_id, float(score)
+
+
+def _is_admin_caller(request: Request) -> bool:
+    """Whether this caller may use the admin endpoints (without raising: /ready answers everyone)."""
+    try:
+        authenticate_admin(request)
+        return True
+    except GatewayError:
+        return False
+
+
+def public_readiness(checks: dict) -> dict:
+    """/ready for callers without an admin key: status booleans only."""
+    out = {"config": bool(checks.get("config")), "embedder": bool(checks.get("embedder")),
+           "experts_reachable": bool(checks.get("experts_reachable")),
+           "keys_ok": checks.get("keys", {}).get("ok", True), "reload_ok": "last_reload_error" not in checks}
+    if "shared_state" in checks and checks["shared_state"].get("backend") == "redis":
+        out["shared_state"] = {"connected": bool(checks["shared_state"].get("connected"))}
+    return out
 
 
 def _require_loopback_admin(request: Request) -> None:

@@ -7,11 +7,18 @@ its id (``key_...``), never by the secret.
 Where the file lives: ``$ROUTER_GATEWAY_KEYS`` if set, else ``keys.json`` next to the request log of
 the config (``logging.path``), else ``var/keys.json``. The running gateway re-reads the file when it
 changes (checked at most once a second), so keys created or revoked take effect without a restart.
+
+Access control is on as soon as a keys file has been seen, and stays on for the life of the process:
+a keys file that then goes missing, holds no keys, or cannot be read or validated *fails closed*
+(``KeyStore.problem`` says why; every authenticated endpoint answers 503 until the file is valid
+again). The only way to run without keys is to start the gateway with no keys file at all.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import os
 import secrets
 import threading
@@ -22,6 +29,7 @@ from typing import Any
 
 import orjson
 
+log = logging.getLogger("router_gateway.auth")
 PREFIX = "rg-"
 SCOPES = ("admin", "user")
 _RECHECK_S = 1.0
@@ -65,11 +73,44 @@ class ApiKey:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ApiKey":
+        """A record from the keys file, validated (ValueError naming the field otherwise)."""
+        if not isinstance(data, dict):
+            raise ValueError("a key record must be an object")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         for key in ("scopes", "allowed_experts", "allowed_profiles"):
             if key in known:
+                if not isinstance(known[key] or [], (list, tuple)):
+                    raise ValueError(f"{key}: a list is required")
                 known[key] = tuple(known[key] or ())
-        return cls(**known)
+        try:
+            key = cls(**known)
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(str(exc)) from None
+        key.validate()
+        return key
+
+    def validate(self) -> None:
+        """Limits that the limiter can enforce: rates are integers >= 0, budgets finite numbers >= 0
+        (0 suspends the key: see services.limits); ids, hash and lists well formed."""
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError("id: a non-empty string is required")
+        if not isinstance(self.hash, str) or len(self.hash) != 64:
+            raise ValueError(f"{self.id}: hash: a SHA-256 hex digest is required")
+        bad = set(self.scopes) - set(SCOPES)
+        if bad:
+            raise ValueError(f"{self.id}: unknown scope(s) {sorted(map(str, bad))}; known: {', '.join(SCOPES)}")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{self.id}: {name}: an integer >= 0 is required, got {value!r}")
+        for name in ("budget_usd_day", "budget_usd_month"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise ValueError(f"{self.id}: {name}: a finite number >= 0 is required, got {value!r}")
+        for name in ("allowed_experts", "allowed_profiles"):
+            if not all(isinstance(v, str) and v for v in getattr(self, name)):
+                raise ValueError(f"{self.id}: {name}: names (strings) are required")
 
 
 def default_keys_path(config_path: str | Path | None = None) -> Path:
@@ -86,8 +127,16 @@ def default_keys_path(config_path: str | Path | None = None) -> Path:
     return Path("var/keys.json")
 
 
+class KeyFileError(Exception):
+    """The keys file exists (or existed) but gives no usable keys: access control fails closed."""
+
+
 class KeyStore:
-    """Keys on disk, indexed by hash in memory; thread-safe; reloads when the file changes."""
+    """Keys on disk, indexed by hash in memory; thread-safe; reloads when the file changes.
+
+    ``required`` is whether callers must present a key: True once a keys file has been seen. While
+    ``problem`` is set (the file went missing, is empty, unreadable or invalid) no key verifies.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -95,7 +144,9 @@ class KeyStore:
         self._mtime: tuple | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
-        self._load()
+        self._seen = False  # a keys file existed at some point: access control is on for good
+        self.problem: str | None = None
+        self.refresh(force=True)
 
     @classmethod
     def default(cls, config_path: str | Path | None = None) -> "KeyStore":
@@ -103,18 +154,44 @@ class KeyStore:
 
     # -- reading ---------------------------------------------------------------------------
     def _load(self) -> None:
+        """Read the file if it changed; KeyFileError if it gives no usable keys."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             self._by_hash, self._mtime = {}, None
+            if self._seen:
+                raise KeyFileError(f"keys file {self.path} was removed") from None
             return
+        except OSError as exc:
+            self._seen = True
+            raise KeyFileError(f"keys file {self.path} cannot be read: {exc.strerror}") from None
+        self._seen = True
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if signature == self._mtime:
             return
-        data = orjson.loads(self.path.read_bytes() or b"{}")
-        keys = [ApiKey.from_dict(k) for k in data.get("keys", [])]
-        self._by_hash = {k.hash: k for k in keys}
-        self._mtime = signature
+        try:
+            keys = self._parse()
+        except KeyFileError:
+            self._by_hash, self._mtime = {}, None  # nothing verifies until the file is good again
+            raise
+        self._by_hash, self._mtime = {k.hash: k for k in keys}, signature  # one swap: readers never see a gap
+
+    def _parse(self, allow_empty: bool = False) -> list[ApiKey]:
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except OSError as exc:
+            raise KeyFileError(f"keys file {self.path} cannot be read: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise KeyFileError(f"keys file {self.path} is not valid JSON ({exc})") from None
+        records = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(records, list):
+            raise KeyFileError(f"keys file {self.path} has no 'keys' list")
+        if not records and not allow_empty:
+            raise KeyFileError(f"keys file {self.path} holds no keys")
+        try:
+            return [ApiKey.from_dict(k) for k in records]
+        except ValueError as exc:
+            raise KeyFileError(f"keys file {self.path} has an invalid key: {exc}") from None
 
     def refresh(self, force: bool = False) -> None:
         """Re-read the file if it changed (at most once a second unless forced)."""
@@ -125,19 +202,26 @@ class KeyStore:
         with self._lock:
             try:
                 self._load()
-            except (OSError, ValueError):  # a half-written or broken file keeps the keys we have
-                pass
+            except KeyFileError as exc:
+                if self.problem != str(exc):
+                    log.error("API keys unavailable, refusing every authenticated request: %s", exc)
+                self.problem = str(exc)
+                return
+            if self.problem is not None:
+                log.warning("API keys available again (%d keys): %s", len(self._by_hash), self.path)
+            self.problem = None
 
-    def has_keys(self) -> bool:
-        """Whether access control is on: once a key was created it stays on, even if all are revoked
-        (revoking the last key must lock the gateway, not open it)."""
+    @property
+    def required(self) -> bool:
+        """Whether callers must present a key: once a keys file was seen it stays so (removing or
+        emptying the file must lock the gateway, not open it)."""
         self.refresh()
-        return bool(self._by_hash)
+        return self._seen
 
     def verify(self, secret: str) -> ApiKey | None:
-        """The live key for a presented secret, or None."""
+        """The live key for a presented secret, or None (always None while the file is unusable)."""
         self.refresh()
-        if not secret.startswith(PREFIX):
+        if not secret.startswith(PREFIX) or self.problem is not None:
             return None
         digest = hash_secret(secret)
         key = self._by_hash.get(digest)
@@ -147,17 +231,17 @@ class KeyStore:
 
     def list(self) -> list[ApiKey]:
         self.refresh(force=True)
+        if self.problem is not None:
+            raise KeyFileError(self.problem)
         return sorted(self._by_hash.values(), key=lambda k: k.created)
 
     # -- writing (the CLI) -----------------------------------------------------------------
     def create(self, name: str = "", scopes: tuple[str, ...] = ("user",), **limits: Any) -> tuple[str, ApiKey]:
         """Create a key; returns (secret, record). The secret is not stored anywhere."""
-        bad = set(scopes) - set(SCOPES)
-        if bad:
-            raise ValueError(f"unknown scope(s) {sorted(bad)}; known: {', '.join(SCOPES)}")
         secret = PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(id="key_" + secrets.token_hex(6), hash=hash_secret(secret), name=name,
                      scopes=tuple(scopes), display=secret[:7] + "...", **limits)
+        key.validate()  # a limit the limiter cannot enforce is refused here, not at the first request
         self._update(lambda keys: keys + [key])
         return secret, key
 
@@ -179,9 +263,9 @@ class KeyStore:
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # two `keys create` at once must not lose one
             with self._lock:
-                self._mtime = None
-                self._load()
-                keys = change(list(self._by_hash.values()))
+                # a broken file raises KeyFileError here: never overwrite keys we could not read
+                present = self.path.exists() and self.path.stat().st_size > 0
+                keys = change(self._parse(allow_empty=True) if present else [])
                 data = orjson.dumps({"keys": [asdict(k) for k in keys]}, option=orjson.OPT_INDENT_2)
                 tmp = self.path.with_suffix(".tmp")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -189,7 +273,7 @@ class KeyStore:
                     f.write(data)
                 os.replace(tmp, self.path)  # readers see the old file or the new one, never half
                 self._mtime = None
-                self._load()
+        self.refresh(force=True)
 
 
 def presented_key(headers) -> str | None:
@@ -200,14 +284,3 @@ def presented_key(headers) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     return headers.get("x-api-key") or None
-
-
-def check_model_allowed(key: ApiKey, model: str, config) -> None:
-    """403 for a profile outside the key's allow-list (experts are masked in routing)."""
-    from router_gateway.errors import PermissionDenied
-    if key.allowed_profiles and model in config.profiles and model not in key.allowed_profiles:
-        raise PermissionDenied(f"this API key may not use profile '{model}'", param="model")
-
-
-def allowed_experts(key: ApiKey | None) -> set[str] | None:
-    return set(key.allowed_experts) if key is not None and key.allowed_experts else None

@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable
 
 from starlette.requests import ClientDisconnect, Request
 
-from router_gateway.auth import allowed_experts
 from router_gateway.errors import GatewayError, MethodNotAllowed, sse_error_event
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatOutcome, new_request_id
@@ -51,13 +50,14 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
         body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
         chat = parse_chat_request(body)
         ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
-                          key_id=key.id if key else None, allowed_experts=allowed_experts(key), api_key=key)
+                          key_id=key.id if key else None, api_key=key)
     except GatewayError as exc:
         await send_error(send, exc)
         return
     except ClientDisconnect:
         return  # gone while sending its body: nothing was routed, nobody to answer
-    except Exception:
+    except Exception as exc:
+        app.state.chat.log_unexpected_before_routing(exc)
         await _internal_error(send)
         return
     await _serve_watching_disconnect(app.state.chat, chat, ctx, receive, send)
@@ -74,6 +74,7 @@ async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, s
             pass
         if not state["finished"]:
             state["gone"] = True
+            ctx.client_gone = True  # what the log record says: the client left, the gateway did not cut it
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())

@@ -11,22 +11,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router_gateway.config_checks import (check_header_value, check_http_url, check_no_control, check_url_path,
+                                          reject_non_finite)
 from router_gateway.config_yaml import (ConfigError, EnvVarError, format_path, line_of, read_yaml,
                                        substitute_env)
+from router_gateway.learning.settings import LearningSettings, check_learning
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 BASELINE_ROUTERS = ("cheapest", "strongest", "fixed", "random")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and NaN pass ``ge``/``le`` checks in surprising ways and break arithmetic later: never numbers here
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Price(_Strict):
-    """USD per million tokens."""
+    """USD per million tokens (at most $10,000: 15 times the dearest model listed today)."""
 
-    input_per_mtok: float = Field(ge=0)
-    output_per_mtok: float = Field(ge=0)
+    input_per_mtok: float = Field(ge=0, le=10_000)
+    output_per_mtok: float = Field(ge=0, le=10_000)
 
     def cost(self, input_tokens: float, output_tokens: float) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
@@ -50,22 +54,36 @@ class Expert(_Strict):
     model: str = Field(min_length=1)
     api_key: str | None = None
     price: Price
-    context_window: int = Field(default=8192, ge=16)
-    capabilities: tuple[str, ...] = ()
-    domains: tuple[str, ...] = ()
-    max_concurrency: int = Field(default=64, ge=1)
+    context_window: int = Field(default=8192, ge=16, le=100_000_000)
+    capabilities: tuple[str, ...] = Field(default=(), max_length=64)
+    domains: tuple[str, ...] = Field(default=(), max_length=256)
+    max_concurrency: int = Field(default=64, ge=1, le=100_000)
     prior_quality: float = Field(default=0.5, ge=0, le=1)
     timeout: Timeouts = Timeouts()
-    fallbacks: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = Field(default=(), max_length=32)
     health_path: str = "/models"
     litellm_model: str | None = None  # e.g. "openai/<model>"; only for provider: litellm
+    metrics_url: str | None = None  # the engine's Prometheus page (vLLM: http://host:port/metrics)
 
-    @field_validator("base_url")
+    @field_validator("base_url", "metrics_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return check_header_value(value)
+
+    @field_validator("model", "litellm_model")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        return check_no_control(value)
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, value: str) -> str:
+        return check_url_path(value)
 
     def __repr__(self) -> str:  # never print the key
         return f"Expert(model={self.model!r}, base_url={self.base_url!r})"
@@ -79,6 +97,33 @@ class RouterSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     expert: str | None = None  # for type: fixed
 
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return reject_non_finite(value)
+
+    @field_validator("artifact")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return check_no_control(value)
+
+
+class PacingSettings(_Strict):
+    """Budget pacing for keys with a budget (router_gateway.capacity.pacing): the effective cost weight
+    moves within [min_cost_weight, max_cost_weight] so spend follows the budget's period."""
+
+    min_cost_weight: float = Field(default=0.0, ge=0, le=1000)
+    max_cost_weight: float = Field(default=100.0, ge=0, le=1000)
+    target: float = Field(default=0.97, gt=0, le=1)
+    kp: float = Field(default=8.0, ge=0, le=1000)
+    ki: float = Field(default=40.0, ge=0, le=10000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "PacingSettings":
+        if self.min_cost_weight > self.max_cost_weight:
+            raise ValueError("min_cost_weight must not exceed max_cost_weight")
+        return self
+
 
 class Profile(_Strict):
     """What clients put in ``model``: which router, how much cost matters, and input limits."""
@@ -86,10 +131,13 @@ class Profile(_Strict):
     router: str
     cost_weight: float = Field(default=0.5, ge=0, le=1000)
     experts: tuple[str, ...] = ()  # allow-list; empty = all
-    expected_output_tokens: int = Field(default=256, ge=1)
-    max_messages: int = Field(default=256, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    expected_output_tokens: int = Field(default=256, ge=1, le=10_000_000)
+    max_messages: int = Field(default=256, ge=1, le=1_000_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
     explore: float = Field(default=0.0, ge=0, le=1)
+    # quality given up per second of expected queueing at an expert (engine metrics); 0: ignore queues
+    latency_weight: float = Field(default=0.0, ge=0, le=100)
+    pacing: PacingSettings | None = None  # route cheaper as a key's budget runs ahead of its period
 
 
 class EmbedderSettings(_Strict):
@@ -99,11 +147,26 @@ class EmbedderSettings(_Strict):
     model: str = "all-MiniLM-L6-v2"
     url: str | None = None
     api_key: str | None = None
-    dim: int | None = None
+    dim: int | None = Field(default=None, ge=1, le=65536)
     threads: int | None = Field(default=None, ge=1, le=64)
-    cache_size: int = Field(default=4096, ge=0)
+    cache_size: int = Field(default=4096, ge=0, le=10_000_000)
     max_batch: int = Field(default=32, ge=1, le=1024)
     max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_no_control(value)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return check_header_value(value)
 
 
 class LoggingSettings(_Strict):
@@ -112,7 +175,12 @@ class LoggingSettings(_Strict):
     path: str = "var/requests.db"
     store_prompts: bool = True
     flush_interval_ms: int = Field(default=200, ge=10, le=60000)
-    max_batch: int = Field(default=500, ge=1)
+    max_batch: int = Field(default=500, ge=1, le=1_000_000)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_no_control(value)
 
 
 class BreakerConfig(_Strict):
@@ -125,12 +193,16 @@ class BreakerConfig(_Strict):
 class ServerSettings(_Strict):
     """Request limits, forwarding budget, health checking and shutdown."""
 
-    max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    max_response_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 32)  # an expert's plain answer; larger: 502
+    max_header_bytes: int = Field(default=64 << 10, ge=1024, le=16 << 20)  # a request's headers; larger: 431
+    request_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # headers and body read within it
     max_attempts: int = Field(default=3, ge=1, le=10)
-    request_deadline_s: float = Field(default=900.0, gt=0)
-    drain_timeout_s: float = Field(default=30.0, ge=0)
+    request_deadline_s: float = Field(default=900.0, gt=0, le=86400)
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     breaker: BreakerConfig = BreakerConfig()
     health_interval_s: float = Field(default=5.0, ge=0, le=3600)  # 0: no active health checks
+    metrics_poll_s: float = Field(default=1.0, gt=0, le=300)  # engine metrics scrape interval
 
 
 class GatewayConfig(_Strict):
@@ -142,6 +214,7 @@ class GatewayConfig(_Strict):
     embedder: EmbedderSettings = EmbedderSettings()
     logging: LoggingSettings = LoggingSettings()
     server: ServerSettings = ServerSettings()
+    learning: LearningSettings | None = None  # labels from live traffic (router_gateway.learning)
 
     @field_validator("experts", "routers", "profiles")
     @classmethod
@@ -179,6 +252,8 @@ class GatewayConfig(_Strict):
             for ex in profile.experts:
                 if ex not in self.experts:
                     raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")
+        if self.learning is not None:
+            check_learning(self.learning, self.experts, self.profiles)
         return self
 
 
@@ -233,8 +308,11 @@ def _absolute_paths(config: GatewayConfig, base_dir: Path) -> GatewayConfig:
     routers = {name: spec.model_copy(update={"artifact": str((base_dir / spec.artifact).resolve())})
                if spec.artifact else spec for name, spec in config.routers.items()}
     log_path = str((base_dir / config.logging.path).resolve())
-    return config.model_copy(update={"routers": routers,
-                                     "logging": config.logging.model_copy(update={"path": log_path})})
+    update = {"routers": routers, "logging": config.logging.model_copy(update={"path": log_path})}
+    if config.learning is not None:
+        from router_gateway.learning.settings import absolute_paths
+        update["learning"] = absolute_paths(config.learning, base_dir)
+    return config.model_copy(update=update)
 
 
 def redacted(config: GatewayConfig) -> dict[str, Any]:

@@ -100,6 +100,12 @@ class NoExpertAvailable(GatewayError):
     status, type, code = 503, "service_unavailable", "no_expert_available"
 
 
+class KeysUnavailable(GatewayError):
+    """Access control is on but the keys file is missing, empty or unreadable: fail closed (503)."""
+
+    status, type, code = 503, "service_unavailable", "keys_unavailable"
+
+
 class UpstreamTimeout(GatewayError):
     """The expert did not answer in time (504)."""
 
@@ -111,6 +117,13 @@ class ClientClosedRequest(GatewayError):
     since nobody is left to receive it."""
 
     status, type, code = 499, "client_closed_request", "client_closed_request"
+
+
+class GatewayShuttingDown(GatewayError):
+    """The gateway cut the request itself: still running when the shutdown's drain timeout ended (503).
+    Only logged, like 499: the connection is closed with it."""
+
+    status, type, code = 503, "service_unavailable", "gateway_shutting_down"
 
 
 def sse_error_event(error: GatewayError) -> bytes:

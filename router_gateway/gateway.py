@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from router_gateway.capacity.load import CapacityBook
+from router_gateway.capacity.pacing import BudgetPacer
+from router_gateway.capacity.poller import EnginePoller
+from router_gateway.capacity.spend import SpendView
 from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.breaker_probe import BreakerProber
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
 from router_gateway.services.limits import LocalLimiter, SharedLimiter
@@ -77,6 +83,10 @@ class Gateway:
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
+        self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)
+        self.pacer = BudgetPacer()  # budget pacing state per key
+        self.spend: SpendView | None = None
+        self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,13 +101,23 @@ class Gateway:
         await self.request_log.start()
         self._apply_breaker(config)
         await self._start_access_control(config)
+        poller = EnginePoller(self.capacity, self.shared, self.options.transport)
+        self._tasks.append(asyncio.create_task(
+            poller.run(lambda: self.runtime.config.experts, lambda: self.runtime.config.server.metrics_poll_s),
+            name="engine-metrics"))
         if self._health_interval() > 0:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
+        # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
+        self._tasks.append(asyncio.create_task(BreakerProber(self).run(), name="breaker-probes"))
         if self.options.watch_config and self.options.config_path:
             self._tasks.append(asyncio.create_task(self._watch_config(), name="config-watch"))
         from router_gateway.services.online_learning import OnlineLearner
         self.online = OnlineLearner(self)
         self._tasks.append(asyncio.create_task(self.online.refresh_loop(), name="online-refresh"))
+        if config.learning is not None:
+            from router_gateway.learning.service import LearningService
+            self.learning = LearningService(self, config)
+            await self.learning.start()
 
     async def _start_access_control(self, config: GatewayConfig) -> None:
         """Keys, per-key limits and budgets, and the shared state that makes them hold across replicas."""
@@ -110,15 +130,25 @@ class Gateway:
         self.shared = SharedState(self.options.redis_url, self.state)
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
+        self.spend = SpendView(self.limiter, self.shared)
         await self.shared.start()
 
-    def record_usage(self, key: ApiKey, tokens: int, cost: float) -> None:
-        """Count a finished request against its key's limits (off the request path when shared)."""
+    def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
+        """Replace a finished request's hold with what it used (off the request path when shared).
+        Called once per request whatever its end; a second call for the same hold does nothing."""
+        if self.limiter is None or (hold is not None and hold.settled):
+            return
+        if hold is not None:
+            hold.settled = True
+        # usage is clamped upstream of here (services.usage); this keeps a credit out whatever the caller
+        tokens = max(0, int(tokens))
+        cost = cost if math.isfinite(cost) and cost > 0 else 0.0
         if isinstance(self.limiter, SharedLimiter):
-            task = asyncio.get_running_loop().create_task(self.limiter.record(key, tokens, cost))
+            task = asyncio.get_running_loop().create_task(self.limiter.settle(key, hold, tokens, cost))
             self._usage_tasks.add(task)
             task.add_done_callback(self._usage_tasks.discard)
-        elif self.limiter is not None:
+        else:
+            self.limiter.release(key.id, hold)
             self.limiter.add(key.id, tokens, cost)
 
     def _apply_breaker(self, config: GatewayConfig) -> None:
@@ -136,6 +166,8 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._usage_tasks:
             await asyncio.gather(*self._usage_tasks, return_exceptions=True)
+        if self.learning:  # pending shadow work is dropped; every client answer was logged already
+            await self.learning.close()
         if self.shared:
             await self.shared.close()
         if self.request_log:
@@ -167,7 +199,7 @@ class Gateway:
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
-        routing = RoutingService(config, routers, self.embedder, self.state)
+        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity)
         forwarder = Forwarder(config, self.state, self.options.transport)
         return Runtime(self._version, config, routing, forwarder)
 
@@ -192,6 +224,8 @@ class Gateway:
                 if self.options.config_path is None:
                     raise ConfigError("no config file to reload")
                 config = await asyncio.to_thread(load_config, self.options.config_path)
+                if self.learning is not None:  # the promoted router survives a reload
+                    config = self.learning.on_reload(config)
                 if config.embedder != self.runtime.config.embedder:
                     raise ConfigError("embedder settings changed: restart the gateway to apply them")
                 new = await asyncio.to_thread(self._build_runtime, config)
@@ -199,15 +233,29 @@ class Gateway:
                 self.reload_error = str(exc)
                 log.error("config reload refused, keeping version %s: %s", self.runtime.version, exc)
                 return False, str(exc)
-            old, self.runtime = self.runtime, new
             self.reload_error = None
-            self._apply_breaker(config)
-            old.retired = True
-            if old.active == 0:
-                old.closed.set()
-                await old.forwarder.aclose()
-            log.info("config version %s loaded (%d experts)", new.version, len(config.experts))
-            return True, f"version {new.version} loaded"
+            return await self._swap(new)
+
+    async def swap_config(self, change) -> tuple[bool, str]:
+        """Hot-swap onto ``change(current config)`` (the learning loop's promotions); on error keep
+        the running version."""
+        async with self._reload_lock:
+            try:
+                new = await asyncio.to_thread(self._build_runtime, change(self.runtime.config))
+            except (ConfigError, OSError, ValueError) as exc:
+                log.error("swap refused, keeping version %s: %s", self.runtime.version, exc)
+                return False, str(exc)
+            return await self._swap(new)
+
+    async def _swap(self, new: Runtime) -> tuple[bool, str]:
+        old, self.runtime = self.runtime, new
+        self._apply_breaker(new.config)
+        old.retired = True
+        if old.active == 0:
+            old.closed.set()
+            await old.forwarder.aclose()
+        log.info("config version %s loaded (%d experts)", new.version, len(new.config.experts))
+        return True, f"version {new.version} loaded"
 
     async def _watch_config(self) -> None:
         from watchfiles import awatch
@@ -227,8 +275,14 @@ class Gateway:
     async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
         headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
         try:
-            response = await client.get(expert.base_url + expert.health_path, headers=headers)
-            self.state.set_health(name, None if response.status_code < 500 else f"HTTP {response.status_code}")
+            # only the status counts: the body is never read (an endless or huge one cannot hold the
+            # check), and the whole check is bounded, not just each read
+            async with asyncio.timeout(4.0), client.stream("GET", expert.base_url + expert.health_path,
+                                                           headers=headers) as response:
+                status = response.status_code
+            self.state.set_health(name, None if status < 500 else f"HTTP {status}")
+        except TimeoutError:
+            self.state.set_health(name, "health check timed out")
         except httpx.HTTPError as exc:
             self.state.set_health(name, type(exc).__name__)
 
@@ -246,5 +300,13 @@ class Gateway:
         if self.shared is not None:
             # a replica that lost Redis keeps serving on local state: degraded, still ready
             checks["shared_state"] = self.shared.status()
-        ok = checks["config"] and checks["embedder"] and bool(checks["experts_reachable"]) and not self.draining
+        keys_ok = True
+        if self.keys is not None:
+            # keys in use but the file unusable: every request is refused, so the replica is not ready
+            required = self.keys.required
+            keys_ok = self.keys.problem is None
+            checks["keys"] = {"required": required, "ok": keys_ok,
+                              **({"problem": self.keys.problem} if not keys_ok else {})}
+        ok = (checks["config"] and checks["embedder"] and bool(checks["experts_reachable"]) and keys_ok
+              and not self.draining)
         return ok, checks

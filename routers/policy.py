@@ -45,3 +45,26 @@ def unit_hash(request_id: str, salt: str = "") -> float:
     """Deterministic value in [0, 1) for a request id, for reproducible exploration."""
     digest = hashlib.blake2b((salt + request_id).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64
+
+
+def upper_hull_points(cost: np.ndarray, quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (x sorted) of the non-decreasing upper concave hull of (cost, quality) points: what
+    random mixes of the points reach."""
+    cost, quality = np.asarray(cost, dtype=np.float64), np.asarray(quality, dtype=np.float64)
+    order = np.lexsort((-quality, cost))
+    hull: list[tuple[float, float]] = []
+    for x, y in zip(cost[order], quality[order]):
+        if hull and y <= hull[-1][1]:
+            continue  # dearer and not better: dominated
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (y2 - y1) * (x - x1) <= (y - y1) * (x2 - x1):  # the middle point is under the chord
+                hull.pop()
+            else:
+                break
+        if hull and x == hull[-1][0]:
+            hull[-1] = (x, y)
+        else:
+            hull.append((x, y))
+    arr = np.asarray(hull)
+    return arr[:, 0], arr[:, 1]

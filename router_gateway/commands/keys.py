@@ -15,10 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--name", default="")
     create.add_argument("--scope", action="append", choices=["admin", "user"],
                         help="admin (reload, key management) and/or user (default: user)")
-    create.add_argument("--rpm", type=int, help="requests per minute")
-    create.add_argument("--tpm", type=int, help="tokens per minute")
-    create.add_argument("--budget-day", type=float, help="USD per UTC day")
-    create.add_argument("--budget-month", type=float, help="USD per UTC month")
+    create.add_argument("--rpm", type=int, help="requests per minute (0 suspends the key)")
+    create.add_argument("--tpm", type=int, help="tokens per minute (0 suspends the key)")
+    create.add_argument("--budget-day", type=float, help="USD per UTC day (0 suspends the key)")
+    create.add_argument("--budget-month", type=float, help="USD per UTC month (0 suspends the key)")
     create.add_argument("--experts", default="", help="comma-separated experts this key may use (default: all)")
     create.add_argument("--profiles", default="", help="comma-separated profiles this key may use (default: all)")
     create.add_argument("--json", action="store_true", help="print the key as JSON")
@@ -29,11 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import orjson
-
-    from router_gateway.auth import KeyStore, default_keys_path
+    from router_gateway.auth import KeyFileError, KeyStore, default_keys_path
 
     store = KeyStore(args.file or default_keys_path(args.config))
+    try:
+        return _run(args, store)
+    except (KeyFileError, ValueError) as exc:  # a bad limit, or a keys file we must not overwrite
+        print(f"keys: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, store) -> int:
+    import orjson
+
     if args.keys_command == "create":
         split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
         secret, key = store.create(args.name, tuple(args.scope or ("user",)), rpm=args.rpm, tpm=args.tpm,

@@ -7,13 +7,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from router_gateway.auth import check_model_allowed
-from router_gateway.errors import ClientClosedRequest, GatewayError
+from router_gateway.capacity.pacing import budget_pacing
+from router_gateway.errors import ClientClosedRequest, GatewayError, GatewayShuttingDown
 from router_gateway.gateway import Gateway, Runtime
+from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.protocol import ChatRequest
 from router_gateway.services.forwarding import ForwardResult
+from router_gateway.services.holds import Hold, expected_hold
 from router_gateway.services.request_log import prompt_digest
 from router_gateway.services.routing import Decision
+from router_gateway.services.usage import clean_usage
 
 
 def new_request_id() -> str:
@@ -40,6 +43,10 @@ class CallContext:
     key_id: str | None = None
     allowed_experts: set[str] | None = None
     api_key: Any = None  # the caller's auth.ApiKey (None when the gateway runs without keys)
+    #: set by the HTTP layer when the client went away; a cancellation without it is the server's own
+    #: (uvicorn cancels what is still running when the shutdown's drain timeout ends)
+    client_gone: bool = False
+    hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
 
@@ -55,30 +62,35 @@ class ChatService:
         decision: Decision | None = None
         try:
             if ctx.api_key is not None:
-                check_model_allowed(ctx.api_key, chat.model, runtime.config)
-                if ctx.api_key.has_limits:
-                    await self.gateway.limiter.admit(ctx.api_key)
+                await self._admit(ctx, chat, runtime)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
-                                                    ctx.cost_weight_header, ctx.allowed_experts)
+                                                    ctx.cost_weight_header, ctx.allowed_experts,
+                                                    budget_pacing(self.gateway, ctx.api_key))
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
             result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
                                                      chat.stream, deadline)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
-            self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
+            self._log(runtime, ctx, chat, decision, None, error=exc)
             self.gateway.release(runtime)
             raise
         except asyncio.CancelledError:
             # the client disconnected (chat_endpoint cancels the request) or the gateway is stopping:
             # the upstream call was cancelled with it; the request is still logged
-            self._log(runtime, ctx, chat, decision, None, ClientClosedRequest.status,
-                      error=ClientClosedRequest("cancelled before the answer: the client disconnected "
-                                                "or the gateway shut down"))
+            self._log(runtime, ctx, chat, decision, None, error=cancelled_error(ctx, "before the answer"))
+            self.gateway.release(runtime)
+            raise
+        except Exception as exc:
+            # a bug: the client gets a 500 (chat_endpoint), and the record says what happened
+            self._log(runtime, ctx, chat, decision, None, error=internal_error(exc))
             self.gateway.release(runtime)
             raise
         except BaseException:
+            self._settle(ctx, {}, None)  # no record to write it with: still give the hold back
             self.gateway.release(runtime)
             raise
+        if result.stream is None:
+            result.usage = self._clean_usage(runtime, chat, ctx, result)
         headers = self._headers(ctx, decision, result, runtime)
         if result.stream is None:
             self._log(runtime, ctx, chat, decision, result, result.status)
@@ -93,8 +105,14 @@ class ChatService:
             async for event in result.stream:
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            # the client went away mid-stream: not the expert's failure, but not a complete answer either
-            result.status, stream_error = ClientClosedRequest.status, "client disconnected mid-stream"
+            # the client went away mid-stream (not the expert's failure, but not a complete answer
+            # either), or the gateway cut the stream at the end of its drain timeout
+            error = cancelled_error(ctx, "mid-stream")
+            result.status, stream_error = error.status, error.message
+            raise
+        except Exception as exc:  # a bug mid-stream: chat_endpoint ends the stream with an error event
+            error = internal_error(exc)
+            result.status, stream_error = error.status, error.message
             raise
         finally:
             try:
@@ -103,9 +121,40 @@ class ChatService:
                 if aclose is not None:
                     await aclose()
             finally:  # the record is written and the runtime released even if closing failed
+                result.usage = self._clean_usage(runtime, chat, ctx, result)
                 self._log(runtime, ctx, chat, decision, result, result.status,
                           stream_error=result.stream_state.get("error") or stream_error)
                 self.gateway.release(runtime)
+
+    def log_unexpected_before_routing(self, exc: Exception) -> None:
+        """A bug while reading or checking the request (before a CallContext exists): still one record."""
+        runtime = self.gateway.runtime
+        ctx = CallContext(new_request_id(), {}, 0)
+        chat = ChatRequest.model_construct(model=None, messages=[], stream=False)
+        self._log(runtime, ctx, chat, None, None, error=internal_error(exc))
+
+    async def _admit(self, ctx: CallContext, chat: ChatRequest, runtime: Runtime) -> None:
+        """The key's allow-lists, then its limits; budgets and TPM hold the request's expected use."""
+        key = ctx.api_key
+        check_model_allowed(key, chat, runtime.config)
+        ctx.allowed_experts = reachable_experts(key, runtime.config)
+        if not key.has_limits:
+            return
+        wants_hold = any(v is not None for v in (key.tpm, key.budget_usd_day, key.budget_usd_month))
+        hold = expected_hold(key.id, chat, ctx.body_size, runtime.config, ctx.allowed_experts) if wants_hold else None
+        ctx.hold = await self.gateway.limiter.admit(key, hold)
+
+    def _settle(self, ctx: CallContext, usage: dict, cost: float | None) -> None:
+        if ctx.api_key is None or not ctx.api_key.has_limits:
+            return
+        tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")) if isinstance(v, int))
+        self.gateway.settle_usage(ctx.api_key, ctx.hold, tokens, cost or 0.0)
+
+    @staticmethod
+    def _clean_usage(runtime: Runtime, chat: ChatRequest, ctx: CallContext, result: ForwardResult) -> dict | None:
+        expert = runtime.config.experts.get(result.expert)
+        return clean_usage(result.usage, result.expert, expert.context_window if expert else 0, chat.n,
+                           ctx.request_id)
 
     def _headers(self, ctx: CallContext, decision: Decision, result: ForwardResult,
                  runtime: Runtime) -> dict[str, str]:
@@ -113,15 +162,20 @@ class ChatService:
                    "x-router-profile": decision.profile or "", "x-router-attempts": str(len(result.attempts))}
         if decision.router:
             headers["x-router-router"] = decision.router
+        if "pacing" in decision.extra:
+            headers["x-router-cost-weight"] = f"{decision.cost_weight:.6g}"  # the paced, effective weight
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
         return headers
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
-             result: ForwardResult | None, status: int, error: GatewayError | None = None,
+             result: ForwardResult | None, status: int | None = None, error: GatewayError | None = None,
              stream_error: str | None = None) -> None:
+        if status is None:
+            status = error.status if error is not None else 500
         if self.gateway.request_log is None:
+            self._settle(ctx, {}, None)
             return
         usage = (result.usage if result else None) or {}
         expert = result.expert if result else None
@@ -136,6 +190,7 @@ class ChatService:
             "ineligible": decision.ineligible if decision else {},
             "chosen_expert": expert, "propensity": propensity, "explored": decision.explored if decision else False,
             "cost_weight": decision.cost_weight if decision else None,
+            "pacing": decision.extra.get("pacing") if decision else None,
             "prompt_digest": prompt_digest(text) if text else None, "prompt": text or None,
             "status": status, "error": (error.message if error else stream_error),
             "stream": chat.stream, "attempts": [a.as_dict() for a in attempts],
@@ -147,12 +202,24 @@ class ChatService:
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
         self.gateway.request_log.record(record)
-        if ctx.api_key is not None and ctx.api_key.has_limits:
-            tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens"))
-                         if isinstance(v, int))
-            self.gateway.record_usage(ctx.api_key, tokens, record["cost_usd"] or 0.0)
+        if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
+            self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
+        self._settle(ctx, usage, record["cost_usd"])
         for observer in self.gateway.observers:
             observer.on_record(record)
+
+
+def cancelled_error(ctx: CallContext, when: str) -> GatewayError:
+    """Why a request was cancelled: its client left (499), or the gateway cut it while shutting down."""
+    if ctx.client_gone:
+        return ClientClosedRequest("client disconnected mid-stream" if when == "mid-stream" else
+                                   f"cancelled {when}: the client disconnected")
+    return GatewayShuttingDown(f"cancelled {when}: gateway shutting down (drain timeout passed)")
+
+
+def internal_error(exc: BaseException) -> GatewayError:
+    """An unexpected exception as the 500 it is answered with, naming it for the log."""
+    return GatewayError(f"internal error in the gateway: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def price_usage(runtime: Runtime, expert: str | None, usage: dict | None) -> float | None:

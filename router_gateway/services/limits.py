@@ -1,8 +1,10 @@
 """Per-key rate limits (requests and tokens per minute) and budgets (USD per UTC day / month).
 
-``admit(key)`` runs before routing and raises RateLimited (429 with Retry-After) or BudgetExhausted
-(429 ``insufficient_quota``); ``record(key, tokens, cost)`` runs when the request's log record is
-written, with the tokens and cost the expert reported. Windows slide over the last 60 s.
+``admit(key, hold)`` runs before routing and raises RateLimited (429 with Retry-After) or
+BudgetExhausted (429 ``insufficient_quota``); once admitted the request holds its expected cost and
+tokens (services.holds) so that concurrent requests see them. ``settle(key, hold, tokens, cost)``
+runs when the request's log record is written, replacing the hold with the tokens and cost the
+expert reported. Windows slide over the last 60 s. A limit of 0 suspends the key (403).
 
 Two implementations share the interface: ``LocalLimiter`` (in process; budgets seeded from the
 request log at start, so a restart does not reset a day's spend) and ``SharedLimiter`` (Redis: one
@@ -21,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from router_gateway.auth import ApiKey
-from router_gateway.errors import BudgetExhausted, RateLimited
+from router_gateway.errors import BudgetExhausted, PermissionDenied, RateLimited
+from router_gateway.services.holds import Hold
 
 log = logging.getLogger("router_gateway.limits")
 WINDOW_S = 60.0
@@ -46,34 +49,71 @@ def budget_spent(period: str, key: ApiKey, limit: float, retry_after: float) -> 
                            headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
+def budget_held(period: str, key: ApiKey, limit: float) -> RateLimited:
+    """What is left of the budget is held by requests in flight: retry when they have finished."""
+    return RateLimited(f"key {key.id}: requests in flight hold the rest of its budget of {limit} USD for this "
+                       f"{period}; retry when they finish", code="budget_in_flight", headers={"Retry-After": "1"})
+
+
+def check_budget(period: str, key: ApiKey, limit: float | None, spent: float, held: float, left: float) -> None:
+    if limit is not None and spent + held >= limit:
+        raise budget_spent(period, key, limit, left) if spent >= limit else budget_held(period, key, limit)
+
+
+def refuse_suspended(key: ApiKey) -> None:
+    """A limit of 0 allows nothing: the key is suspended (403, not a 429 that clients would retry)."""
+    for name, value in (("rpm", key.rpm), ("tpm", key.tpm), ("budget_usd_day", key.budget_usd_day),
+                        ("budget_usd_month", key.budget_usd_month)):
+        if value is not None and value <= 0:
+            raise PermissionDenied(f"key {key.id} is suspended: its {name} limit is 0", code="key_suspended")
+
+
 class LocalLimiter:
-    """Sliding-window counters and period spend in this process."""
+    """Sliding-window counters, period spend and holds in this process."""
 
     def __init__(self, clock=time.time):
         self.clock = clock
         self._requests: dict[str, deque[float]] = defaultdict(deque)
         self._tokens: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
         self._spend: dict[tuple[str, str], float] = defaultdict(float)  # (key id, day/month label) -> USD
+        self._holds: dict[str, dict[str, Hold]] = defaultdict(dict)  # key id -> hold id -> hold
 
-    async def admit(self, key: ApiKey) -> None:
-        self.check(key)
+    async def admit(self, key: ApiKey, hold: Hold | None = None) -> Hold | None:
+        return self.check(key, hold)
 
-    def check(self, key: ApiKey) -> None:
+    def check(self, key: ApiKey, hold: Hold | None = None) -> Hold | None:
+        """Raise if a limit is reached (counting the holds of requests in flight); else count the
+        request and keep its hold."""
+        refuse_suspended(key)
         now = self.clock()
         day, month, day_left, month_left = periods(now)
-        if key.budget_usd_day is not None and self._spend[(key.id, day)] >= key.budget_usd_day:
-            raise budget_spent("day", key, key.budget_usd_day, day_left)
-        if key.budget_usd_month is not None and self._spend[(key.id, month)] >= key.budget_usd_month:
-            raise budget_spent("month", key, key.budget_usd_month, month_left)
+        held_usd, held_tokens = self._held(key.id, now)
+        check_budget("day", key, key.budget_usd_day, self._spend[(key.id, day)], held_usd, day_left)
+        check_budget("month", key, key.budget_usd_month, self._spend[(key.id, month)], held_usd, month_left)
         if key.tpm is not None:
             tokens = self._trim(self._tokens[key.id], now)
-            if sum(t for _, t in tokens) >= key.tpm:
-                raise rate_limited(f"{key.tpm} tokens per minute", key, tokens[0][0] + WINDOW_S - now)
+            if sum(t for _, t in tokens) + held_tokens >= key.tpm:
+                # nothing in the window yet: requests in flight hold it, and they end soon
+                retry = tokens[0][0] + WINDOW_S - now if tokens else 1.0
+                raise rate_limited(f"{key.tpm} tokens per minute", key, retry)
         if key.rpm is not None:
             stamps = self._trim(self._requests[key.id], now)
             if len(stamps) >= key.rpm:
                 raise rate_limited(f"{key.rpm} requests per minute", key, stamps[0] + WINDOW_S - now)
             stamps.append(now)
+        if hold is not None:
+            hold.expires, hold.shared = now + hold.ttl_s, False
+            self._holds[key.id][hold.id] = hold
+        return hold
+
+    def _held(self, key_id: str, now: float) -> tuple[float, int]:
+        """USD and tokens held by this key's requests in flight (lapsed holds dropped)."""
+        holds = self._holds.get(key_id)
+        if not holds:
+            return 0.0, 0
+        for hold_id in [h.id for h in holds.values() if h.expires <= now]:
+            del holds[hold_id]
+        return sum(h.usd for h in holds.values()), sum(h.tokens for h in holds.values())
 
     @staticmethod
     def _trim(items: deque, now: float) -> deque:
@@ -81,8 +121,14 @@ class LocalLimiter:
             items.popleft()
         return items
 
-    async def record(self, key: ApiKey, tokens: int, cost: float) -> None:
+    async def settle(self, key: ApiKey, hold: Hold | None, tokens: int, cost: float) -> None:
+        self.release(key.id, hold)
         self.add(key.id, tokens, cost)
+
+    def release(self, key_id: str, hold: Hold | None) -> None:
+        if hold is not None:
+            hold.settled = True
+            self._holds.get(key_id, {}).pop(hold.id, None)
 
     def add(self, key_id: str, tokens: int, cost: float, at: float | None = None) -> None:
         at = self.clock() if at is None else at
@@ -116,32 +162,49 @@ class LocalLimiter:
         finally:
             db.close()
         for ts, key_id, cost in rows:
-            if cost:
+            # rows written before usage was clamped may hold a negative cost: never a credit
+            if isinstance(cost, (int, float)) and math.isfinite(cost) and cost > 0:
                 day, month, _, _ = periods(ts)
                 self._spend[(key_id, day)] += cost
                 self._spend[(key_id, month)] += cost
         return len(rows)
 
 
-# KEYS: requests zset, tokens zset, day spend, month spend
-# ARGV: now_ms, rpm, tpm, budget_day, budget_month, member ('' = no limit)
+# KEYS: requests zset, tokens zset, day spend, month spend, holds hash (hold id -> "usd:tokens:expiry_ms")
+# ARGV: now_ms, rpm, tpm, budget_day, budget_month, member, hold id, hold usd, hold tokens, hold expiry_ms
+# ('' = no limit / no hold). Budgets and TPM count the holds of requests in flight on every replica.
 ADMIT_LUA = """
 local now = tonumber(ARGV[1])
 local window = 60000
-if ARGV[4] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
-  return {'budget_day', 0}
+local held_usd, held_tok = 0, 0
+local holds = redis.call('HGETALL', KEYS[5])
+for i = 1, #holds, 2 do
+  local usd, tok, expiry = string.match(holds[i + 1], '^([^:]+):([^:]+):([^:]+)$')
+  if usd == nil or tonumber(expiry) <= now then
+    redis.call('HDEL', KEYS[5], holds[i])
+  else
+    held_usd = held_usd + tonumber(usd)
+    held_tok = held_tok + tonumber(tok)
+  end
 end
-if ARGV[5] ~= '' and tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[5]) then
-  return {'budget_month', 0}
+for i, period in ipairs({'budget_day', 'budget_month'}) do
+  local limit = ARGV[3 + i]
+  if limit ~= '' then
+    local spent = tonumber(redis.call('GET', KEYS[2 + i]) or '0')
+    if spent + held_usd >= tonumber(limit) then
+      return {period, spent >= tonumber(limit) and 'spent' or 'held'}
+    end
+  end
 end
 if ARGV[3] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-  local total = 0
+  local total = held_tok
   for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     total = total + tonumber(string.match(m, '^(%d+):'))
   end
   if total >= tonumber(ARGV[3]) then
     local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    if first[2] == nil then return {'tpm', '1000'} end
     return {'tpm', tostring(tonumber(first[2]) + window - now)}
   end
 end
@@ -154,6 +217,11 @@ if ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[1], now, ARGV[6])
   redis.call('PEXPIRE', KEYS[1], window)
 end
+if ARGV[7] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[7], ARGV[8] .. ':' .. ARGV[9] .. ':' .. ARGV[10])
+  local ttl = tonumber(ARGV[10]) - now
+  if redis.call('PTTL', KEYS[5]) < ttl then redis.call('PEXPIRE', KEYS[5], ttl) end
+end
 return {'ok', '0'}
 """
 
@@ -163,58 +231,73 @@ def _opt(value) -> str:
 
 
 class SharedLimiter:
-    """Counters in Redis (through a SharedState); the local twin serves while Redis is down."""
+    """Counters and holds in Redis (through a SharedState); the local twin serves while Redis is down."""
 
     def __init__(self, shared, local: LocalLimiter):
         self.shared = shared
         self.local = local
-        self._pending: list[tuple[str, int, float, float]] = []  # recorded while Redis was down
+        # (key id, tokens, cost, at, Redis hold id or '') recorded while Redis was down
+        self._pending: list[tuple[str, int, float, float, str]] = []
         self._script = None
 
     def _keys(self, key_id: str, now: float) -> list[str]:
         day, month, _, _ = periods(now)
         p = self.shared.prefix
-        return [f"{p}rl:{key_id}:req", f"{p}rl:{key_id}:tok", f"{p}spend:{key_id}:{day}", f"{p}spend:{key_id}:{month}"]
+        return [f"{p}rl:{key_id}:req", f"{p}rl:{key_id}:tok", f"{p}spend:{key_id}:{day}",
+                f"{p}spend:{key_id}:{month}", f"{p}held:{key_id}"]
 
-    async def admit(self, key: ApiKey) -> None:
+    async def admit(self, key: ApiKey, hold: Hold | None = None) -> Hold | None:
+        refuse_suspended(key)
         redis = self.shared.client()
         if redis is None:
-            return self.local.check(key)
+            return self.local.check(key, hold)
         now = time.time()
         if self._script is None:
             self._script = redis.register_script(ADMIT_LUA)
+        expires = now + hold.ttl_s if hold is not None else 0.0
+        hold_args = [hold.id, repr(float(hold.usd)), str(int(hold.tokens)), str(int(expires * 1000))] \
+            if hold is not None else ["", "", "", ""]
         try:
-            verdict, retry_ms = await self._script(
+            verdict, detail = await self._script(
                 keys=self._keys(key.id, now),
                 args=[int(now * 1000), _opt(key.rpm), _opt(key.tpm), _opt(key.budget_usd_day),
-                      _opt(key.budget_usd_month), uuid.uuid4().hex])
+                      _opt(key.budget_usd_month), uuid.uuid4().hex, *hold_args])
         except Exception as exc:  # noqa: BLE001 - any Redis failure means: serve on local state
             self.shared.mark_down(exc)
-            return self.local.check(key)
+            return self.local.check(key, hold)
         verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
+        detail = detail.decode() if isinstance(detail, bytes) else str(detail)
         if verdict == "ok":
-            return None
+            if hold is not None:
+                hold.expires, hold.shared = expires, True
+            return hold
         _, _, day_left, month_left = periods(now)
-        if verdict == "budget_day":
-            raise budget_spent("day", key, key.budget_usd_day, day_left)
-        if verdict == "budget_month":
-            raise budget_spent("month", key, key.budget_usd_month, month_left)
+        if verdict in ("budget_day", "budget_month"):
+            period, limit = ("day", key.budget_usd_day) if verdict == "budget_day" else ("month", key.budget_usd_month)
+            if detail == "held":
+                raise budget_held(period, key, limit)
+            raise budget_spent(period, key, limit, day_left if period == "day" else month_left)
         limit = f"{key.rpm} requests per minute" if verdict == "rpm" else f"{key.tpm} tokens per minute"
-        raise rate_limited(limit, key, float(retry_ms) / 1000.0)
+        raise rate_limited(limit, key, float(detail) / 1000.0)
 
-    async def record(self, key: ApiKey, tokens: int, cost: float) -> None:
+    async def settle(self, key: ApiKey, hold: Hold | None, tokens: int, cost: float) -> None:
+        """Replace the request's hold with what it used: in Redis (atomically), and in the local twin."""
         now = time.time()
+        self.local.release(key.id, hold)  # a hold taken while Redis was down lives here
         self.local.add(key.id, tokens, cost, now)
-        if self.shared.client() is None or not await self._push([(key.id, tokens, cost, now)]):
-            self._pending.append((key.id, tokens, cost, now))
+        item = (key.id, tokens, cost, now, hold.id if hold is not None and hold.shared else "")
+        if self.shared.client() is None or not await self._push([item]):
+            self._pending.append(item)
 
-    async def _push(self, items: list[tuple[str, int, float, float]]) -> bool:
+    async def _push(self, items: list[tuple[str, int, float, float, str]]) -> bool:
         redis = self.shared.client()
         if redis is None:
             return False
-        pipe = redis.pipeline(transaction=False)
-        for key_id, tokens, cost, at in items:
-            req, tok, day, month = self._keys(key_id, at)
+        pipe = redis.pipeline(transaction=True)  # a hold and the spend replacing it change together
+        for key_id, tokens, cost, at, hold_id in items:
+            req, tok, day, month, held = self._keys(key_id, at)
+            if hold_id:
+                pipe.hdel(held, hold_id)
             if tokens:
                 pipe.zadd(tok, {f"{int(tokens)}:{uuid.uuid4().hex}": int(at * 1000)})
                 pipe.pexpire(tok, int(WINDOW_S * 1000))

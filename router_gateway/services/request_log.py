@@ -147,17 +147,21 @@ class RequestLog:
     def is_pending(self, request_id: str) -> bool:
         return any(rid == request_id for rid, _, _ in self._pending)
 
-    async def add_feedback(self, request_id: str, score: float, extra: dict[str, Any]) -> bool:
-        """Attach feedback; False if the request id is unknown."""
+    async def add_feedback(self, request_id: str, score: float, extra: dict[str, Any],
+                           only_key: str | None = None) -> bool:
+        """Attach feedback; False if the request id is unknown, or (``only_key``) made by another key."""
         if self.is_pending(request_id):
             await self.flush()
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._add_feedback, request_id, score, extra)
+            self._pool, self._add_feedback, request_id, score, extra, only_key)
 
-    def _add_feedback(self, request_id: str, score: float, extra: dict[str, Any]) -> bool:
+    def _add_feedback(self, request_id: str, score: float, extra: dict[str, Any],
+                      only_key: str | None = None) -> bool:
         assert self._db is not None
         with self._lock, self._db:
-            if self._db.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone() is None:
+            row = self._db.execute("SELECT json_extract(data, '$.key_id') FROM requests WHERE request_id = ?",
+                                   (request_id,)).fetchone()
+            if row is None or (only_key is not None and row[0] != only_key):
                 return False
             self._db.execute("INSERT INTO feedback(request_id, ts, score, data) VALUES (?, ?, ?, ?)",
                              (request_id, time.time(), score, orjson.dumps(extra).decode()))

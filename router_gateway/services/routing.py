@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from router_gateway.capacity.load import CapacityBook
+from router_gateway.capacity.pacing import PacingDecision
 from router_gateway.config import Expert, GatewayConfig, Profile
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.embedding.text import prompt_text
@@ -29,7 +31,7 @@ REQUEST_REASONS = ("not in the profile's expert list", "not allowed for this API
 class ExpertHealth(Protocol):
     """What routing asks of the health / load tracker (see services.expert_state)."""
 
-    def unavailable_reason(self, expert: str, config: Expert) -> str | None: ...
+    def unavailable_reason(self, expert: str, config: Expert, stream: bool = False) -> str | None: ...
 
     def load_penalty(self, expert: str, config: Expert) -> float: ...
 
@@ -42,10 +44,14 @@ class Candidate:
     score: float
     cost_usd: float
     utility: float
+    wait_s: float | None = None  # expected queueing at the expert's engine (engine metrics), if known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"expert": self.expert, "score": round(self.score, 6), "cost_usd": self.cost_usd,
-                "utility": round(self.utility, 6)}
+        out = {"expert": self.expert, "score": round(self.score, 6), "cost_usd": self.cost_usd,
+               "utility": round(self.utility, 6)}
+        if self.wait_s is not None:
+            out["expected_wait_s"] = round(self.wait_s, 4)
+        return out
 
 
 @dataclass
@@ -76,18 +82,20 @@ class Decision:
                 "propensity": self.propensity, "explored": self.explored, "cost_weight": self.cost_weight,
                 "candidates": [c.as_dict() for c in self.candidates], "ineligible": self.ineligible,
                 "prompt_tokens_est": self.prompt_tokens_est,
-                "timing_ms": {"embed": round(self.embed_ms, 3), "route": round(self.route_ms, 3)}}
+                "timing_ms": {"embed": round(self.embed_ms, 3), "route": round(self.route_ms, 3)},
+                **self.extra}
 
 
 class RoutingService:
     """Decides which experts serve a request; holds no per-request state."""
 
     def __init__(self, config: GatewayConfig, routers: dict[str, LoadedRouter],
-                 embedder: BatchingEmbedder | None, health: ExpertHealth):
+                 embedder: BatchingEmbedder | None, health: ExpertHealth, capacity: CapacityBook | None = None):
         self.config = config
         self.routers = routers
         self.embedder = embedder
         self.health = health
+        self.capacity = capacity  # engine-metrics queueing estimates (None: in-flight counts only)
         self._names = list(config.experts)
 
     def resolve_model(self, model: str) -> tuple[Profile | None, str | None]:
@@ -101,7 +109,8 @@ class RoutingService:
 
     async def decide(self, request: ChatRequest, body_size: int, request_id: str,
                      cost_weight_header: str | None = None,
-                     allowed_experts: set[str] | None = None) -> Decision:
+                     allowed_experts: set[str] | None = None,
+                     pace: Callable[[Profile, float], PacingDecision | None] | None = None) -> Decision:
         profile, direct = self.resolve_model(request.model)
         # prompt_text reads only role and content: no need to model_dump every message
         text = prompt_text([{"role": m.role, "content": m.content} for m in request.messages])
@@ -109,8 +118,11 @@ class RoutingService:
         if direct is not None:
             return self._direct(direct, request, tokens, request_id, allowed_experts, text)
         assert profile is not None
-        self._check_limits(profile, request)
+        check_profile_limits(profile, request)
         cost_weight = _cost_weight(cost_weight_header, profile.cost_weight)
+        paced = pace(profile, cost_weight) if pace is not None and profile.pacing is not None else None
+        if paced is not None:
+            cost_weight = paced.effective
         loaded = self.routers[profile.router]
         t0 = time.perf_counter()
         x = await self._embedding(loaded, text, request_id)
@@ -120,6 +132,8 @@ class RoutingService:
         decision = self._rank(scores, request, profile, tokens, cost_weight, request_id, allowed_experts,
                               chooser)
         decision.router, decision.prompt_text = profile.router, text
+        if paced is not None:
+            decision.extra["pacing"] = paced.as_dict()
         decision.embed_ms, decision.route_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         return decision
 
@@ -147,6 +161,12 @@ class RoutingService:
             raise nobody_eligible(ineligible)
         norm = costs / max(costs[eligible].max(), 1e-12)
         penalty = np.array([self.health.load_penalty(n, e) for n, e in self.config.experts.items()])
+        waits = self._waits()
+        if waits is not None and profile.latency_weight > 0:
+            # brownout: a request leaves a queueing expert when what it would lose there in predicted
+            # quality (net of cost) is less than latency_weight x the extra wait, so as a queue grows
+            # the requests with the smallest predicted loss move first
+            penalty = penalty + profile.latency_weight * waits
         ranking = rank_experts(scores - penalty, norm, cost_weight, eligible)
         order = list(ranking.order)
         propensity, explored = 1.0, False
@@ -156,10 +176,18 @@ class RoutingService:
             order = [pick] + [i for i in order if i != pick]
         elif profile.explore > 0 and len(order) > 1:
             order, propensity, explored = _explore(order, profile.explore, request_id)
-        candidates = [Candidate(self._names[i], float(scores[i]), float(costs[i]), float(ranking.utility[i]))
+        candidates = [Candidate(self._names[i], float(scores[i]), float(costs[i]), float(ranking.utility[i]),
+                                None if waits is None or self._names[i] not in self.capacity.known()
+                                else float(waits[i]))
                       for i in order]
         return Decision(request_id, request.model, None, candidates, ineligible, propensity, explored,
                         cost_weight, prompt_tokens_est=tokens)
+
+    def _waits(self) -> np.ndarray | None:
+        """Expected queueing seconds per expert (0 where unknown); None when no expert reports any."""
+        if self.capacity is None or not self.capacity.known():
+            return None
+        return np.array([self.capacity.expected_wait_s(n) for n in self._names])
 
     def _ineligible(self, request: ChatRequest, tokens: int, profile: Profile,
                     allowed: set[str] | None) -> dict[str, str]:
@@ -176,7 +204,7 @@ class RoutingService:
             elif needs - set(expert.capabilities):
                 reasons[name] = f"lacks capability {', '.join(sorted(needs - set(expert.capabilities)))}"
             else:
-                why = self.health.unavailable_reason(name, expert)
+                why = self.health.unavailable_reason(name, expert, stream=bool(request.stream))
                 if why:
                     reasons[name] = why
         return reasons
@@ -192,7 +220,10 @@ class RoutingService:
         ineligible = {}
         candidates = []
         for n in chain:
-            why = self.health.unavailable_reason(n, self.config.experts[n]) if n != name else None
+            why = self.health.unavailable_reason(n, self.config.experts[n], stream=bool(request.stream)) \
+                if n != name else None
+            if allowed is not None and n not in allowed:  # a fallback must not widen the key's reach
+                why = "not allowed for this API key"
             if why:
                 ineligible[n] = why
                 continue
@@ -201,15 +232,17 @@ class RoutingService:
         return Decision(request_id, None, None, candidates, ineligible, prompt_tokens_est=tokens,
                         prompt_text=text)
 
-    @staticmethod
-    def _check_limits(profile: Profile, request: ChatRequest) -> None:
-        if len(request.messages) > profile.max_messages:
-            raise BadRequest(f"too many messages: {len(request.messages)} > {profile.max_messages}",
-                             param="messages")
-        asked = request.max_completion_tokens or request.max_tokens
-        if profile.max_tokens and asked and asked > profile.max_tokens:
-            raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
-                             param="max_tokens")
+
+def check_profile_limits(profile: Profile, request: ChatRequest) -> None:
+    """400 when the request exceeds the profile's max_messages or max_tokens (also applied to a key
+    restricted to profiles that names an expert: see key_access)."""
+    if len(request.messages) > profile.max_messages:
+        raise BadRequest(f"too many messages: {len(request.messages)} > {profile.max_messages}",
+                         param="messages")
+    asked = request.max_completion_tokens or request.max_tokens
+    if profile.max_tokens and asked and asked > profile.max_tokens:
+        raise BadRequest(f"max_tokens {asked} exceeds this profile's limit {profile.max_tokens}",
+                         param="max_tokens")
 
 
 def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited:

@@ -168,14 +168,25 @@ function drawExperts(data) {
   const body = document.querySelector("#experts tbody");
   body.replaceChildren(...data.experts.map((e) => el("tr", {},
     el("td", {}, el("span", { class: "swatch", style: "background:" + colorOf(e.name) }), e.name),
-    el("td", {}, pill(e.circuit.replace("_", "-"), e.circuit)),
+    el("td", {}, pill(e.circuit.replace("_", "-"), e.circuit),
+      // the stream breaker only when it differs: an expert out of stream rotation, plain calls still served
+      e.stream_circuit && e.stream_circuit !== "closed"
+        ? pill("streams " + e.stream_circuit.replace("_", "-"), e.stream_circuit) : ""),
     el("td", {}, pill(e.health === "ok" ? "ok" : e.health, e.health === "ok" ? "ok" : "err")),
     el("td", {}, `${e.inflight} / ${e.max_concurrency}`),
+    el("td", { title: e.engine ? `KV cache ${e.engine.kv_usage ?? "?"}` : "no engine metrics" },
+      e.engine ? `${e.engine.waiting} waiting · ${e.engine.running} running · ~${e.engine.expected_wait_s.toFixed(2)} s` : "–"),
     el("td", {}, `${e.price.input_per_mtok} · ${e.price.output_per_mtok}`))));
   const profiles = document.querySelector("#profiles tbody");
   profiles.replaceChildren(...Object.entries(data.profiles).map(([name, p]) => el("tr", {},
     el("td", {}, name), el("td", {}, p.router), el("td", {}, data.routers[p.router] || ""),
-    el("td", {}, p.cost_weight))));
+    el("td", {}, p.pacing ? `${p.cost_weight} (paced ${p.pacing.min_cost_weight}–${p.pacing.max_cost_weight})` : p.cost_weight),
+    el("td", {}, p.latency_weight || "–"))));
+  const pacing = document.querySelector("#pacing tbody");
+  pacing.replaceChildren(...Object.entries(data.pacing || {}).map(([key, d]) => el("tr", {},
+    el("td", { class: "mono" }, key), el("td", {}, d.period),
+    el("td", {}, `${(100 * d.spent_share).toFixed(1)} %`), el("td", {}, `${(100 * d.planned_share).toFixed(1)} %`),
+    el("td", {}, `${d.base_cost_weight} → ${d.effective_cost_weight.toFixed(3)}`))));
 }
 
 function drawDecisions(data) {
@@ -183,7 +194,8 @@ function drawDecisions(data) {
   document.getElementById("no-decisions").hidden = data.recent.length > 0;
   body.replaceChildren(...data.recent.slice(0, 100).map((r) => {
     const cands = (r.candidates || []).map((c, i) => el("span", { class: "chip" + (i === 0 ? " first" : ""),
-      title: `cost ${fmtUsd(c.cost_usd)}` }, `${c.expert} ${c.score.toFixed(2)} / ${c.utility.toFixed(2)}`));
+      title: `cost ${fmtUsd(c.cost_usd)}` + (c.expected_wait_s != null ? `, expected wait ${c.expected_wait_s} s` : "") },
+      `${c.expert} ${c.score.toFixed(2)} / ${c.utility.toFixed(2)}`));
     // experts outside the profile's list are expected: shown muted, real exclusions in red
     const inel = Object.entries(r.ineligible || {}).map(([e, why]) => el("span", {
       class: why.includes("not in the profile") ? "chip muted" : "chip bad", title: why }, `${e}: ${why}`));
@@ -193,7 +205,8 @@ function drawDecisions(data) {
     return el("tr", {},
       el("td", {}, fmtTime(r.ts)),
       el("td", { class: "mono", title: r.request_id }, (r.request_id || "").slice(0, 12)),
-      el("td", {}, `${r.profile || r.model || "–"} · ${r.router || "–"}${r.explored ? " (explore)" : ""}`),
+      el("td", {}, `${r.profile || r.model || "–"} · ${r.router || "–"}${r.explored ? " (explore)" : ""}` +
+        (r.pacing ? ` · cost weight ${r.cost_weight.toFixed(3)} (paced)` : "")),
       el("td", {}, r.chosen_expert ? el("span", { class: "swatch", style: "background:" + colorOf(r.chosen_expert) }) : "",
         r.chosen_expert || "–"),
       el("td", { title: r.error || "" }, pill(String(r.status), ok ? "ok" : "err")),
@@ -249,6 +262,27 @@ async function drawFrontier(data) {
   box.replaceChildren(...figures);
 }
 
+function drawLearning(data) {
+  const l = data.learning;
+  document.getElementById("learning-panel").hidden = !l;
+  if (!l) return;
+  const usd = (v) => "$" + Number(v || 0).toFixed(4);
+  const share = l.share == null ? "–" : (100 * l.share).toFixed(1) + "% of live";
+  const gate = (l.last_candidate || {}).gate || {};
+  const metric = (v) => (v == null ? "–" : Number(v).toFixed(3));
+  const rows = [
+    ["profile · live router", `${l.profile} · ${l.live}`],
+    ["labelled prompts", l.labelled_prompts],
+    ["shadow spend", `${usd(l.shadow_usd)} (${share}; live ${usd(l.live_usd)})`],
+    ["shadow calls · judge calls", `${l.stats.shadow_calls} · ${l.stats.judge_calls}`],
+    ["last candidate: live vs candidate utility", `${metric(gate.live_value)} vs ${metric(gate.candidate_value)} ` +
+      `on ${gate.rows ?? "–"} held-out prompts: ${gate.passed ? "promoted" : (gate.reason || "–")}`],
+    ["promotion history", (l.history || []).concat(l.live ? [l.live] : []).join(" → ") || "none"],
+  ];
+  document.getElementById("learning").replaceChildren(el("table", { class: "tbl" },
+    el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v)))))));
+}
+
 async function poll() {
   const status = document.getElementById("status");
   try {
@@ -265,6 +299,7 @@ async function poll() {
     drawCost(data);
     drawExperts(data);
     drawDecisions(data);
+    drawLearning(data);
     drawFrontier(data);
     status.className = "status";
     status.textContent = `config v${data.config_version} · worker pid ${data.pid} · ` +

@@ -124,18 +124,22 @@ def test_circuit_opens_and_recovers_as_configured(gw, experts):
     set_behaviour(switch, "error")
     try:
         for _ in range(2):  # failure_threshold: 2
+            second_started = time.monotonic()  # the breaker opens after this; its cooldown ends >= 1 s later
             r = call(gw.url, "via-switch", stream=False)
             assert r["status"] == 200 and r["expert"] == "good"
-        assert state_of(gw, "switch") == "open"
+        # open, or half-open with its probes failing: switch still answers 500 (never closed here)
+        assert state_of(gw, "switch") in ("open", "half_open")
         route = httpx.post(f"{gw.url}/v1/route", json={"model": "via-switch", "messages": MSG}).json()
-        assert route["chosen"] == "good" and route["ineligible"]["switch"].startswith("circuit open")
+        assert route["chosen"] == "good" and route["ineligible"]["switch"].startswith("circuit")
         set_behaviour(switch, "ok")
-        assert call(gw.url, "via-switch", stream=False)["expert"] == "good"  # still cooling down
-        time.sleep(1.1)  # cooldown_s: 1.0, then one probe goes through
-        probe = call(gw.url, "via-switch", stream=True)
-        assert probe["status"] == 200 and probe["expert"] == "switch" and probe["complete"]
-        assert state_of(gw, "switch") == "closed"
-        MATRIX["circuit"] = "opened after 2 failures, half-open after 1 s, closed by one successful probe"
+        r = call(gw.url, "via-switch", stream=False)
+        if time.monotonic() - second_started < 1.0:  # all within the cooldown (not so on a loaded machine)
+            assert r["expert"] == "good"  # still cooling down, though healthy again
+        # cooldown_s: 1.0, then the gateway's own probe (no client request) closes it
+        assert wait_for(lambda: state_of(gw, "switch") == "closed", 5)
+        after = call(gw.url, "via-switch", stream=True)
+        assert after["status"] == 200 and after["expert"] == "switch" and after["complete"]
+        MATRIX["circuit"] = "opened after 2 failures, half-open after 1 s, closed by the gateway's probe"
     finally:
         set_behaviour(switch, "ok")
 

@@ -95,7 +95,7 @@ def test_redis_down_mid_run_then_back(pair):
         r = chat(a, keys["admin"])
         assert r.status_code == 200  # served on local state
         assert wait_for(lambda: httpx.get(f"{a.url}/ready").json()["shared_state"]["connected"] is False, 5)
-        ready = httpx.get(f"{a.url}/ready")
+        ready = httpx.get(f"{a.url}/ready", headers=admin)  # the details are for admin callers
         assert ready.status_code == 200 and "degraded" in ready.json()["shared_state"]
         assert wait_for(lambda: "Redis unavailable" in a.log_text(), 5)
     finally:

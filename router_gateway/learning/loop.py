@@ -1,0 +1,159 @@
+"""Retrain -> gate -> promote: the part of the learning loop that turns labels into a live router.
+
+``LearningLoop`` is driven by whoever collects labels (the gateway's shadow runner, or the
+simulation in eval.learning_sim): ``labels_added(n)`` after each shadowed prompt, ``due()`` to ask
+whether to retrain now, ``retrain()`` to cross-fit a candidate on the labels, gate it against the
+live router on prompts neither was trained on, and hand it to the ``Promoter`` when it passes.
+The latest candidate is kept (``candidate``) whether promoted or not: the shadow policy uses it to
+decide which prompts and experts are worth labelling next.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from router_gateway.learning.gate import GateResult, gate
+from router_gateway.learning.settings import LearningSettings
+from router_gateway.learning.store import LabelStore
+from routers.base import Router
+from routers.registry import make_router, router_class
+
+
+#: shuffled-label controls per retrain: the gate subtracts the largest gain any of them shows
+NULL_SHUFFLES = 3
+
+
+class Promoter(Protocol):
+    """Owns the live router of the learning profile."""
+
+    def live_scores(self, X: np.ndarray) -> np.ndarray:
+        """The live router's scores (n, n_experts) in the loop's expert order."""
+
+    def promote(self, router: Router, info: dict[str, Any]) -> str:
+        """Make ``router`` live (hot swap); returns the promoted artifact's path."""
+
+
+@dataclass
+class RetrainOutcome:
+    labelled: int
+    trained_on: int
+    gate: GateResult
+    promoted: str | None
+    router: Router | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"labelled": self.labelled, "trained_on": self.trained_on, "gate": self.gate.as_dict(),
+                "promoted": self.promoted}
+
+
+def build_candidate(router_type: str, params: dict[str, Any], X: np.ndarray, Y: np.ndarray,
+                    experts: list[str], cost: np.ndarray | None = None) -> Router:
+    """Fit a fresh router of ``router_type`` on partial labels (NaN = untried)."""
+    params = dict(params)
+    accepted = inspect.signature(router_class(router_type).__init__).parameters
+    if router_type == "knn" and "k" in params:  # k above the number of rows is the global mean anyway
+        params["k"] = int(max(1, min(int(params["k"]), X.shape[0])))
+    router = make_router(router_type, **{k: v for k, v in params.items() if k in accepted})
+    return router.fit(X, Y, cost=None if cost is None else np.where(np.isnan(cost), np.nanmean(cost), cost),
+                      experts=experts)
+
+
+class LearningLoop:
+    """When to retrain, and what a retrain does (see module doc)."""
+
+    def __init__(self, settings: LearningSettings, store: LabelStore, experts: list[str],
+                 norm_cost: np.ndarray, cost_weight: float, promoter: Promoter,
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.store = store
+        self.experts = list(experts)
+        self.norm_cost = np.asarray(norm_cost, dtype=np.float64)
+        self.cost_weight = float(cost_weight)
+        self.promoter = promoter
+        self.clock = clock
+        self.new_labels = 0
+        self.total_labels = 0
+        self.last_retrain = clock()
+        self.candidate: Router | None = None
+        self.last_outcome: RetrainOutcome | None = None
+        self.live_trained: set[str] = set()  # prompt digests the live router was trained on
+
+    def labels_added(self, prompts: int = 1) -> None:
+        self.new_labels += prompts
+        self.total_labels += prompts
+
+    def due(self) -> bool:
+        r = self.settings.retrain
+        if self.total_labels < r.min_labels or self.new_labels == 0:
+            return False
+        return self.new_labels >= r.every_labels or self.clock() - self.last_retrain >= r.every_minutes * 60
+
+    def retrain(self, promote: bool | None = None) -> RetrainOutcome:
+        """Cross-fit the candidate, gate it against the live router, promote the refit on all labels.
+
+        Every labelled prompt is a test prompt once: the labels are split into ``retrain.folds``
+        folds by prompt digest, and each fold is predicted by a candidate trained on the others.
+        The gate compares those predictions with the live router's on the prompts the live router
+        was not trained on (all of them while the configured baseline runs), so neither side is
+        judged on its own training rows. When it passes, the candidate refit on every label is
+        promoted: the gate validated the recipe on these labels; the refit uses all of them.
+        """
+        self.new_labels, self.last_retrain = 0, self.clock()
+        data = self.store.training_set(self.experts)
+        r, g = self.settings.retrain, self.settings.promote.gate
+        if len(data.digests) < 2 or np.all(np.isnan(data.Y)):
+            return self._record(RetrainOutcome(len(data.digests), 0, _no_gate("not enough labels yet"), None, None))
+        folds = np.array([int(d[:8], 16) % r.folds for d in data.digests])
+        cv_pred = self._cross_fit(data.X, data.Y, folds)
+        rng = np.random.default_rng(len(data.digests))  # the controls: same recipe, labels shuffled
+        null_preds = [self._cross_fit(data.X, data.Y[rng.permutation(len(data.digests))], folds)
+                      for _ in range(NULL_SHUFFLES)]
+        unseen = np.array([d not in self.live_trained for d in data.digests]) & ~np.isnan(cv_pred).any(axis=1)
+        live_pred = self.promoter.live_scores(data.X[unseen]) if unseen.any() else np.zeros((0, len(self.experts)))
+        result = gate(live_pred, cv_pred[unseen], data.Y[unseen], self.norm_cost, g.min_gain, g.z, g.min_rows,
+                      null_preds=[p[unseen] for p in null_preds])
+        router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
+        self.candidate = router
+        promote = self.settings.promote.auto if promote is None else promote
+        info = {"labelled": len(data.digests), "trained_on": len(data.digests), "gate": result.as_dict(),
+                "router": r.router, "params": r.params}
+        promoted = None
+        if result.passed and promote:
+            promoted = self.promoter.promote(router, info)
+            self.live_trained = set(data.digests)
+        self.store.add_event("promotion" if promoted else "candidate",
+                             {**info, "artifact": promoted, **({"trained_digests": data.digests} if promoted else {})},
+                             ts=self.clock())
+        return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router))
+
+    def _cross_fit(self, X: np.ndarray, Y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+        """Each fold's scores from a candidate trained on the other folds (NaN where none could be)."""
+        r = self.settings.retrain
+        pred = np.full(Y.shape, np.nan)
+        for f in np.unique(folds):
+            test = folds == f
+            if (~test).sum() == 0 or np.all(np.isnan(Y[~test])):
+                continue
+            pred[test] = build_candidate(r.router, r.params, X[~test], Y[~test], self.experts).predict_scores(X[test])
+        return pred
+
+    def _record(self, outcome: RetrainOutcome) -> RetrainOutcome:
+        self.last_outcome = outcome
+        return outcome
+
+    def restore_live_trained(self) -> None:
+        """After a restart: the prompts the live artifact was trained on, from its promotion event."""
+        current = getattr(self.promoter, "pointer", {}).get("current")
+        for event in self.store.events("promotion", limit=1000):
+            if event.get("artifact") == current:
+                self.live_trained = set(event.get("trained_digests") or [])
+                return
+
+
+def _no_gate(reason: str) -> GateResult:
+    nan = float("nan")
+    return GateResult(False, 0, nan, nan, nan, nan, reason)

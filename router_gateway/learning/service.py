@@ -1,0 +1,410 @@
+"""The learning loop inside a running gateway: shadow answers after the client's, grades, labels,
+retrain, gate, promote by hot swap, and the same promotion on every replica.
+
+Request path: ``offer`` (called when a request's log record is written) only checks the profile,
+a hash of the request id against ``shadow.sample``, the budget and the queue, then enqueues; it never
+awaits. Everything else runs in ``shadow.concurrency`` background workers: embed the prompt, plan
+(learning.policy), reserve the budget, call the planned experts through the forwarder (each call
+logged and priced like a request, profile ``learning:shadow``; judge calls ``learning:judge``),
+grade, store the labels, and retrain when due. If the gateway stops, queued shadow work is dropped:
+the client's answer and its log record were written before the job existed.
+
+Promotion: the loop writes the candidate to ``promote.artifacts/vNNNN`` and updates
+``current.json``; the gateway then rebuilds its runtime with the profile pointing at that artifact
+(router ``learned:<profile>``), exactly like a config reload. With Redis, a retrain holds the lock
+``<prefix>learning:lock`` (one replica retrains at a time) and the pointer is published under
+``<prefix>learning:pointer``; every replica polls it and swaps too.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+from router_gateway.config import GatewayConfig, RouterSpec
+from router_gateway.learning.budget import ShadowBudget
+from router_gateway.learning.graders import Grade, ReferenceGrader
+from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
+from router_gateway.learning.loop import LearningLoop
+from router_gateway.learning.policy import ShadowPolicy
+from router_gateway.learning.promote import ArtifactPromoter, read_pointer
+from router_gateway.learning.store import LabelStore
+from router_gateway.services.request_log import prompt_digest
+from router_gateway.services.router_set import score_experts
+from routers.policy import unit_hash
+
+log = logging.getLogger("router_gateway.learning")
+LOCK_TTL_S = 600
+
+
+class ConfiguredRouter:
+    """The profile's configured router (what runs when nothing is promoted), as a Router for the gate."""
+
+    def __init__(self, loaded, config: GatewayConfig):
+        self.loaded, self.config = loaded, config
+
+    def predict_scores(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([score_experts(self.loaded, x, self.config) for x in np.atleast_2d(X)])
+
+
+def learned_router_name(profile: str) -> str:
+    return f"learned:{profile}"
+
+
+def overlay(config: GatewayConfig, profile: str, configured_router: str, artifact: str | None,
+            router_type: str) -> GatewayConfig:
+    """``config`` with the profile on the promoted artifact (or back on its configured router)."""
+    name = learned_router_name(profile)
+    routers = {k: v for k, v in config.routers.items() if k != name}
+    target = configured_router
+    if artifact:
+        routers[name] = RouterSpec(type=router_type, artifact=artifact)
+        target = name
+    profiles = dict(config.profiles)
+    profiles[profile] = profiles[profile].model_copy(update={"router": target})
+    return config.model_copy(update={"routers": routers, "profiles": profiles})
+
+
+class LearningService:
+    """See module doc. Built by the gateway when experts.yaml has a ``learning:`` section."""
+
+    def __init__(self, gateway, config: GatewayConfig):
+        self.gateway = gateway
+        self.settings = config.learning
+        s = self.settings
+        self.experts = list(config.experts)
+        self.configured_router = config.profiles[s.profile].router
+        prices = np.array([e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()])
+        self.norm_cost = prices / max(prices.max(), 1e-12)
+        allowed = np.array([not s.shadow.experts or e in s.shadow.experts for e in self.experts])
+        self.policy = ShadowPolicy(len(self.experts), self.norm_cost, s.shadow.policy, s.shadow.max_experts, allowed)
+        self.budget = ShadowBudget(s.shadow.max_share, s.shadow.usd_per_day)
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.shadow.queue)
+        self.store: LabelStore | None = None
+        self.loop: LearningLoop | None = None
+        self.promoter: ArtifactPromoter | None = None
+        self.graders: list = []
+        self.stats = {"offered": 0, "queued": 0, "dropped_queue_full": 0, "shadowed": 0, "skipped": 0,
+                      "failed": 0, "ungraded": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0}
+        self._tasks: list[asyncio.Task] = []
+        self._retrain_lock = asyncio.Lock()
+        self._swaps: set[asyncio.Task] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        g, s = self.gateway, self.settings
+        config = g.runtime.config
+        self._event_loop = asyncio.get_running_loop()
+        self.store = await asyncio.to_thread(LabelStore, config.logging.path, config.logging.store_prompts,
+                                             s.shadow.store_answers)
+        spent = await asyncio.to_thread(self.store.spend)
+        today = await asyncio.to_thread(self.store.spend, self.budget.day or None)
+        self.budget.live_usd, self.budget.shadow_usd = spent["live_usd"], spent["shadow_usd"]
+        self._live_saved = self.budget.live_usd
+        self.budget._roll()
+        self.budget.day_usd = today["shadow_usd"] if self.budget.day else 0.0
+        info = g.embedder.info
+        baseline = ConfiguredRouter(g.runtime.routing.routers[self.configured_router], config)
+        self.promoter = ArtifactPromoter(s.promote.artifacts, self.experts,
+                                         {"name": info.name, "dim": info.dim, "backend": info.backend},
+                                         baseline, on_swap=self._swap_soon)
+        cost_weight = config.profiles[s.profile].cost_weight
+        self.loop = LearningLoop(s, self.store, self.experts, self.norm_cost, cost_weight, self.promoter)
+        self.loop.total_labels = (await asyncio.to_thread(self.store.counts))["prompts"]
+        await asyncio.to_thread(self.loop.restore_live_trained)
+        self.graders = self._make_graders()
+        if self.promoter.pointer.get("current"):
+            await self.apply(self.promoter.pointer.get("current"))
+        for i in range(s.shadow.concurrency):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"shadow-{i}"))
+        self._tasks.append(asyncio.create_task(self._follow_loop(), name="learning-follow"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._swaps, return_exceptions=True)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    def _make_graders(self) -> list:
+        s = self.settings.grader
+        graders = []
+        if "reference" in s.kinds and s.reference is not None:
+            graders.append(ReferenceGrader.from_csv(s.reference.path, s.reference.match))
+        if "judge" in s.kinds and s.judge is not None:
+            graders.append(JudgeGrader(self._ask_judge, s.judge.expert, s.judge.mode, s.judge.reference_expert,
+                                       s.judge.max_tokens))
+        return graders  # "feedback" is merged by the label store when the training set is built
+
+    # -- request path ----------------------------------------------------------------------
+    def offer(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> None:
+        """Called with every finished request's record; must stay cheap (no await, no I/O)."""
+        if record.get("profile") != self.settings.profile or record.get("status") != 200:
+            return
+        self.budget.add_live(record.get("cost_usd") or 0.0)
+        self.stats["offered"] += 1
+        if unit_hash(record["request_id"], "shadow") >= self.settings.shadow.sample or self.budget.available() <= 0:
+            return
+        try:
+            self.queue.put_nowait((record, body, answer))
+            self.stats["queued"] += 1
+        except asyncio.QueueFull:
+            self.stats["dropped_queue_full"] += 1
+
+    # -- background ------------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            record, body, answer = await self.queue.get()
+            try:
+                await self.shadow(record, body, answer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad job must not stop the worker
+                self.stats["failed"] += 1
+                log.exception("shadow job for %s failed", record.get("request_id"))
+
+    async def shadow(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> bool:
+        """Plan, call, grade and store one shadowed request; False when it was not worth (or not
+        affordable) to shadow."""
+        g = self.gateway
+        prompt, live_name = record.get("prompt"), record.get("chosen_expert")
+        if not prompt or live_name not in self.experts:
+            return False
+        x = await g.embedder.embed_one(prompt)
+        live = self.experts.index(live_name)
+        value, local = (self.policy.assess(self.loop.candidate, x) if self.policy.mode == "value" else (None, None))
+        plan = self.policy.plan(live, value, local)
+        judge = self.settings.grader.judge
+        if plan and judge is not None and judge.mode == "pairwise":  # answers are compared with its answer
+            ref = self.experts.index(judge.reference_expert)
+            plan = sorted(set(plan) | {ref})
+        if not plan:
+            self.stats["skipped"] += 1
+            return False
+        estimate = self._estimate(record, plan, live)
+        if not self.budget.reserve(estimate):
+            self.policy.budget_feedback(refused=True, plenty=False)
+            self.stats["skipped"] += 1
+            return False
+        self.policy.budget_feedback(False, self.budget.available() > 3 * estimate)
+        spent = 0.0
+        try:
+            answers, costs = {}, {}
+            live_text = _answer_text(answer)
+            if live_text is not None:
+                answers[live_name], costs[live_name] = live_text, 0.0
+            for j in plan:
+                name = self.experts[j]
+                if name not in answers:
+                    answers[name], costs[name] = await self._ask_shadow(name, body)
+            spent = sum(costs.values())
+            grades, grading_cost = await self._grade(prompt, answers)
+            spent += grading_cost
+            if not grades:  # nothing graded (unreadable verdicts): the spend counts, no label row
+                self.stats["ungraded"] += 1
+                return False
+            await asyncio.to_thread(self.store.add, prompt_digest(prompt), x, grades.values(),
+                                    answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
+                                    prompt=prompt, answers=answers)
+        finally:
+            self.budget.settle(estimate, spent)
+            live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
+            await asyncio.to_thread(self.store.add_spend, spent, live)  # both survive a restart
+        self.policy.observe({self.experts.index(e): gr.score for e, gr in grades.items()})
+        self.stats["shadowed"] += 1
+        if grades:
+            self.loop.labels_added(1)
+        if self.loop.due():
+            await self.retrain()
+        return True
+
+    def _estimate(self, record: dict[str, Any], plan: list[int], live: int) -> float:
+        config = self.gateway.runtime.config
+        prompt_tokens = record.get("prompt_tokens") or 256
+        out_tokens = self.settings.shadow.max_tokens
+        cost = sum(config.experts[self.experts[j]].price.cost(prompt_tokens, out_tokens) for j in plan if j != live)
+        judge = self.settings.grader.judge
+        if judge is not None and "judge" in self.settings.grader.kinds:
+            calls = len(plan) * (2 if judge.mode == "pairwise" else 1)
+            per = config.experts[judge.expert].price.cost(prompt_tokens + out_tokens + ABSOLUTE_OVERHEAD_TOKENS,
+                                                         judge.max_tokens)
+            cost += calls * per
+        return cost
+
+    async def _grade(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        """The first grader that grades an answer wins (in the configured order); returns the grades
+        and what grading cost, unreadable judge verdicts included."""
+        out: dict[str, Grade] = {}
+        cost = 0.0
+        for grader in self.graders:
+            todo = {e: a for e, a in answers.items() if e not in out}
+            if not todo:
+                continue
+            if hasattr(grader, "grade_with_cost"):
+                grades, spent = await grader.grade_with_cost(prompt, todo)
+            else:
+                grades = await grader.grade(prompt, todo)
+                spent = sum(g.cost_usd for g in grades.values())
+            out.update(grades)
+            cost += spent
+        return out, cost
+
+    async def _call(self, expert: str, body: dict[str, Any], profile: str) -> tuple[str | None, float]:
+        """One non-streamed call to one expert (no fallbacks), logged and priced like a request."""
+        runtime = self.gateway.acquire()
+        started, status, text, usage, error = time.perf_counter(), 200, None, {}, None
+        try:
+            deadline = time.monotonic() + runtime.config.experts[expert].timeout.total
+            result = await runtime.forwarder.forward([expert], {**body, "model": expert, "stream": False}, False,
+                                                     deadline)
+            usage = result.usage or {}
+            text = _answer_text(result.body)
+        except Exception as exc:  # a failed shadow call is graded as no answer, never raised
+            status, error = getattr(exc, "status", 502), str(exc)
+        finally:
+            self.gateway.release(runtime)
+        prompt_t, completion_t = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        cost = (runtime.config.experts[expert].price.cost(prompt_t, completion_t)
+                if isinstance(prompt_t, int) and isinstance(completion_t, int) else 0.0)
+        rid = f"{profile.replace(':', '-')}-{int(time.time() * 1e6):x}"
+        self.gateway.request_log.record({
+            "request_id": rid, "ts": time.time(), "model": expert, "profile": profile, "chosen_expert": expert,
+            "status": status, "error": error, "latency_ms": round((time.perf_counter() - started) * 1e3, 3),
+            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+            "cost_usd": cost})
+        return text, cost
+
+    async def _ask_shadow(self, expert: str, body: dict[str, Any]) -> tuple[str | None, float]:
+        self.stats["shadow_calls"] += 1
+        keep = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "n")}
+        keep["max_tokens"] = min(int(body.get("max_tokens") or self.settings.shadow.max_tokens),
+                                 self.settings.shadow.max_tokens)
+        keep.pop("max_completion_tokens", None)
+        return await self._call(expert, keep, "learning:shadow")
+
+    async def _ask_judge(self, judge: str, text: str, max_tokens: int) -> tuple[str | None, float]:
+        self.stats["judge_calls"] += 1
+        body = {"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens, "temperature": 0}
+        return await self._call(judge, body, "learning:judge")
+
+    # -- retrain, promote, follow ----------------------------------------------------------
+    async def retrain(self, promote: bool | None = None) -> dict[str, Any]:
+        """Retrain now (one replica at a time); returns the outcome."""
+        async with self._retrain_lock:
+            token = await self._acquire_shared_lock()
+            if token is False:
+                return {"skipped": "another replica is retraining"}
+            try:
+                self.stats["retrains"] += 1
+                outcome = await asyncio.to_thread(self.loop.retrain, promote)
+            finally:
+                await self._release_shared_lock(token)
+            if outcome.promoted:
+                await self._publish_pointer()
+            return outcome.as_dict()
+
+    async def revert(self) -> str | None:
+        previous = await asyncio.to_thread(self.promoter.revert)
+        await asyncio.to_thread(self.store.add_event, "revert", {"artifact": previous})
+        await self._publish_pointer()
+        return previous
+
+    def _swap_soon(self, artifact: str | None) -> None:
+        """The promoter runs in a worker thread: schedule the swap on the gateway's event loop."""
+        self._event_loop.call_soon_threadsafe(self._spawn_apply, artifact)
+
+    def _spawn_apply(self, artifact: str | None) -> None:
+        task = asyncio.get_running_loop().create_task(self.apply(artifact))
+        self._swaps.add(task)
+        task.add_done_callback(self._swaps.discard)
+
+    async def apply(self, artifact: str | None) -> None:
+        """Hot-swap the gateway onto ``artifact`` (None: the configured router)."""
+        s = self.settings
+        ok, message = await self.gateway.swap_config(
+            lambda config: overlay(config, s.profile, self.configured_router, artifact, s.retrain.router))
+        log.info("learning: profile %s now on %s (%s)", s.profile, artifact or self.configured_router, message)
+
+    def on_reload(self, config: GatewayConfig) -> GatewayConfig:
+        """A config reload keeps the promoted router."""
+        self.configured_router = config.profiles[self.settings.profile].router
+        current = self.promoter.pointer.get("current") if self.promoter else None
+        return overlay(config, self.settings.profile, self.configured_router, current, self.settings.retrain.router)
+
+    def _redis(self):
+        shared = self.gateway.shared
+        return shared.client() if shared is not None and shared.enabled else None
+
+    async def _acquire_shared_lock(self):
+        redis = self._redis()
+        if redis is None:
+            return None
+        token = f"{self.gateway.shared.replica}-{time.time()}"
+        got = await redis.set(self.gateway.shared.prefix + "learning:lock", token, nx=True, ex=LOCK_TTL_S)
+        return token if got else False
+
+    async def _release_shared_lock(self, token) -> None:
+        redis = self._redis()
+        if redis is None or not token:
+            return
+        key = self.gateway.shared.prefix + "learning:lock"
+        if await redis.get(key) in (token, token.encode()):
+            await redis.delete(key)
+
+    async def _publish_pointer(self) -> None:
+        redis = self._redis()
+        if redis is not None:
+            await redis.set(self.gateway.shared.prefix + "learning:pointer", orjson.dumps(self.promoter.pointer))
+
+    async def _follow_loop(self, interval_s: float = 2.0) -> None:
+        """Adopt promotions and reverts made by other replicas (Redis), or by the CLI (the file)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                redis = self._redis()
+                raw = await redis.get(self.gateway.shared.prefix + "learning:pointer") if redis else None
+                pointer = orjson.loads(raw) if raw else read_pointer(self.settings.promote.artifacts)
+                await asyncio.to_thread(self.promoter.adopt, pointer)
+            except Exception as exc:  # keep serving on what is live
+                log.warning("learning: could not follow promotions: %s", exc)
+
+    # -- status ----------------------------------------------------------------------------
+    def brief(self) -> dict[str, Any]:
+        """In-memory summary for the live view (no I/O: it is polled)."""
+        last = self.loop.last_outcome if self.loop else None
+        return {"profile": self.settings.profile, "labelled_prompts": self.loop.total_labels if self.loop else 0,
+                "shadow_usd": round(self.budget.shadow_usd, 8), "live_usd": round(self.budget.live_usd, 8),
+                "share": self.budget.share(), "stats": dict(self.stats),
+                "live": (self.promoter.pointer.get("current") if self.promoter else None) or self.configured_router,
+                "history": list(self.promoter.pointer.get("history", [])) if self.promoter else [],
+                "last_candidate": last.as_dict() if last else None}
+
+    async def status(self) -> dict[str, Any]:
+        counts = await asyncio.to_thread(self.store.counts)
+        events = await asyncio.to_thread(self.store.events, None, 20)
+        total = await asyncio.to_thread(self.store.spend)
+        last = self.loop.last_outcome
+        return {
+            "profile": self.settings.profile, "labels": counts, "stats": dict(self.stats),
+            "queue": self.queue.qsize(),
+            "spend": {"shadow_usd": round(total["shadow_usd"], 8), "live_usd": round(self.budget.live_usd, 8),
+                      "share": self.budget.share(), "available_usd": round(self.budget.available(), 8),
+                      "today_usd": round(self.budget.day_usd, 8), "usd_per_day": self.settings.shadow.usd_per_day},
+            "live": self.promoter.pointer.get("current") or f"configured router {self.configured_router!r}",
+            "last_candidate": last.as_dict() if last else None,
+            "history": [e for e in events if e["kind"] in ("promotion", "revert", "candidate")],
+        }
+
+
+def _answer_text(body: bytes | None) -> str | None:
+    """The assistant text of a non-streamed chat completion body; None when there is none."""
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)["choices"][0]["message"]["content"] or ""
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None

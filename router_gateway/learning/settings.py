@@ -1,0 +1,125 @@
+"""The ``learning:`` section of experts.yaml (strict, like the rest of the config).
+
+Cross-references (the profile, shadow experts, the judge) are checked by ``check_learning`` from the
+config's phase-2 resolution.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShadowSettings(_Strict):
+    """Which requests are answered again, by whom, and how much that may cost."""
+
+    sample: float = Field(default=0.1, ge=0, le=1)        # share of the profile's requests considered
+    experts: tuple[str, ...] = ()                         # who may answer in shadow; empty = all
+    policy: Literal["value", "random"] = "value"          # value: value of a label per dollar
+    max_experts: int = Field(default=4, ge=1, le=64)      # shadow answers per prompt at most
+    usd_per_day: float = Field(default=1.0, ge=0)         # hard cap on shadow answers + grading, per UTC day
+    max_share: float = Field(default=0.25, ge=0, le=10)   # shadow spend <= this share of live spend
+    concurrency: int = Field(default=2, ge=1, le=256)     # shadow calls in flight
+    queue: int = Field(default=256, ge=1, le=100000)      # pending shadow jobs; more are dropped
+    max_tokens: int = Field(default=256, ge=1)            # for shadow answers
+    store_answers: bool = False                           # keep answer texts (needed to re-grade)
+
+
+class JudgeSettings(_Strict):
+    """An expert from experts.yaml that grades answers (see learning.judge for the prompt)."""
+
+    expert: str
+    mode: Literal["absolute", "pairwise"] = "absolute"
+    reference_expert: str | None = None   # pairwise: every answer is compared with this expert's
+    max_tokens: int = Field(default=8, ge=1, le=1024)
+
+
+class ReferenceSettings(_Strict):
+    """A labelled prompt set (CSV with prompt, reference) graded by matching."""
+
+    path: str
+    match: Literal["exact", "normalised", "numeric", "auto"] = "auto"
+
+
+class GraderSettings(_Strict):
+    """Which graders score shadow answers; several may be listed (see learning.labels for merging)."""
+
+    kinds: tuple[Literal["judge", "reference", "feedback"], ...] = ("judge",)
+    judge: JudgeSettings | None = None
+    reference: ReferenceSettings | None = None
+
+
+class RetrainSettings(_Strict):
+    """The candidate router: its type and hyperparameters, and when it is retrained."""
+
+    router: str = "knn"
+    params: dict[str, Any] = Field(default_factory=lambda: {"k": 20, "shrinkage": 2.0})
+    every_labels: int = Field(default=100, ge=1)
+    every_minutes: float = Field(default=60.0, gt=0)
+    min_labels: int = Field(default=50, ge=1)
+    folds: int = Field(default=5, ge=2, le=20)            # cross-fitting folds for the gate (learning.loop)
+
+
+class GateSettings(_Strict):
+    """Promote when the candidate's cost-quality frontier auc on held-out labelled prompts exceeds
+    the live router's by ``min_gain`` plus ``z`` standard errors (paired bootstrap), on at least
+    ``min_rows`` prompts (learning.gate)."""
+
+    min_gain: float = 0.0
+    z: float = Field(default=1.0, ge=0)
+    min_rows: int = Field(default=20, ge=1)
+
+
+class PromoteSettings(_Strict):
+    """Where candidates are written and what a promotion must pass."""
+
+    auto: bool = True
+    gate: GateSettings = GateSettings()
+    artifacts: str = "var/learning"
+
+
+class LearningSettings(_Strict):
+    """Labels from live traffic for one profile's router."""
+
+    profile: str = "auto"
+    shadow: ShadowSettings = ShadowSettings()
+    grader: GraderSettings = GraderSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    promote: PromoteSettings = PromoteSettings()
+
+
+def check_learning(learning: LearningSettings, experts: dict, profiles: dict) -> None:
+    """Phase 2: every name in ``learning`` exists; raises ValueError with the key path."""
+    if learning.profile not in profiles:
+        raise ValueError(f"learning.profile: unknown profile {learning.profile!r}")
+    for name in learning.shadow.experts:
+        if name not in experts:
+            raise ValueError(f"learning.shadow.experts: unknown expert {name!r}")
+    grader = learning.grader
+    if "judge" in grader.kinds:
+        if grader.judge is None:
+            raise ValueError("learning.grader.judge: required when kinds lists judge")
+        for who in (grader.judge.expert, grader.judge.reference_expert):
+            if who is not None and who not in experts:
+                raise ValueError(f"learning.grader.judge: unknown expert {who!r}")
+        if grader.judge.mode == "pairwise" and not grader.judge.reference_expert:
+            raise ValueError("learning.grader.judge.reference_expert: required for pairwise mode")
+    if "reference" in grader.kinds and grader.reference is None:
+        raise ValueError("learning.grader.reference: required when kinds lists reference")
+    from routers.registry import available_routers
+    if learning.retrain.router not in available_routers():
+        raise ValueError(f"learning.retrain.router: unknown router type {learning.retrain.router!r}")
+
+
+def absolute_paths(learning: LearningSettings, base_dir) -> LearningSettings:
+    """The artifacts folder and the reference set resolve against experts.yaml's folder."""
+    promote = learning.promote.model_copy(update={"artifacts": str((base_dir / learning.promote.artifacts).resolve())})
+    grader = learning.grader
+    if grader.reference is not None:
+        ref = grader.reference.model_copy(update={"path": str((base_dir / grader.reference.path).resolve())})
+        grader = grader.model_copy(update={"reference": ref})
+    return learning.model_copy(update={"promote": promote, "grader": grader})

@@ -1,0 +1,133 @@
+"""Label store, gate and retrain loop with real routers and a real SQLite file (no gateway)."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from router_gateway.learning.gate import gate
+from router_gateway.learning.graders import Grade
+from router_gateway.learning.loop import LearningLoop
+from router_gateway.learning.policy import ShadowPolicy, hull_members
+from router_gateway.learning.promote import ArtifactPromoter, read_pointer
+from router_gateway.learning.settings import GateSettings, LearningSettings, PromoteSettings, RetrainSettings
+from router_gateway.learning.store import LabelStore
+from routers.baselines import StrongestRouter
+
+EXPERTS = ["cheap", "mid", "dear"]
+NORM_COST = np.array([0.1, 0.4, 1.0])
+
+
+def topic_data(n: int, seed: int = 0):
+    """Three topics; on topic t only expert t is right (so the best choice depends on the prompt)."""
+    rng = np.random.default_rng(seed)
+    topic = rng.integers(0, 3, n)
+    X = rng.standard_normal((n, 16)) * 0.1
+    X[np.arange(n), topic] += 1.0
+    Y = (topic[:, None] == np.arange(3)[None, :]).astype(float)
+    Y = np.where(rng.random(Y.shape) < 0.05, 1 - Y, Y)  # a little noise
+    return X.astype(np.float32), Y
+
+
+def make_loop(tmp_path, store, min_rows=20, z=1.0):
+    settings = LearningSettings(retrain=RetrainSettings(router="knn", params={"k": 10}, every_labels=50,
+                                                        min_labels=50, folds=5),
+                                promote=PromoteSettings(gate=GateSettings(min_rows=min_rows, z=z),
+                                                        artifacts=str(tmp_path / "art")))
+    baseline = StrongestRouter.from_priors(EXPERTS, [0.3, 0.3, 0.4], 16)
+    promoter = ArtifactPromoter(tmp_path / "art", EXPERTS, {"name": "test", "dim": 16}, baseline)
+    return LearningLoop(settings, store, EXPERTS, NORM_COST, 0.0, promoter), promoter
+
+
+def fill(store: LabelStore, X, Y, experts_per_row=None):
+    for i in range(len(X)):
+        cols = range(3) if experts_per_row is None else experts_per_row[i]
+        grades = [Grade(EXPERTS[j], float(Y[i, j]), "judge:x", 0.001) for j in cols]
+        store.add(f"d{i:05d}", X[i], grades, answer_costs={EXPERTS[j]: 0.01 for j in cols}, live_expert="dear",
+                  prompt=f"prompt {i}", ts=float(i))
+
+
+def test_store_round_trip_partial_labels_and_export(tmp_path):
+    store = LabelStore(tmp_path / "log.db", store_prompts=False)
+    X, Y = topic_data(40)
+    fill(store, X, Y, experts_per_row=[[i % 3] for i in range(40)])
+    data = store.training_set(EXPERTS)
+    assert data.X.shape == (40, 16) and np.allclose(data.X, X, atol=1e-6)
+    assert (~np.isnan(data.Y)).sum(axis=1).tolist() == [1] * 40  # partial: one expert each
+    n = store.export_csv(tmp_path / "labels.csv", EXPERTS)
+    rows = list(csv.DictReader(open(tmp_path / "labels.csv")))
+    assert n == 40 and all(r["prompt"] == "" for r in rows)  # store_prompts: false is respected
+    assert rows[0]["score:cheap"] != "" and rows[0]["score:mid"] == ""
+    store.close()
+
+
+def test_reference_grade_beats_judge_for_the_same_answer(tmp_path):
+    store = LabelStore(tmp_path / "log.db")
+    x = np.ones(16, dtype=np.float32)
+    store.add("d", x, [Grade("cheap", 0.0, "judge:x"), Grade("cheap", 1.0, "reference")], answer_costs={})
+    assert store.training_set(EXPERTS).Y[0, 0] == 1.0
+    store.close()
+
+
+def test_good_labels_are_promoted_and_the_artifact_is_kept(tmp_path):
+    store = LabelStore(tmp_path / "log.db")
+    X, Y = topic_data(300)
+    fill(store, X, Y)
+    loop, promoter = make_loop(tmp_path, store)
+    loop.labels_added(300)
+    assert loop.due()
+    out = loop.retrain()
+    assert out.gate.passed and out.promoted
+    assert read_pointer(tmp_path / "art")["current"] == out.promoted
+    assert promoter.live_scores(X[:3]).shape == (3, 3)
+    assert promoter.revert() is None and promoter.live is promoter.baseline
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_candidate_trained_on_shuffled_labels_is_never_promoted(tmp_path, seed):
+    store = LabelStore(tmp_path / "log.db")
+    X, Y = topic_data(300, seed)
+    fill(store, X, Y[np.random.default_rng(seed + 1000).permutation(300)])  # labels no longer belong to their prompts
+    loop, promoter = make_loop(tmp_path, store)
+    loop.labels_added(300)
+    out = loop.retrain()
+    assert not out.gate.passed and out.promoted is None, out.gate.reason
+    assert promoter.live is promoter.baseline
+    assert read_pointer(tmp_path / "art")["current"] is None
+
+
+def test_live_router_is_not_judged_on_its_own_training_prompts(tmp_path):
+    store = LabelStore(tmp_path / "log.db")
+    X, Y = topic_data(400)
+    fill(store, X[:300], Y[:300])
+    loop, _ = make_loop(tmp_path, store)
+    loop.labels_added(300)
+    assert loop.retrain().promoted
+    fill_from = 300  # new labels arrive; the next gate may only use those for the live router
+    for i in range(fill_from, 400):
+        store.add(f"d{i:05d}", X[i], [Grade(e, float(Y[i, j]), "judge:x") for j, e in enumerate(EXPERTS)],
+                  answer_costs={}, ts=float(i))
+    loop.labels_added(100)
+    out = loop.retrain()
+    assert out.gate.rows == 100
+
+
+def test_gate_needs_enough_rows():
+    Y = np.eye(3)
+    result = gate(np.zeros((3, 3)), np.eye(3), Y, NORM_COST, min_rows=20)
+    assert not result.passed and "min_rows" in result.reason
+
+
+def test_hull_drops_dominated_experts():
+    cost = np.array([0.1, 0.2, 0.9, 0.9])
+    quality = np.array([0.5, 0.3, 0.6, 0.2])  # expert 1 is dearer and worse than 0; 3 worse than 2
+    assert hull_members(cost, quality).tolist() == [True, False, True, False]
+
+
+def test_value_policy_warms_up_then_labels_useful_experts_only():
+    policy = ShadowPolicy(3, NORM_COST, "value", max_experts=3, warmup=2)
+    assert policy.plan(live=2) == [0, 1, 2]  # every expert is cold
+    for _ in range(2):
+        policy.observe({0: 0.6, 1: 0.2, 2: 0.7})  # mid is dominated
+    assert policy.plan(live=2) == [0, 2]
