@@ -44,7 +44,7 @@ def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads:
     if backend == "static":  # distilled model2vec-style table: its own model name, routers retrain on it
         from router_gateway.embedding.static_backend import StaticEmbedder
         return StaticEmbedder(model=model, threads=threads)
-    if backend == "static-tuned":  # the static lookup over a table trained to mimic MiniLM
+    if backend == "static-tuned":  # the static lookup over a table mapped into MiniLM's space
         from router_gateway.embedding.tuned_static import make_tuned_static
         return make_tuned_static(model=model)
     if backend in ("onnx", "auto"):
