@@ -18,6 +18,8 @@ from router_gateway.auth import ApiKey, presented_key
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, KeysUnavailable, NotFound,
                                    PayloadTooLarge, PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.openai_endpoints import ROUTES
+from router_gateway.services.sessions import session_ref
 from router_gateway.json_depth import MAX_JSON_DEPTH, json_too_deep
 from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.ops_routes import install_ops_routes
@@ -32,9 +34,9 @@ class GatewayApp(FastAPI):
     """FastAPI, with POST /v1/chat/completions served by chat_endpoint before FastAPI's own stack."""
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and chat_endpoint.route_path(scope) == chat_endpoint.PATH:
+        if scope["type"] == "http" and (path := chat_endpoint.route_path(scope)) in ROUTES:
             scope["app"] = self
-            await chat_endpoint.handle_chat(self, scope, receive, send)
+            await chat_endpoint.handle_chat(self, scope, receive, send, path)
             return
         await super().__call__(scope, receive, send)
 
@@ -226,10 +228,12 @@ def _install_routes(app: FastAPI) -> None:
                 check_model_allowed(key, chat, runtime.config)
             decision = await runtime.routing.decide(chat, size, new_request_id(),
                                                     request.headers.get("x-router-cost-weight"),
-                                                    reachable_experts(key, runtime.config))
+                                                    reachable_experts(key, runtime.config),
+                                                    session=session_ref(request.headers, body, chat.messages,
+                                                                        key.id if key else None))
         finally:
             gateway.release(runtime)
-        return json_response(decision.as_dict())
+        return json_response(decision.as_dict())  # shows the session's pin; nothing is pinned by it
 
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):

@@ -125,6 +125,13 @@ class PacingSettings(_Strict):
         return self
 
 
+class AffinitySettings(_Strict):
+    """Session affinity (services/sessions.py): a conversation keeps its expert while it stays eligible."""
+
+    enabled: bool = True
+    ttl_s: float = Field(default=1800.0, gt=0, le=7 * 86400)  # sliding: each turn extends it
+
+
 class Profile(_Strict):
     """What clients put in ``model``: which router, how much cost matters, and input limits."""
 
@@ -138,6 +145,7 @@ class Profile(_Strict):
     # quality given up per second of expected queueing at an expert (engine metrics); 0: ignore queues
     latency_weight: float = Field(default=0.0, ge=0, le=100)
     pacing: PacingSettings | None = None  # route cheaper as a key's budget runs ahead of its period
+    affinity: AffinitySettings = AffinitySettings()
 
 
 class EmbedderSettings(_Strict):

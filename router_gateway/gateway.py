@@ -23,6 +23,7 @@ from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.affinity import Affinity
 from router_gateway.services.breaker_probe import BreakerProber
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
@@ -30,6 +31,7 @@ from router_gateway.services.limits import LocalLimiter, SharedLimiter
 from router_gateway.services.request_log import RequestLog
 from router_gateway.services.router_set import build_router_set
 from router_gateway.services.routing import RoutingService
+from router_gateway.services.sessions import AffinityStore
 from router_gateway.services.shared_state import SharedState
 
 log = logging.getLogger("router_gateway")
@@ -87,6 +89,7 @@ class Gateway:
         self.pacer = BudgetPacer()  # budget pacing state per key
         self.spend: SpendView | None = None
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
+        self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -131,6 +134,7 @@ class Gateway:
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
         self.spend = SpendView(self.limiter, self.shared)
+        self.affinity.store.shared = self.shared
         await self.shared.start()
 
     def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
@@ -168,6 +172,7 @@ class Gateway:
             await asyncio.gather(*self._usage_tasks, return_exceptions=True)
         if self.learning:  # pending shadow work is dropped; every client answer was logged already
             await self.learning.close()
+        await self.affinity.store.flush()
         if self.shared:
             await self.shared.close()
         if self.request_log:
@@ -199,7 +204,7 @@ class Gateway:
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
-        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity)
+        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity, self.affinity)
         forwarder = Forwarder(config, self.state, self.options.transport)
         return Runtime(self._version, config, routing, forwarder)
 

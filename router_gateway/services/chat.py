@@ -5,7 +5,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from router_gateway.capacity.pacing import budget_pacing
 from router_gateway.errors import ClientClosedRequest, GatewayError, GatewayShuttingDown
@@ -16,6 +16,7 @@ from router_gateway.services.forwarding import ForwardResult
 from router_gateway.services.holds import Hold, expected_hold
 from router_gateway.services.request_log import prompt_digest
 from router_gateway.services.routing import Decision
+from router_gateway.services.sessions import SessionRef
 from router_gateway.services.usage import clean_usage
 
 
@@ -30,6 +31,21 @@ class ChatOutcome:
     headers: dict[str, str]
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI endpoint served through routing: the expert path it forwards to, whether fallbacks
+    may answer (not for embeddings: another model's vectors mean something else), and how routing's
+    param names read in this endpoint's body (for 400s)."""
+
+    name: str
+    path: str
+    fallbacks: bool = True
+    params: tuple[tuple[str, str], ...] = ()
+
+
+CHAT = Endpoint("chat.completions", "/chat/completions")
 
 
 @dataclass
@@ -49,6 +65,9 @@ class CallContext:
     hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
+    endpoint: Endpoint = CHAT
+    session: SessionRef | None = None
+    on_result: Callable[[ForwardResult], None] | None = None  # e.g. remember a Responses API id
 
 
 class ChatService:
@@ -65,12 +84,19 @@ class ChatService:
                 await self._admit(ctx, chat, runtime)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
                                                     ctx.cost_weight_header, ctx.allowed_experts,
-                                                    budget_pacing(self.gateway, ctx.api_key))
+                                                    pace=budget_pacing(self.gateway, ctx.api_key),
+                                                    session=ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
-            result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
-                                                     chat.stream, deadline)
+            experts = [c.expert for c in decision.candidates]
+            result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
+                                                     ctx.body, chat.stream, deadline, ctx.endpoint.path)
+            if runtime.routing.affinity is not None:
+                runtime.routing.affinity.settle(decision, result.expert)
+            if ctx.on_result is not None:
+                ctx.on_result(result)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
+            exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
             self._log(runtime, ctx, chat, decision, None, error=exc)
             self.gateway.release(runtime)
             raise
@@ -164,6 +190,9 @@ class ChatService:
             headers["x-router-router"] = decision.router
         if "pacing" in decision.extra:
             headers["x-router-cost-weight"] = f"{decision.cost_weight:.6g}"  # the paced, effective weight
+        if decision.affinity is not None and decision.affinity.ref.key:
+            headers["x-router-session"] = decision.affinity.ref.key
+            headers["x-router-affinity"] = decision.affinity.state
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
@@ -201,6 +230,10 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
+        if ctx.endpoint is not CHAT:
+            record["endpoint"] = ctx.endpoint.name
+        if decision is not None and decision.affinity is not None:
+            record.update(decision.affinity.as_dict())
         self.gateway.request_log.record(record)
         if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
             self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)

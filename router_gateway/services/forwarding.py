@@ -20,13 +20,17 @@ import httpx
 import orjson
 
 from router_gateway.config import Expert, GatewayConfig
-from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from router_gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.sse import ModelRenamer, is_done, is_usage_only, sse_batches, usage_of
+from router_gateway.services.sse import (RESPONSES_PATH, ModelRenamer, is_done, is_usage_only, normalised_usage,
+                                         sse_batches, usage_of)
 from router_gateway.services.sse_errors import counts_against_expert
 from router_gateway.services.upstream import (UpstreamBodyError, UpstreamBodyTimeout, UpstreamBodyTooLarge,
                                               UpstreamConnectError, UpstreamResponse, make_upstream)
 
+CHAT_PATH = "/chat/completions"
+#: the list a 200 answer of each API holds (chat and completions: choices); without it, it is no answer
+ANSWER_LISTS = {"/responses": "output", "/embeddings": "data"}
 
 def retryable_status(status: int) -> bool:
     """The expert failed, not the request: 429, any 5xx, and anything but 200 below 400 (a chat
@@ -100,35 +104,45 @@ class Forwarder:
         await asyncio.gather(*(c.aclose() for c in self._clients.values()), return_exceptions=True)
 
     async def forward(self, candidates: list[str], body: dict[str, Any], stream: bool,
-                      deadline: float) -> ForwardResult:
-        """Try candidates in order; return the first success or raise the right GatewayError."""
+                      deadline: float, path: str = CHAT_PATH) -> ForwardResult:
+        """Try candidates in order; return the first success or raise the right GatewayError.
+
+        ``path`` is the expert's endpoint: chat completions, or the Responses, completions and
+        embeddings APIs, which litellm experts do not serve here."""
         attempts: list[Attempt] = []
         last: GatewayError | None = None
+        if path != CHAT_PATH:  # litellm experts are reached through chat completions only
+            candidates = [c for c in candidates if self.config.experts[c].provider == "openai"]
+            if not candidates:
+                raise BadRequest(f"no expert for this request serves {path}", param="model",
+                                 code="unsupported_endpoint")
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         for name in candidates[: self.config.server.max_attempts]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             expert = self.config.experts[name]
-            payload = self._payload(body, expert, stream)
+            payload = self._payload(body, expert, stream and path != RESPONSES_PATH)
             started = time.perf_counter()
             self.state.acquire(name)
             try:
                 if expert.provider == "litellm":
                     result = await self._litellm_call(name, expert, payload, stream, remaining)
                 elif stream:
-                    result = await self._open_stream(name, expert, payload, remaining, wants_usage)
+                    result = await self._open_stream(name, expert, payload, remaining, wants_usage, path)
                 else:
-                    result = await self._call(name, expert, payload, remaining)
+                    result = await self._call(name, expert, payload, remaining, path)
             except _Retryable as exc:
                 self.state.release(name)
                 self.state.record_failure(name, exc.outcome, stream=stream)
                 attempts.append(Attempt(name, exc.outcome, (time.perf_counter() - started) * 1e3))
                 last = exc.error
                 continue
-            except ClientError:
+            except ClientError as exc:
                 self.state.release(name)
                 self.state.record_success(name, stream=stream)  # the expert is healthy; the request was bad
+                attempts.append(Attempt(name, f"http_{exc.status}", (time.perf_counter() - started) * 1e3))
+                exc.attempts = attempts  # the log says which expert refused it
                 raise
             except BaseException:
                 self.state.release(name)
@@ -157,13 +171,14 @@ class Forwarder:
             payload["stream_options"] = options
         return payload
 
-    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float) -> ForwardResult:
+    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float,
+                    path: str = CHAT_PATH) -> ForwardResult:
         # the whole answer is the first byte the client gets: bounded by first_byte and total alike
         timeout = min(expert.timeout.first_byte, expert.timeout.total, remaining)
         response = None
         try:
             async with asyncio.timeout(timeout):
-                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload),
+                response = await self._clients[name].post(path, orjson.dumps(payload),
                                                           time.monotonic() + timeout)
                 if retryable_status(response.status):
                     raise _Retryable(f"http_{response.status}",
@@ -187,15 +202,16 @@ class Forwarder:
             data = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} sent invalid JSON")) from None
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        answer = ANSWER_LISTS.get(path, "choices")
+        if not isinstance(data, dict) or not isinstance(data.get(answer), list):
             # e.g. a proxy's error object under a 200: not an answer, so not relayed as one
-            raise _Retryable("protocol_error", UpstreamError(f"expert {name} answered 200 without choices"))
-        usage = data.get("usage")
+            raise _Retryable("protocol_error", UpstreamError(f"expert {name} answered 200 without {answer}"))
+        usage = normalised_usage(data.get("usage"))
         return ForwardResult(name, response.status, [], body=ModelRenamer(expert.model, name)(content),
-                             usage=usage if isinstance(usage, dict) else None)
+                             usage=usage)
 
     async def _open_stream(self, name: str, expert: Expert, payload: dict, remaining: float,
-                           wants_usage: bool) -> ForwardResult:
+                           wants_usage: bool, path: str = CHAT_PATH) -> ForwardResult:
         started = time.perf_counter()
         response = None
         # the whole stream ends by the expert's total timeout and the request deadline: the upstream
@@ -203,7 +219,7 @@ class Forwarder:
         total = min(expert.timeout.total, remaining)
         try:
             async with asyncio.timeout(min(expert.timeout.first_byte, total)):
-                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload),
+                response = await self._clients[name].post(path, orjson.dumps(payload),
                                                           time.monotonic() + total)
                 if retryable_status(response.status):
                     raise _Retryable(f"http_{response.status}",

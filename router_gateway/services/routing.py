@@ -19,7 +19,10 @@ from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.embedding.text import prompt_text
 from router_gateway.errors import BadRequest, ModelNotFound, NoExpertAvailable, RateLimited
 from router_gateway.protocol import ChatRequest, estimate_prompt_tokens, required_capabilities
+from router_gateway.services.affinity import Affinity
+from router_gateway.services.ineligibility import static_ineligibility
 from router_gateway.services.router_set import LoadedRouter, score_experts
+from router_gateway.services.sessions import SessionRef
 from routers.policy import rank_experts, unit_hash
 
 SATURATED = "saturated"  # the prefix of ExpertState's saturation reason
@@ -71,6 +74,7 @@ class Decision:
     embed_ms: float = 0.0
     route_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    affinity: Any = None  # services.sessions.AffinityInfo when the request belongs to a session
 
     @property
     def chosen(self) -> str:
@@ -82,6 +86,7 @@ class Decision:
                 "propensity": self.propensity, "explored": self.explored, "cost_weight": self.cost_weight,
                 "candidates": [c.as_dict() for c in self.candidates], "ineligible": self.ineligible,
                 "prompt_tokens_est": self.prompt_tokens_est,
+                "affinity": self.affinity.as_dict() if self.affinity else None,
                 "timing_ms": {"embed": round(self.embed_ms, 3), "route": round(self.route_ms, 3)},
                 **self.extra}
 
@@ -90,8 +95,10 @@ class RoutingService:
     """Decides which experts serve a request; holds no per-request state."""
 
     def __init__(self, config: GatewayConfig, routers: dict[str, LoadedRouter],
-                 embedder: BatchingEmbedder | None, health: ExpertHealth, capacity: CapacityBook | None = None):
+                 embedder: BatchingEmbedder | None, health: ExpertHealth, capacity: CapacityBook | None = None,
+                 affinity: Affinity | None = None):
         self.config = config
+        self.affinity = affinity
         self.routers = routers
         self.embedder = embedder
         self.health = health
@@ -110,7 +117,8 @@ class RoutingService:
     async def decide(self, request: ChatRequest, body_size: int, request_id: str,
                      cost_weight_header: str | None = None,
                      allowed_experts: set[str] | None = None,
-                     pace: Callable[[Profile, float], PacingDecision | None] | None = None) -> Decision:
+                     pace: Callable[[Profile, float], PacingDecision | None] | None = None,
+                     session: SessionRef | None = None) -> Decision:
         profile, direct = self.resolve_model(request.model)
         # prompt_text reads only role and content: no need to model_dump every message
         text = prompt_text([{"role": m.role, "content": m.content} for m in request.messages])
@@ -124,6 +132,8 @@ class RoutingService:
         if paced is not None:
             cost_weight = paced.effective
         loaded = self.routers[profile.router]
+        # the pin lookups start now and run while the prompt is embedded (a Redis GET costs no wait)
+        pending = self.affinity.begin(session, profile) if self.affinity and session else None
         t0 = time.perf_counter()
         x = await self._embedding(loaded, text, request_id)
         t1 = time.perf_counter()
@@ -131,6 +141,8 @@ class RoutingService:
         chooser = _bandit_chooser(loaded, x, request_id, self._names)
         decision = self._rank(scores, request, profile, tokens, cost_weight, request_id, allowed_experts,
                               chooser)
+        if pending is not None:
+            await self.affinity.apply(pending, decision, REQUEST_REASONS)
         decision.router, decision.prompt_text = profile.router, text
         if paced is not None:
             decision.extra["pacing"] = paced.as_dict()
@@ -245,12 +257,15 @@ def check_profile_limits(profile: Profile, request: ChatRequest) -> None:
                          param="max_tokens")
 
 
-def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited:
-    """429 when the experts that could serve are all saturated (retry soon, do not queue without
-    bound); 503 otherwise. Both carry Retry-After."""
+def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited | BadRequest:
+    """400 when every reason is static (services.ineligibility: a retry cannot help); 429 when the
+    experts that could serve are all saturated (retry soon, do not queue without bound); 503 otherwise.
+    429 and 503 carry Retry-After."""
     detail = "; ".join(f"{k}: {v}" for k, v in reasons.items())
     busy = [r for r in reasons.values() if r.startswith(SATURATED)]
     fixed = [r for r in reasons.values() if r.startswith(REQUEST_REASONS)]
+    if reasons and len(fixed) == len(reasons):
+        return static_ineligibility(reasons)
     if busy and len(busy) + len(fixed) == len(reasons):
         return RateLimited(f"every expert that can serve this request is at capacity: {detail}",
                            code="experts_saturated", headers={"Retry-After": "1"})

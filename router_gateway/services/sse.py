@@ -80,21 +80,47 @@ class ModelRenamer:
         return data
 
 
+RESPONSES_PATH = "/responses"
+
+
 def usage_of(event: bytes) -> dict | None:
-    """The ``usage`` object of an SSE chunk that carries one, else None."""
-    if b'"prompt_tokens"' not in event:
+    """The ``usage`` object of an SSE chunk that carries one, else None; chat chunks carry it at the
+    top, the Responses API's ``response.completed`` event inside ``response``."""
+    if b'"prompt_tokens"' not in event and b'"input_tokens"' not in event:
         return None
     try:
         data = orjson.loads(event.split(b"data:", 1)[1])
     except (IndexError, orjson.JSONDecodeError):
         return None
-    usage = data.get("usage") if isinstance(data, dict) else None
-    return usage if isinstance(usage, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("response"), dict):
+        data = data["response"]
+    return normalised_usage(data.get("usage"))
+
+
+def normalised_usage(usage) -> dict | None:
+    """Usage in the chat API's names whichever API reported it: the Responses API says input/output
+    tokens; embeddings report no completion tokens (priced as zero)."""
+    if not isinstance(usage, dict):
+        return None
+    if "input_tokens" in usage and "prompt_tokens" not in usage:
+        usage = {**usage, "prompt_tokens": usage.get("input_tokens"),
+                 "completion_tokens": usage.get("output_tokens", 0)}
+    elif "prompt_tokens" in usage and "completion_tokens" not in usage:
+        usage = {**usage, "completion_tokens": 0}
+    return usage
+
+
+#: the events that end a stream: chat and completions send [DONE]; the Responses API ends with its
+#: terminal event (completed, incomplete or failed) and no [DONE]
+DONE_EVENTS = (b"data: [DONE]", b"data:[DONE]", b"event: response.completed", b"event: response.incomplete",
+               b"event: response.failed")
 
 
 def is_done(event: bytes) -> bool:
-    """The ``data: [DONE]`` event that ends an OpenAI stream (the space after the colon is optional)."""
-    return event.startswith((b"data: [DONE]", b"data:[DONE]"))
+    """The event that ends an OpenAI stream (the space after the colon is optional)."""
+    return event.startswith(DONE_EVENTS)
 
 
 def is_usage_only(event: bytes) -> bool:

@@ -15,6 +15,8 @@ body), huge (a plain answer of ``delay`` MiB of valid JSON), errorin200 (an erro
 and, served by a raw socket server since uvicorn always frames its bodies, closecut (a close-delimited
 body cut short: two stream events, or half a JSON body, then the connection closes) and closeok (a
 close-delimited stream that ends properly with [DONE]).
+It also serves the Responses API (keeping the ids it answered, like vLLM: an unknown
+``previous_response_id`` is a 404), completions and embeddings, for the ok behaviour.
 The behaviour can be changed at run time with ``POST /_behaviour {"behaviour": ...}``.
 Like vLLM, it notices a caller that goes away: ``/_stats`` counts such requests as ``abandoned``.
 """
@@ -34,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake", "abandoned": 0}
+STATE = {"behaviour": "ok", "delay": 0.5, "count": 0, "name": "fake", "abandoned": 0, "responses": []}
 
 
 async def wait_for_caller(request: Request, seconds: float) -> bool:
@@ -237,7 +239,66 @@ async def stats(request: Request) -> Response:
     return Response(orjson.dumps(STATE), media_type="application/json")
 
 
+async def responses(request: Request) -> Response:
+    STATE["count"] += 1
+    body = orjson.loads(await request.body())
+    previous = body.get("previous_response_id")
+    if previous and previous not in STATE["responses"]:
+        return Response(orjson.dumps({"error": {"message": f"Response with id '{previous}' not found.",
+                                                "type": "invalid_request_error", "param": "previous_response_id",
+                                                "code": None}}), status_code=404)
+    rid = f"resp_{STATE['name']}_{STATE['count']}"
+    STATE["responses"].append(rid)
+    text = f"answer from {STATE['name']}"
+    response = {"id": rid, "object": "response", "created_at": int(time.time()), "model": body.get("model"),
+                "status": "completed", "previous_response_id": previous, "x_server": STATE["name"],
+                "output": [{"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                            "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                "usage": {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18}}
+    if not body.get("stream"):
+        return Response(orjson.dumps(response), media_type="application/json")
+
+    async def events():
+        seq = iter(range(100))
+        created = {**response, "status": "in_progress", "output": [], "usage": None}
+        yield _event("response.created", {"type": "response.created", "sequence_number": next(seq),
+                                          "response": created})
+        for word in text.split():
+            yield _event("response.output_text.delta", {"type": "response.output_text.delta", "item_id": "msg_1",
+                                                        "output_index": 0, "content_index": 0,
+                                                        "sequence_number": next(seq), "delta": word + " "})
+        yield _event("response.completed", {"type": "response.completed", "sequence_number": next(seq),
+                                            "response": response})
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _event(name: str, data: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def completions(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    return Response(orjson.dumps({"id": "cmpl-1", "object": "text_completion", "created": 0, "model": body.get("model"),
+                                  "choices": [{"index": 0, "text": f" from {STATE['name']}", "finish_reason": "stop",
+                                               "logprobs": None}],
+                                  "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}),
+                    media_type="application/json")
+
+
+async def embeddings(request: Request) -> Response:
+    body = orjson.loads(await request.body())
+    inputs = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+    data = [{"object": "embedding", "index": i, "embedding": [0.5, -0.5, float(len(str(x)))]}
+            for i, x in enumerate(inputs)]
+    return Response(orjson.dumps({"object": "list", "model": body.get("model"), "data": data,
+                                  "usage": {"prompt_tokens": 4, "total_tokens": 4}}), media_type="application/json")
+
+
 app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                        Route("/v1/responses", responses, methods=["POST"]),
+                        Route("/v1/completions", completions, methods=["POST"]),
+                        Route("/v1/embeddings", embeddings, methods=["POST"]),
                         Route("/v1/models", models), Route("/health", models),
                         Route("/_behaviour", set_behaviour, methods=["POST"]), Route("/_stats", stats)])
 
