@@ -153,7 +153,7 @@ class Profile(_Strict):
 class EmbedderSettings(_Strict):
     """Prompt embedder: backend, micro-batching and cache."""
 
-    backend: Literal["auto", "torch", "onnx", "static", "remote"] = "auto"
+    backend: Literal["auto", "torch", "onnx", "static", "static-tuned", "remote"] = "auto"
     model: str = "all-MiniLM-L6-v2"
     url: str | None = None
     api_key: str | None = None

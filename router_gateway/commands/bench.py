@@ -19,9 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--saturation-concurrency", type=int, default=64)
     p.add_argument("--workers", type=int, default=2, help="worker processes for the multi-worker run")
     p.add_argument("--embed-threads", type=int, default=1)
-    p.add_argument("--embedder", choices=("onnx", "static", "torch"), default="onnx",
+    p.add_argument("--embedder", choices=("onnx", "static", "static-tuned", "torch"), default="onnx",
                    help="the gateway's embedder backend: onnx (MiniLM int8), static (distilled token table, "
-                        "~0.5 ms for 200 tokens, lower routing quality), torch (default: %(default)s)")
+                        "~0.5 ms for 200 tokens, lower routing quality), static-tuned (the same lookup over "
+                        "a table trained to mimic MiniLM; build it first), torch (default: %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.set_defaults(func=run)
 

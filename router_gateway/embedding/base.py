@@ -44,6 +44,9 @@ def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads:
     if backend == "static":  # distilled model2vec-style table: its own model name, routers retrain on it
         from router_gateway.embedding.static_backend import StaticEmbedder
         return StaticEmbedder(model=model, threads=threads)
+    if backend == "static-tuned":  # the static lookup over a table mapped into MiniLM's space
+        from router_gateway.embedding.tuned_static import make_tuned_static
+        return make_tuned_static(model=model)
     if backend in ("onnx", "auto"):
         try:
             from router_gateway.embedding.onnx_backend import OnnxEmbedder
@@ -57,7 +60,7 @@ def make_embedder(backend: str = "auto", *, model: str = DEFAULT_MODEL, threads:
     if backend in ("torch", "auto"):
         from router_gateway.embedding.torch_backend import TorchEmbedder
         return TorchEmbedder(model=model, threads=threads)
-    raise ValueError(f"unknown embedder backend {backend!r} (torch, onnx, static, remote, auto)")
+    raise ValueError(f"unknown embedder backend {backend!r} (torch, onnx, static, static-tuned, remote, auto)")
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:

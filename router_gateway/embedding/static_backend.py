@@ -160,18 +160,19 @@ class StaticEmbedder:
     common interface and ignored (one prompt is a few microseconds of numpy)."""
 
     def __init__(self, model: str = DEFAULT_MODEL, threads: int | None = None,
-                 table_path: str | Path | None = None):
+                 table_path: str | Path | None = None, *, suffix: str = STATIC_SUFFIX,
+                 max_tokens: int = MAX_TOKENS, backend: str = "static"):
         model_dir = model_dir_for(model)
         path = Path(table_path) if table_path else ensure_static(model)
         self._table = np.load(path, mmap_mode=None).astype(np.float32, copy=False)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._tokenizer.enable_truncation(max_length=max_tokens)
         if self._tokenizer.get_vocab_size() != self._table.shape[0]:
             raise ValueError(f"static table {path} has {self._table.shape[0]} rows, "
                              f"tokenizer has {self._tokenizer.get_vocab_size()} tokens")
         base = DEFAULT_MODEL if model == DEFAULT_MODEL else os.path.basename(str(model).rstrip("/"))
-        self.info = EmbedderInfo(name=base + STATIC_SUFFIX, dim=int(self._table.shape[1]), backend="static")
+        self.info = EmbedderInfo(name=base + suffix, dim=int(self._table.shape[1]), backend=backend)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
