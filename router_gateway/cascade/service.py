@@ -14,7 +14,7 @@ import orjson
 from router_gateway.cascade.calibrate import threshold_for_quality, threshold_for_share
 from router_gateway.cascade.runner import CascadeResult, plan_tiers, replay_sse, run_cascade
 from router_gateway.cascade.settings import CascadeSettings
-from router_gateway.cascade.verifiers import make_verifier
+from router_gateway.cascade.registry import make_verifier
 from router_gateway.services.forwarding import ForwardResult
 from router_gateway.services.usage import clean_usage
 

@@ -127,18 +127,3 @@ class ConsistencyVerifier:
         top, count = Counter(finals).most_common(1)[0]
         return Check(count / len(finals), choice=finals.index(top),
                      detail={"samples": len(finals), "agree": count, "answer": top[:64]})
-
-
-def make_verifier(kind: str, **options: Any) -> Verifier:
-    """A verifier by profile name: logprob, consistency, learned (``path``) or judge (``expert``)."""
-    if kind == "logprob":
-        return LogprobVerifier(**options)
-    if kind == "consistency":
-        return ConsistencyVerifier(**options)
-    if kind == "learned":
-        from router_gateway.cascade.learned import LearnedVerifier
-        return LearnedVerifier.load(options["path"])
-    if kind == "judge":
-        from router_gateway.cascade.judge import JudgeVerifier
-        return JudgeVerifier(**options)
-    raise ValueError(f"unknown verifier {kind!r} (logprob, consistency, learned, judge)")
