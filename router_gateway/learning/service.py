@@ -169,19 +169,28 @@ class LearningService:
         return max(0, runtime.active - sum(1 for r in self._own_runtimes if r is runtime))
 
     async def yield_to_clients(self) -> None:
-        """Wait until no client request is in flight (at most ``YIELD_MAX_S``).
+        """Wait until no client request has been in flight for ``YIELD_POLL_S`` (at most ``YIELD_MAX_S``).
 
         Shadow work shares the gateway's event loop: every slice of it (an expert call's request
         building and parsing, the judge prompt, the log record) that runs while a client request
         awaits delays that request's next step. Called before each step of a shadow job, this makes
         the loop serve clients first, so a shadowed request's client pays only ``offer``. Under
         back-to-back traffic a step proceeds after ``YIELD_MAX_S``: shadow work is late, never starved."""
-        deadline = time.monotonic() + YIELD_MAX_S
-        while self.clients_in_flight() > 0:
-            if time.monotonic() >= deadline:
+        start = time.monotonic()
+        quiet_since = None
+        while True:
+            now = time.monotonic()
+            if self.clients_in_flight() > 0:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            if quiet_since is not None and now - quiet_since >= YIELD_POLL_S:
+                return  # quiet for a whole poll: not just the instant between two back-to-back requests
+            if now - start >= YIELD_MAX_S:
                 self.stats["yield_timeouts"] += 1
                 return
-            self.stats["yields"] += 1
+            if quiet_since is None:
+                self.stats["yields"] += 1
             await asyncio.sleep(YIELD_POLL_S)
 
     async def _worker(self) -> None:
