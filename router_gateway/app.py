@@ -13,11 +13,14 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router_gateway import __version__
-from router_gateway import chat_endpoint
+from router_gateway import chat_endpoint, http_server
 from router_gateway.auth import ApiKey, presented_key
 from router_gateway.errors import (AuthenticationFailed, BadRequest, GatewayError, KeysUnavailable, NotFound,
                                    PayloadTooLarge, PermissionDenied)
 from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.openai_endpoints import ROUTES
+from router_gateway.services.sessions import session_ref
+from router_gateway.json_depth import MAX_JSON_DEPTH, json_too_deep
 from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.ops_routes import install_ops_routes
 from router_gateway.protocol import parse_chat_request
@@ -31,9 +34,9 @@ class GatewayApp(FastAPI):
     """FastAPI, with POST /v1/chat/completions served by chat_endpoint before FastAPI's own stack."""
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and chat_endpoint.route_path(scope) == chat_endpoint.PATH:
+        if scope["type"] == "http" and (path := chat_endpoint.route_path(scope)) in ROUTES:
             scope["app"] = self
-            await chat_endpoint.handle_chat(self, scope, receive, send)
+            await chat_endpoint.handle_chat(self, scope, receive, send, path)
             return
         await super().__call__(scope, receive, send)
 
@@ -58,6 +61,7 @@ def create_app(options: GatewayOptions) -> FastAPI:
         await gateway.start()
         app.state.gateway = gateway
         app.state.chat = ChatService(gateway)
+        http_server.configure(gateway.runtime.config.server)  # limits of the connections uvicorn reads
         tune_gc()
         try:
             yield
@@ -132,9 +136,12 @@ async def read_json_body(request: Request, limit: int) -> tuple[Any, int]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        return orjson.loads(raw), size
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if isinstance(body, (dict, list)) and json_too_deep(raw, body):
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+    return body, size
 
 
 def authenticate(request: Request) -> ApiKey | None:
@@ -194,6 +201,7 @@ CHAT_SCHEMA = {
         "temperature": {"type": "number"},
         "tools": {"type": ["array", "null"], "items": {"type": "object"}},
         "response_format": {"type": ["object", "null"]},
+        "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": ["boolean", "null"]}}},
         "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 128},
     },
 }
@@ -220,10 +228,12 @@ def _install_routes(app: FastAPI) -> None:
                 check_model_allowed(key, chat, runtime.config)
             decision = await runtime.routing.decide(chat, size, new_request_id(),
                                                     request.headers.get("x-router-cost-weight"),
-                                                    reachable_experts(key, runtime.config))
+                                                    reachable_experts(key, runtime.config),
+                                                    session=session_ref(request.headers, body, chat.messages,
+                                                                        key.id if key else None))
         finally:
             gateway.release(runtime)
-        return json_response(decision.as_dict())
+        return json_response(decision.as_dict())  # shows the session's pin; nothing is pinned by it
 
     @app.get("/v1/models")
     async def models(request: Request, key: Caller):

@@ -1,4 +1,5 @@
-"""``POST /v1/chat/completions`` as a plain ASGI handler: the gateway's hot path.
+"""``POST /v1/chat/completions`` as a plain ASGI handler: the gateway's hot path. The other OpenAI
+endpoints (``/v1/responses``, ``/v1/completions``, ``/v1/embeddings``: openai_endpoints.ROUTES) share it.
 
 Why not a FastAPI route: py-spy of a c=1 stream bench showed FastAPI's share of each request larger
 than the gateway's own work: dependency solving (which also ran the sync auth check in a worker
@@ -18,8 +19,9 @@ from typing import Any, Awaitable, Callable
 from starlette.requests import ClientDisconnect, Request
 
 from router_gateway.errors import GatewayError, MethodNotAllowed, sse_error_event
-from router_gateway.protocol import parse_chat_request
+from router_gateway.openai_endpoints import RESPONSES, ROUTES, response_recorder
 from router_gateway.services.chat import CallContext, ChatOutcome, new_request_id
+from router_gateway.services.sessions import session_ref
 
 log = logging.getLogger("router_gateway.api")
 
@@ -35,28 +37,35 @@ def route_path(scope: dict[str, Any]) -> str:
     return path[len(root):] if root and path.startswith(root) else path
 
 
-async def handle_chat(app, scope: dict[str, Any], receive, send: Send) -> None:
-    """Serve one chat completion; ``app`` is the FastAPI app whose lifespan built the gateway."""
+async def handle_chat(app, scope: dict[str, Any], receive, send: Send, path: str = PATH) -> None:
+    """Serve one request to ``path`` (chat completions or another of ROUTES); ``app`` is the FastAPI app
+    whose lifespan built the gateway."""
     from router_gateway.app import authenticate, read_json_body  # app.py imports this module
 
     if scope["method"] != "POST":
-        error = MethodNotAllowed(f"method {scope['method']} not allowed on {PATH}: use POST")
+        error = MethodNotAllowed(f"method {scope['method']} not allowed on {path}: use POST")
         await send_error(send, error, {"allow": "POST"})
         return
     request = Request(scope, receive)
+    route = ROUTES[path]
     try:
         key = authenticate(request)
         gateway = app.state.gateway
         body, size = await read_json_body(request, gateway.runtime.config.server.max_body_bytes)
-        chat = parse_chat_request(body)
+        chat = route.parse(body, gateway.runtime.config)
         ctx = CallContext(new_request_id(), body, size, request.headers.get("x-router-cost-weight"),
-                          key_id=key.id if key else None, api_key=key)
+                          key_id=key.id if key else None, api_key=key, endpoint=route.endpoint)
+        if route.sessions:
+            ctx.session = session_ref(request.headers, body, chat.messages, ctx.key_id)
+        if route.endpoint is RESPONSES:
+            ctx.on_result = response_recorder(body, gateway.affinity.remember_response)
     except GatewayError as exc:
         await send_error(send, exc)
         return
     except ClientDisconnect:
         return  # gone while sending its body: nothing was routed, nobody to answer
-    except Exception:
+    except Exception as exc:
+        app.state.chat.log_unexpected_before_routing(exc)
         await _internal_error(send)
         return
     await _serve_watching_disconnect(app.state.chat, chat, ctx, receive, send)
@@ -73,6 +82,7 @@ async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, s
             pass
         if not state["finished"]:
             state["gone"] = True
+            ctx.client_gone = True  # what the log record says: the client left, the gateway did not cut it
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())

@@ -63,11 +63,12 @@ class Expert(_Strict):
     fallbacks: tuple[str, ...] = Field(default=(), max_length=32)
     health_path: str = "/models"
     litellm_model: str | None = None  # e.g. "openai/<model>"; only for provider: litellm
+    metrics_url: str | None = None  # the engine's Prometheus page (vLLM: http://host:port/metrics)
 
-    @field_validator("base_url")
+    @field_validator("base_url", "metrics_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return check_http_url(value)
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value)
 
     @field_validator("api_key")
     @classmethod
@@ -107,6 +108,30 @@ class RouterSpec(_Strict):
         return check_no_control(value)
 
 
+class PacingSettings(_Strict):
+    """Budget pacing for keys with a budget (router_gateway.capacity.pacing): the effective cost weight
+    moves within [min_cost_weight, max_cost_weight] so spend follows the budget's period."""
+
+    min_cost_weight: float = Field(default=0.0, ge=0, le=1000)
+    max_cost_weight: float = Field(default=100.0, ge=0, le=1000)
+    target: float = Field(default=0.97, gt=0, le=1)
+    kp: float = Field(default=8.0, ge=0, le=1000)
+    ki: float = Field(default=40.0, ge=0, le=10000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "PacingSettings":
+        if self.min_cost_weight > self.max_cost_weight:
+            raise ValueError("min_cost_weight must not exceed max_cost_weight")
+        return self
+
+
+class AffinitySettings(_Strict):
+    """Session affinity (services/sessions.py): a conversation keeps its expert while it stays eligible."""
+
+    enabled: bool = True
+    ttl_s: float = Field(default=1800.0, gt=0, le=7 * 86400)  # sliding: each turn extends it
+
+
 class Profile(_Strict):
     """What clients put in ``model``: which router, how much cost matters, and input limits."""
 
@@ -117,6 +142,10 @@ class Profile(_Strict):
     max_messages: int = Field(default=256, ge=1, le=1_000_000)
     max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
     explore: float = Field(default=0.0, ge=0, le=1)
+    # quality given up per second of expected queueing at an expert (engine metrics); 0: ignore queues
+    latency_weight: float = Field(default=0.0, ge=0, le=100)
+    pacing: PacingSettings | None = None  # route cheaper as a key's budget runs ahead of its period
+    affinity: AffinitySettings = AffinitySettings()
 
 
 class EmbedderSettings(_Strict):
@@ -173,11 +202,15 @@ class ServerSettings(_Strict):
     """Request limits, forwarding budget, health checking and shutdown."""
 
     max_body_bytes: int = Field(default=4 << 20, ge=1024, le=1 << 30)
+    max_response_bytes: int = Field(default=64 << 20, ge=1024, le=1 << 32)  # an expert's plain answer; larger: 502
+    max_header_bytes: int = Field(default=64 << 10, ge=1024, le=16 << 20)  # a request's headers; larger: 431
+    request_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)  # headers and body read within it
     max_attempts: int = Field(default=3, ge=1, le=10)
     request_deadline_s: float = Field(default=900.0, gt=0, le=86400)
     drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     breaker: BreakerConfig = BreakerConfig()
     health_interval_s: float = Field(default=5.0, ge=0, le=3600)  # 0: no active health checks
+    metrics_poll_s: float = Field(default=1.0, gt=0, le=300)  # engine metrics scrape interval
 
 
 class GatewayConfig(_Strict):

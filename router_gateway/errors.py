@@ -119,6 +119,13 @@ class ClientClosedRequest(GatewayError):
     status, type, code = 499, "client_closed_request", "client_closed_request"
 
 
+class GatewayShuttingDown(GatewayError):
+    """The gateway cut the request itself: still running when the shutdown's drain timeout ended (503).
+    Only logged, like 499: the connection is closed with it."""
+
+    status, type, code = 503, "service_unavailable", "gateway_shutting_down"
+
+
 def sse_error_event(error: GatewayError) -> bytes:
     """A mid-stream error as a final SSE event (followed by ``data: [DONE]``)."""
     return b"data: " + error.body_bytes() + b"\n\ndata: [DONE]\n\n"

@@ -15,10 +15,15 @@ from pathlib import Path
 
 import httpx
 
+from router_gateway.capacity.load import CapacityBook
+from router_gateway.capacity.pacing import BudgetPacer
+from router_gateway.capacity.poller import EnginePoller
+from router_gateway.capacity.spend import SpendView
 from router_gateway.config import GatewayConfig, load_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.auth import ApiKey, KeyStore
+from router_gateway.services.affinity import Affinity
 from router_gateway.services.breaker_probe import BreakerProber
 from router_gateway.services.expert_state import BreakerSettings, ExpertState
 from router_gateway.services.forwarding import Forwarder
@@ -26,6 +31,7 @@ from router_gateway.services.limits import LocalLimiter, SharedLimiter
 from router_gateway.services.request_log import RequestLog
 from router_gateway.services.router_set import build_router_set
 from router_gateway.services.routing import RoutingService
+from router_gateway.services.sessions import AffinityStore
 from router_gateway.services.shared_state import SharedState
 
 log = logging.getLogger("router_gateway")
@@ -79,7 +85,11 @@ class Gateway:
         #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
+        self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)
+        self.pacer = BudgetPacer()  # budget pacing state per key
+        self.spend: SpendView | None = None
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
+        self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,6 +104,10 @@ class Gateway:
         await self.request_log.start()
         self._apply_breaker(config)
         await self._start_access_control(config)
+        poller = EnginePoller(self.capacity, self.shared, self.options.transport)
+        self._tasks.append(asyncio.create_task(
+            poller.run(lambda: self.runtime.config.experts, lambda: self.runtime.config.server.metrics_poll_s),
+            name="engine-metrics"))
         if self._health_interval() > 0:
             self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
         # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
@@ -119,6 +133,8 @@ class Gateway:
         self.shared = SharedState(self.options.redis_url, self.state)
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
+        self.spend = SpendView(self.limiter, self.shared)
+        self.affinity.store.shared = self.shared
         await self.shared.start()
 
     def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
@@ -156,6 +172,7 @@ class Gateway:
             await asyncio.gather(*self._usage_tasks, return_exceptions=True)
         if self.learning:  # pending shadow work is dropped; every client answer was logged already
             await self.learning.close()
+        await self.affinity.store.flush()
         if self.shared:
             await self.shared.close()
         if self.request_log:
@@ -187,7 +204,7 @@ class Gateway:
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
-        routing = RoutingService(config, routers, self.embedder, self.state)
+        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity, self.affinity)
         forwarder = Forwarder(config, self.state, self.options.transport)
         return Runtime(self._version, config, routing, forwarder)
 
@@ -263,8 +280,14 @@ class Gateway:
     async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
         headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
         try:
-            response = await client.get(expert.base_url + expert.health_path, headers=headers)
-            self.state.set_health(name, None if response.status_code < 500 else f"HTTP {response.status_code}")
+            # only the status counts: the body is never read (an endless or huge one cannot hold the
+            # check), and the whole check is bounded, not just each read
+            async with asyncio.timeout(4.0), client.stream("GET", expert.base_url + expert.health_path,
+                                                           headers=headers) as response:
+                status = response.status_code
+            self.state.set_health(name, None if status < 500 else f"HTTP {status}")
+        except TimeoutError:
+            self.state.set_health(name, "health check timed out")
         except httpx.HTTPError as exc:
             self.state.set_health(name, type(exc).__name__)
 

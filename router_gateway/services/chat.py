@@ -5,9 +5,10 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
-from router_gateway.errors import ClientClosedRequest, GatewayError
+from router_gateway.capacity.pacing import budget_pacing
+from router_gateway.errors import ClientClosedRequest, GatewayError, GatewayShuttingDown
 from router_gateway.gateway import Gateway, Runtime
 from router_gateway.key_access import check_model_allowed, reachable_experts
 from router_gateway.protocol import ChatRequest
@@ -15,6 +16,7 @@ from router_gateway.services.forwarding import ForwardResult
 from router_gateway.services.holds import Hold, expected_hold
 from router_gateway.services.request_log import prompt_digest
 from router_gateway.services.routing import Decision
+from router_gateway.services.sessions import SessionRef
 from router_gateway.services.usage import clean_usage
 
 
@@ -31,6 +33,21 @@ class ChatOutcome:
     stream: AsyncIterator[bytes] | None = None
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI endpoint served through routing: the expert path it forwards to, whether fallbacks
+    may answer (not for embeddings: another model's vectors mean something else), and how routing's
+    param names read in this endpoint's body (for 400s)."""
+
+    name: str
+    path: str
+    fallbacks: bool = True
+    params: tuple[tuple[str, str], ...] = ()
+
+
+CHAT = Endpoint("chat.completions", "/chat/completions")
+
+
 @dataclass
 class CallContext:
     """Per-request facts known before routing (from the HTTP layer)."""
@@ -42,9 +59,15 @@ class CallContext:
     key_id: str | None = None
     allowed_experts: set[str] | None = None
     api_key: Any = None  # the caller's auth.ApiKey (None when the gateway runs without keys)
+    #: set by the HTTP layer when the client went away; a cancellation without it is the server's own
+    #: (uvicorn cancels what is still running when the shutdown's drain timeout ends)
+    client_gone: bool = False
     hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
+    endpoint: Endpoint = CHAT
+    session: SessionRef | None = None
+    on_result: Callable[[ForwardResult], None] | None = None  # e.g. remember a Responses API id
 
 
 class ChatService:
@@ -60,21 +83,32 @@ class ChatService:
             if ctx.api_key is not None:
                 await self._admit(ctx, chat, runtime)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
-                                                    ctx.cost_weight_header, ctx.allowed_experts)
+                                                    ctx.cost_weight_header, ctx.allowed_experts,
+                                                    pace=budget_pacing(self.gateway, ctx.api_key),
+                                                    session=ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
-            result = await runtime.forwarder.forward([c.expert for c in decision.candidates], ctx.body,
-                                                     chat.stream, deadline)
+            experts = [c.expert for c in decision.candidates]
+            result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
+                                                     ctx.body, chat.stream, deadline, ctx.endpoint.path)
+            if runtime.routing.affinity is not None:
+                runtime.routing.affinity.settle(decision, result.expert)
+            if ctx.on_result is not None:
+                ctx.on_result(result)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
-            self._log(runtime, ctx, chat, decision, None, exc.status, error=exc)
+            exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
+            self._log(runtime, ctx, chat, decision, None, error=exc)
             self.gateway.release(runtime)
             raise
         except asyncio.CancelledError:
             # the client disconnected (chat_endpoint cancels the request) or the gateway is stopping:
             # the upstream call was cancelled with it; the request is still logged
-            self._log(runtime, ctx, chat, decision, None, ClientClosedRequest.status,
-                      error=ClientClosedRequest("cancelled before the answer: the client disconnected "
-                                                "or the gateway shut down"))
+            self._log(runtime, ctx, chat, decision, None, error=cancelled_error(ctx, "before the answer"))
+            self.gateway.release(runtime)
+            raise
+        except Exception as exc:
+            # a bug: the client gets a 500 (chat_endpoint), and the record says what happened
+            self._log(runtime, ctx, chat, decision, None, error=internal_error(exc))
             self.gateway.release(runtime)
             raise
         except BaseException:
@@ -97,8 +131,14 @@ class ChatService:
             async for event in result.stream:
                 yield event
         except (asyncio.CancelledError, GeneratorExit):
-            # the client went away mid-stream: not the expert's failure, but not a complete answer either
-            result.status, stream_error = ClientClosedRequest.status, "client disconnected mid-stream"
+            # the client went away mid-stream (not the expert's failure, but not a complete answer
+            # either), or the gateway cut the stream at the end of its drain timeout
+            error = cancelled_error(ctx, "mid-stream")
+            result.status, stream_error = error.status, error.message
+            raise
+        except Exception as exc:  # a bug mid-stream: chat_endpoint ends the stream with an error event
+            error = internal_error(exc)
+            result.status, stream_error = error.status, error.message
             raise
         finally:
             try:
@@ -111,6 +151,13 @@ class ChatService:
                 self._log(runtime, ctx, chat, decision, result, result.status,
                           stream_error=result.stream_state.get("error") or stream_error)
                 self.gateway.release(runtime)
+
+    def log_unexpected_before_routing(self, exc: Exception) -> None:
+        """A bug while reading or checking the request (before a CallContext exists): still one record."""
+        runtime = self.gateway.runtime
+        ctx = CallContext(new_request_id(), {}, 0)
+        chat = ChatRequest.model_construct(model=None, messages=[], stream=False)
+        self._log(runtime, ctx, chat, None, None, error=internal_error(exc))
 
     async def _admit(self, ctx: CallContext, chat: ChatRequest, runtime: Runtime) -> None:
         """The key's allow-lists, then its limits; budgets and TPM hold the request's expected use."""
@@ -141,14 +188,21 @@ class ChatService:
                    "x-router-profile": decision.profile or "", "x-router-attempts": str(len(result.attempts))}
         if decision.router:
             headers["x-router-router"] = decision.router
+        if "pacing" in decision.extra:
+            headers["x-router-cost-weight"] = f"{decision.cost_weight:.6g}"  # the paced, effective weight
+        if decision.affinity is not None and decision.affinity.ref.key:
+            headers["x-router-session"] = decision.affinity.ref.key
+            headers["x-router-affinity"] = decision.affinity.state
         cost = price_usage(runtime, result.expert, result.usage)
         if cost is not None:
             headers["x-router-cost-usd"] = f"{cost:.8f}"
         return headers
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
-             result: ForwardResult | None, status: int, error: GatewayError | None = None,
+             result: ForwardResult | None, status: int | None = None, error: GatewayError | None = None,
              stream_error: str | None = None) -> None:
+        if status is None:
+            status = error.status if error is not None else 500
         if self.gateway.request_log is None:
             self._settle(ctx, {}, None)
             return
@@ -165,6 +219,7 @@ class ChatService:
             "ineligible": decision.ineligible if decision else {},
             "chosen_expert": expert, "propensity": propensity, "explored": decision.explored if decision else False,
             "cost_weight": decision.cost_weight if decision else None,
+            "pacing": decision.extra.get("pacing") if decision else None,
             "prompt_digest": prompt_digest(text) if text else None, "prompt": text or None,
             "status": status, "error": (error.message if error else stream_error),
             "stream": chat.stream, "attempts": [a.as_dict() for a in attempts],
@@ -175,12 +230,29 @@ class ChatService:
             "cost_usd": price_usage(runtime, expert, usage) if expert else None,
             "key_id": ctx.key_id, "config_version": runtime.version,
         }
+        if ctx.endpoint is not CHAT:
+            record["endpoint"] = ctx.endpoint.name
+        if decision is not None and decision.affinity is not None:
+            record.update(decision.affinity.as_dict())
         self.gateway.request_log.record(record)
         if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
             self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
         self._settle(ctx, usage, record["cost_usd"])
         for observer in self.gateway.observers:
             observer.on_record(record)
+
+
+def cancelled_error(ctx: CallContext, when: str) -> GatewayError:
+    """Why a request was cancelled: its client left (499), or the gateway cut it while shutting down."""
+    if ctx.client_gone:
+        return ClientClosedRequest("client disconnected mid-stream" if when == "mid-stream" else
+                                   f"cancelled {when}: the client disconnected")
+    return GatewayShuttingDown(f"cancelled {when}: gateway shutting down (drain timeout passed)")
+
+
+def internal_error(exc: BaseException) -> GatewayError:
+    """An unexpected exception as the 500 it is answered with, naming it for the log."""
+    return GatewayError(f"internal error in the gateway: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def price_usage(runtime: Runtime, expert: str | None, usage: dict | None) -> float | None:

@@ -1,8 +1,13 @@
 """Forwarding to experts: pooled HTTP clients, fallback before the first byte, SSE pass-through.
 
-A request tries the ranked candidates in order. Connection errors, 5xx, 429 and timeouts before the
-first byte reach the client move on to the next candidate, within ``server.max_attempts`` and the
-request deadline. Once a byte has been sent, a failure ends the stream with an SSE error event.
+A request tries the ranked candidates in order. Connection errors, 5xx, 429, an unexpected 1xx-3xx
+(a redirect is not followed), a body over ``server.max_response_bytes``, a stream answered with
+something other than an event stream, and timeouts before the first byte reaches the client move on
+to the next candidate, within ``server.max_attempts`` and the request deadline. Once a byte has been
+sent, a failure ends the stream with an SSE error event: a broken body, an event over
+``sse.MAX_EVENT_BYTES``, a stream that ends without ``data: [DONE]`` (a close-delimited body cut
+short looks like a clean end at the HTTP level), or one still running at the expert's
+``timeout.total`` or the request deadline (the upstream is closed there).
 """
 from __future__ import annotations
 
@@ -15,14 +20,22 @@ import httpx
 import orjson
 
 from router_gateway.config import Expert, GatewayConfig
-from router_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
+from router_gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamTimeout, sse_error_event
 from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.sse import ModelRenamer, is_usage_only, sse_batches, usage_of
+from router_gateway.services.sse import (RESPONSES_PATH, ModelRenamer, is_done, is_usage_only, normalised_usage,
+                                         sse_batches, usage_of)
 from router_gateway.services.sse_errors import counts_against_expert
-from router_gateway.services.upstream import (UpstreamBodyError, UpstreamConnectError, UpstreamResponse,
-                                              make_upstream)
+from router_gateway.services.upstream import (UpstreamBodyError, UpstreamBodyTimeout, UpstreamBodyTooLarge,
+                                              UpstreamConnectError, UpstreamResponse, make_upstream)
 
-RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+CHAT_PATH = "/chat/completions"
+#: the list a 200 answer of each API holds (chat and completions: choices); without it, it is no answer
+ANSWER_LISTS = {"/responses": "output", "/embeddings": "data"}
+
+def retryable_status(status: int) -> bool:
+    """The expert failed, not the request: 429, any 5xx, and anything but 200 below 400 (a chat
+    completion is a 200; a 3xx is not followed, since a redirect could point anywhere)."""
+    return status == 429 or status >= 500 or (status != 200 and status < 400)
 
 
 @dataclass
@@ -91,35 +104,45 @@ class Forwarder:
         await asyncio.gather(*(c.aclose() for c in self._clients.values()), return_exceptions=True)
 
     async def forward(self, candidates: list[str], body: dict[str, Any], stream: bool,
-                      deadline: float) -> ForwardResult:
-        """Try candidates in order; return the first success or raise the right GatewayError."""
+                      deadline: float, path: str = CHAT_PATH) -> ForwardResult:
+        """Try candidates in order; return the first success or raise the right GatewayError.
+
+        ``path`` is the expert's endpoint: chat completions, or the Responses, completions and
+        embeddings APIs, which litellm experts do not serve here."""
         attempts: list[Attempt] = []
         last: GatewayError | None = None
+        if path != CHAT_PATH:  # litellm experts are reached through chat completions only
+            candidates = [c for c in candidates if self.config.experts[c].provider == "openai"]
+            if not candidates:
+                raise BadRequest(f"no expert for this request serves {path}", param="model",
+                                 code="unsupported_endpoint")
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         for name in candidates[: self.config.server.max_attempts]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             expert = self.config.experts[name]
-            payload = self._payload(body, expert, stream)
+            payload = self._payload(body, expert, stream and path != RESPONSES_PATH)
             started = time.perf_counter()
             self.state.acquire(name)
             try:
                 if expert.provider == "litellm":
                     result = await self._litellm_call(name, expert, payload, stream, remaining)
                 elif stream:
-                    result = await self._open_stream(name, expert, payload, remaining, wants_usage)
+                    result = await self._open_stream(name, expert, payload, remaining, wants_usage, path)
                 else:
-                    result = await self._call(name, expert, payload, remaining)
+                    result = await self._call(name, expert, payload, remaining, path)
             except _Retryable as exc:
                 self.state.release(name)
                 self.state.record_failure(name, exc.outcome, stream=stream)
                 attempts.append(Attempt(name, exc.outcome, (time.perf_counter() - started) * 1e3))
                 last = exc.error
                 continue
-            except ClientError:
+            except ClientError as exc:
                 self.state.release(name)
                 self.state.record_success(name, stream=stream)  # the expert is healthy; the request was bad
+                attempts.append(Attempt(name, f"http_{exc.status}", (time.perf_counter() - started) * 1e3))
+                exc.attempts = attempts  # the log says which expert refused it
                 raise
             except BaseException:
                 self.state.release(name)
@@ -148,20 +171,26 @@ class Forwarder:
             payload["stream_options"] = options
         return payload
 
-    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float) -> ForwardResult:
-        timeout = min(expert.timeout.first_byte, remaining)
+    async def _call(self, name: str, expert: Expert, payload: dict, remaining: float,
+                    path: str = CHAT_PATH) -> ForwardResult:
+        # the whole answer is the first byte the client gets: bounded by first_byte and total alike
+        timeout = min(expert.timeout.first_byte, expert.timeout.total, remaining)
         response = None
         try:
             async with asyncio.timeout(timeout):
-                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload))
-                if response.status in RETRYABLE_STATUS:
+                response = await self._clients[name].post(path, orjson.dumps(payload),
+                                                          time.monotonic() + timeout)
+                if retryable_status(response.status):
                     raise _Retryable(f"http_{response.status}",
                                      UpstreamError(f"expert {name} answered {response.status}"))
-                content = await response.read()
-        except TimeoutError:
+                content = await response.read(self.config.server.max_response_bytes)
+        except (TimeoutError, UpstreamBodyTimeout):
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} did not answer in time")) from None
         except UpstreamConnectError as exc:
             raise _Retryable("connect_error", UpstreamError(f"expert {name} unreachable: {exc}")) from None
+        except UpstreamBodyTooLarge as exc:
+            raise _Retryable("too_large", UpstreamError(
+                f"expert {name} sent an answer over server.max_response_bytes: {exc}")) from None
         except UpstreamBodyError as exc:
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} broke off its answer: {exc}")) from None
         finally:
@@ -170,27 +199,46 @@ class Forwarder:
         if response.status >= 400:
             raise ClientError(response.status, content)
         try:
-            usage = orjson.loads(content).get("usage")
-        except (orjson.JSONDecodeError, AttributeError):
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
             raise _Retryable("protocol_error", UpstreamError(f"expert {name} sent invalid JSON")) from None
+        answer = ANSWER_LISTS.get(path, "choices")
+        if not isinstance(data, dict) or not isinstance(data.get(answer), list):
+            # e.g. a proxy's error object under a 200: not an answer, so not relayed as one
+            raise _Retryable("protocol_error", UpstreamError(f"expert {name} answered 200 without {answer}"))
+        usage = normalised_usage(data.get("usage"))
         return ForwardResult(name, response.status, [], body=ModelRenamer(expert.model, name)(content),
-                             usage=usage if isinstance(usage, dict) else None)
+                             usage=usage)
 
     async def _open_stream(self, name: str, expert: Expert, payload: dict, remaining: float,
-                           wants_usage: bool) -> ForwardResult:
+                           wants_usage: bool, path: str = CHAT_PATH) -> ForwardResult:
         started = time.perf_counter()
         response = None
+        # the whole stream ends by the expert's total timeout and the request deadline: the upstream
+        # body fails with UpstreamBodyTimeout there, which _relay turns into the final error event
+        total = min(expert.timeout.total, remaining)
         try:
-            async with asyncio.timeout(min(expert.timeout.first_byte, remaining)):
-                response = await self._clients[name].post("/chat/completions", orjson.dumps(payload))
-                if response.status in RETRYABLE_STATUS:
+            async with asyncio.timeout(min(expert.timeout.first_byte, total)):
+                response = await self._clients[name].post(path, orjson.dumps(payload),
+                                                          time.monotonic() + total)
+                if retryable_status(response.status):
                     raise _Retryable(f"http_{response.status}",
                                      UpstreamError(f"expert {name} answered {response.status}"))
                 if response.status >= 400:
-                    raise ClientError(response.status, await response.read())
+                    limit = self.config.server.max_response_bytes
+                    raise ClientError(response.status, await response.read(limit))
+                if not response.is_event_stream:
+                    raise _Retryable("protocol_error", UpstreamError(
+                        f"expert {name} answered a stream request with content-type "
+                        f"{response.content_type[:100]!r}, not text/event-stream"))
                 batches = sse_batches(response.chunks)
                 first = await batches.__anext__()
-        except TimeoutError:
+                if first and counts_against_expert(first[0]):
+                    # the expert failed before it answered anything (and before the client got a byte):
+                    # the next expert may answer. An error after content is relayed (_relay counts it)
+                    raise _Retryable("protocol_error", UpstreamError(
+                        f"expert {name} opened its stream with an error event"))
+        except (TimeoutError, UpstreamBodyTimeout):
             await _close(response)
             raise _Retryable("timeout", UpstreamTimeout(f"expert {name} sent no first byte in time")) from None
         except (UpstreamConnectError, UpstreamBodyError, StopAsyncIteration) as exc:
@@ -224,7 +272,7 @@ class Forwarder:
                         result.usage = usage
                     if usage is None or client_wants_usage or not is_usage_only(event):
                         out.append(rename(event))
-                    if event.startswith(b"data: [DONE]"):
+                    if is_done(event):
                         ok = True
                         break
                 if out:
@@ -234,8 +282,14 @@ class Forwarder:
                 try:
                     batch = await batches.__anext__()
                 except StopAsyncIteration:
-                    ok = True
-                    break
+                    # without [DONE] the answer may be cut short (a close-delimited body that broke off
+                    # ends like a complete one): an upstream failure, not a success
+                    raise UpstreamBodyError("the stream ended without data: [DONE]") from None
+        except UpstreamBodyTimeout as exc:
+            result.stream_state["error"] = f"upstream timeout mid-stream: {exc}"
+            result.status = UpstreamTimeout.status
+            yield sse_error_event(UpstreamTimeout(
+                f"expert {name} was still streaming at its total timeout or the request deadline"))
         except (UpstreamConnectError, UpstreamBodyError) as exc:
             result.stream_state["error"] = f"mid-stream failure: {exc}"
             result.status = 502

@@ -11,7 +11,9 @@ What a pooled client must get right, and where it is done here:
   alive (``_Connection.reusable``); an idle one is dropped after ``keepalive_s``;
 - a request that fails on a *reused* connection before any byte of the answer came back is sent once
   more on a fresh connection: the server closed the idle connection as we picked it up;
-- a slow reader pauses the socket (bounded buffering); an inactive body times out (``read_timeout``);
+- a slow reader pauses the socket (bounded buffering); an inactive body times out (``read_timeout``), and
+  a body still coming at the caller's ``deadline`` fails with ``BodyTimedOut`` (an upstream that never
+  stops streaming is cut there); ``read(max_bytes)`` refuses a body larger than the caller's limit;
 - at most ``limit`` connections are open; further requests wait for one.
 """
 from __future__ import annotations
@@ -37,6 +39,14 @@ class BodyFailed(Exception):
     """The response broke off after its headers (connection lost, bad framing, read timeout)."""
 
 
+class BodyTimedOut(BodyFailed):
+    """The body was not complete within the read timeout or by the caller's deadline."""
+
+
+class BodyTooLarge(BodyFailed):
+    """The body is larger than the caller's limit (``Response.read(max_bytes)``)."""
+
+
 class _Connection(asyncio.Protocol):
     """One TCP connection; carries one request/response at a time."""
 
@@ -50,6 +60,8 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.status = 0
+        self.content_type = b""
+        self.content_length: int | None = None
         self.got_bytes = False
         self.headers_done: asyncio.Future | None = None
         self.body: deque[bytes] = deque()
@@ -98,6 +110,10 @@ class _Connection(asyncio.Protocol):
         name = name.lower()
         if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
             self.until_eof = False
+        if name == b"content-type":
+            self.content_type = value
+        elif name == b"content-length" and value.strip().isdigit():
+            self.content_length = int(value)
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -143,22 +159,29 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
         return self.headers_done
 
-    async def next_chunk(self, read_timeout: float | None) -> bytes | None:
-        """The next piece of body as it arrived; None at the end."""
+    async def next_chunk(self, read_timeout: float | None, deadline: float | None = None) -> bytes | None:
+        """The next piece of body as it arrived; None at the end. ``deadline`` (time.monotonic()) ends
+        the body even while data keeps coming."""
         while not self.body:
             if self.complete:
                 return None
             if self.error is not None:
                 raise BodyFailed(str(self.error))
+            timeout, why = read_timeout, f"read timeout: no data from the server for {read_timeout} s"
+            if deadline is not None and (timeout is None or deadline - time.monotonic() < timeout):
+                timeout, why = deadline - time.monotonic(), "the body was still coming at the deadline"
             self.waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(read_timeout):
+                async with asyncio.timeout(timeout):
                     await self.waiter
             except TimeoutError:
-                self._fail(BodyFailed(f"no data from the server for {read_timeout} s"))
-                raise BodyFailed(f"read timeout after {read_timeout} s") from None
+                self._fail(BodyTimedOut(why))
+                raise BodyTimedOut(why) from None
             finally:
                 self.waiter = None
+        if deadline is not None and time.monotonic() > deadline:  # data that never stops still ends here
+            self._fail(BodyTimedOut("the body was still coming at the deadline"))
+            raise BodyTimedOut("the body was still coming at the deadline")
         chunk = self.body.popleft()
         self.buffered -= len(chunk)
         if self.paused and self.buffered <= HIGH_WATER // 4 and self.transport is not None:
@@ -181,26 +204,39 @@ class Response:
     """Status after the headers; the body is streamed with ``chunks()`` or read whole with ``read()``.
     ``release()`` must be called once: it returns the connection to the pool or closes it."""
 
-    def __init__(self, pool: "Http1Pool", conn: _Connection):
+    def __init__(self, pool: "Http1Pool", conn: _Connection, deadline: float | None = None):
         self._pool = pool
         self._conn = conn
         self.status = conn.status
+        self.content_type = conn.content_type.decode("latin-1")
+        self.deadline = deadline
         self._released = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
-            chunk = await self._conn.next_chunk(self._pool.read_timeout)
+            chunk = await self._conn.next_chunk(self._pool.read_timeout, self.deadline)
             if chunk is None:
                 return
             yield chunk
 
-    async def read(self) -> bytes:
-        parts = []
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """The whole body; ``BodyTooLarge`` (and the connection closed) beyond ``max_bytes``."""
+        declared = self._conn.content_length
+        if max_bytes is not None and declared is not None and declared > max_bytes:
+            self._too_large(max_bytes, f"declares {declared} bytes")
+        parts, size = [], 0
         while True:
-            chunk = await self._conn.next_chunk(self._pool.read_timeout)
+            chunk = await self._conn.next_chunk(self._pool.read_timeout, self.deadline)
             if chunk is None:
                 return b"".join(parts)
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                self._too_large(max_bytes, f"passed {size} bytes")
             parts.append(chunk)
+
+    def _too_large(self, max_bytes: int, what: str) -> None:
+        self._conn._fail(BodyTooLarge(f"body over the limit of {max_bytes} bytes ({what})"))
+        raise BodyTooLarge(f"the body {what}, over the limit of {max_bytes} bytes")
 
     def release(self) -> None:
         """Done with this response: a fully read, keep-alive connection goes back to the pool."""
@@ -239,8 +275,9 @@ class Http1Pool:
         head = f"POST {self.prefix}{path} HTTP/1.1\r\n{self._fixed_headers}content-length: {len(body)}\r\n\r\n"
         return head.encode("latin-1") + body
 
-    async def post(self, path: str, body: bytes) -> Response:
-        """Send the request; returns once the response headers are in (``ConnectFailed`` if they never come)."""
+    async def post(self, path: str, body: bytes, deadline: float | None = None) -> Response:
+        """Send the request; returns once the response headers are in (``ConnectFailed`` if they never come).
+        The body must be complete by ``deadline`` (time.monotonic()), else ``BodyTimedOut``."""
         if self._closed:
             raise ConnectFailed("client closed")
         await self._slots.acquire()
@@ -250,23 +287,24 @@ class Http1Pool:
             conn = self._take_idle()
             if conn is not None:
                 try:
-                    return await self._exchange(conn, request, loop)
+                    return await self._exchange(conn, request, loop, deadline)
                 except ConnectFailed:
                     if conn.got_bytes:
                         raise
                     # the server closed the idle connection as we reused it: once more, on a new one
-            return await self._exchange(await self._connect(loop), request, loop)
+            return await self._exchange(await self._connect(loop), request, loop, deadline)
         except BaseException:
             self._slots.release()
             raise
 
-    async def _exchange(self, conn: _Connection, request: bytes, loop: asyncio.AbstractEventLoop) -> Response:
+    async def _exchange(self, conn: _Connection, request: bytes, loop: asyncio.AbstractEventLoop,
+                        deadline: float | None) -> Response:
         try:
             await conn.send(request, loop)
         except BaseException:  # failed, timed out or cancelled mid-request: the connection cannot be reused
             self._discard(conn)
             raise
-        return Response(self, conn)
+        return Response(self, conn, deadline)
 
     def _take_idle(self) -> _Connection | None:
         now = time.monotonic()

@@ -60,14 +60,24 @@ class LiteLLMProvider:
             data["model"] = name
             return ForwardResult(name, 200, [], body=orjson.dumps(data), usage=data.get("usage"))
         result = ForwardResult(name, 200, [], ttft_ms=(time.perf_counter() - started) * 1e3)
+        deadline = time.monotonic() + min(expert.timeout.total, remaining)
         result.stream = self._relay(name, response, result, bool(
-            (payload.get("stream_options") or {}).get("include_usage")))
+            (payload.get("stream_options") or {}).get("include_usage")), deadline)
         return result
 
-    async def _relay(self, name: str, response: AsyncIterator, result, wants_usage: bool) -> AsyncIterator[bytes]:
+    async def _relay(self, name: str, response: AsyncIterator, result, wants_usage: bool,
+                     deadline: float) -> AsyncIterator[bytes]:
+        """Relay litellm's chunks as SSE; a stream still running at ``deadline`` (the expert's total
+        timeout or the request deadline) ends with a timeout error event."""
         from router_gateway.errors import sse_error_event
+        chunks = aiter(response)
         try:
-            async for chunk in response:
+            while True:
+                try:
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
                 data = chunk.model_dump(exclude_none=True)
                 data["model"] = name
                 usage = data.get("usage")
@@ -77,7 +87,19 @@ class LiteLLMProvider:
                         continue
                 yield b"data: " + orjson.dumps(data) + b"\n\n"
             yield b"data: [DONE]\n\n"
+        except TimeoutError:
+            result.stream_state["error"] = "upstream timeout mid-stream"
+            result.status = UpstreamTimeout.status
+            yield sse_error_event(UpstreamTimeout(
+                f"expert {name} was still streaming at its total timeout or the request deadline"))
         except Exception as exc:
             result.stream_state["error"] = f"mid-stream failure: {type(exc).__name__}"
             result.status = 502
             yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({type(exc).__name__})"))
+        finally:
+            aclose = getattr(response, "aclose", None)  # closes the upstream connection: generation stops
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # closing a broken stream must not mask how it ended
+                    pass

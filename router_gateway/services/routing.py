@@ -8,16 +8,21 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from router_gateway.capacity.load import CapacityBook
+from router_gateway.capacity.pacing import PacingDecision
 from router_gateway.config import Expert, GatewayConfig, Profile
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.embedding.text import prompt_text
 from router_gateway.errors import BadRequest, ModelNotFound, NoExpertAvailable, RateLimited
 from router_gateway.protocol import ChatRequest, estimate_prompt_tokens, required_capabilities
+from router_gateway.services.affinity import Affinity
+from router_gateway.services.ineligibility import static_ineligibility
 from router_gateway.services.router_set import LoadedRouter, score_experts
+from router_gateway.services.sessions import SessionRef
 from routers.policy import rank_experts, unit_hash
 
 SATURATED = "saturated"  # the prefix of ExpertState's saturation reason
@@ -42,10 +47,14 @@ class Candidate:
     score: float
     cost_usd: float
     utility: float
+    wait_s: float | None = None  # expected queueing at the expert's engine (engine metrics), if known
 
     def as_dict(self) -> dict[str, Any]:
-        return {"expert": self.expert, "score": round(self.score, 6), "cost_usd": self.cost_usd,
-                "utility": round(self.utility, 6)}
+        out = {"expert": self.expert, "score": round(self.score, 6), "cost_usd": self.cost_usd,
+               "utility": round(self.utility, 6)}
+        if self.wait_s is not None:
+            out["expected_wait_s"] = round(self.wait_s, 4)
+        return out
 
 
 @dataclass
@@ -65,6 +74,7 @@ class Decision:
     embed_ms: float = 0.0
     route_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    affinity: Any = None  # services.sessions.AffinityInfo when the request belongs to a session
 
     @property
     def chosen(self) -> str:
@@ -76,18 +86,23 @@ class Decision:
                 "propensity": self.propensity, "explored": self.explored, "cost_weight": self.cost_weight,
                 "candidates": [c.as_dict() for c in self.candidates], "ineligible": self.ineligible,
                 "prompt_tokens_est": self.prompt_tokens_est,
-                "timing_ms": {"embed": round(self.embed_ms, 3), "route": round(self.route_ms, 3)}}
+                "affinity": self.affinity.as_dict() if self.affinity else None,
+                "timing_ms": {"embed": round(self.embed_ms, 3), "route": round(self.route_ms, 3)},
+                **self.extra}
 
 
 class RoutingService:
     """Decides which experts serve a request; holds no per-request state."""
 
     def __init__(self, config: GatewayConfig, routers: dict[str, LoadedRouter],
-                 embedder: BatchingEmbedder | None, health: ExpertHealth):
+                 embedder: BatchingEmbedder | None, health: ExpertHealth, capacity: CapacityBook | None = None,
+                 affinity: Affinity | None = None):
         self.config = config
+        self.affinity = affinity
         self.routers = routers
         self.embedder = embedder
         self.health = health
+        self.capacity = capacity  # engine-metrics queueing estimates (None: in-flight counts only)
         self._names = list(config.experts)
 
     def resolve_model(self, model: str) -> tuple[Profile | None, str | None]:
@@ -101,7 +116,9 @@ class RoutingService:
 
     async def decide(self, request: ChatRequest, body_size: int, request_id: str,
                      cost_weight_header: str | None = None,
-                     allowed_experts: set[str] | None = None) -> Decision:
+                     allowed_experts: set[str] | None = None,
+                     pace: Callable[[Profile, float], PacingDecision | None] | None = None,
+                     session: SessionRef | None = None) -> Decision:
         profile, direct = self.resolve_model(request.model)
         # prompt_text reads only role and content: no need to model_dump every message
         text = prompt_text([{"role": m.role, "content": m.content} for m in request.messages])
@@ -111,7 +128,12 @@ class RoutingService:
         assert profile is not None
         check_profile_limits(profile, request)
         cost_weight = _cost_weight(cost_weight_header, profile.cost_weight)
+        paced = pace(profile, cost_weight) if pace is not None and profile.pacing is not None else None
+        if paced is not None:
+            cost_weight = paced.effective
         loaded = self.routers[profile.router]
+        # the pin lookups start now and run while the prompt is embedded (a Redis GET costs no wait)
+        pending = self.affinity.begin(session, profile) if self.affinity and session else None
         t0 = time.perf_counter()
         x = await self._embedding(loaded, text, request_id)
         t1 = time.perf_counter()
@@ -119,7 +141,11 @@ class RoutingService:
         chooser = _bandit_chooser(loaded, x, request_id, self._names)
         decision = self._rank(scores, request, profile, tokens, cost_weight, request_id, allowed_experts,
                               chooser)
+        if pending is not None:
+            await self.affinity.apply(pending, decision, REQUEST_REASONS)
         decision.router, decision.prompt_text = profile.router, text
+        if paced is not None:
+            decision.extra["pacing"] = paced.as_dict()
         decision.embed_ms, decision.route_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         return decision
 
@@ -147,6 +173,12 @@ class RoutingService:
             raise nobody_eligible(ineligible)
         norm = costs / max(costs[eligible].max(), 1e-12)
         penalty = np.array([self.health.load_penalty(n, e) for n, e in self.config.experts.items()])
+        waits = self._waits()
+        if waits is not None and profile.latency_weight > 0:
+            # brownout: a request leaves a queueing expert when what it would lose there in predicted
+            # quality (net of cost) is less than latency_weight x the extra wait, so as a queue grows
+            # the requests with the smallest predicted loss move first
+            penalty = penalty + profile.latency_weight * waits
         ranking = rank_experts(scores - penalty, norm, cost_weight, eligible)
         order = list(ranking.order)
         propensity, explored = 1.0, False
@@ -156,10 +188,18 @@ class RoutingService:
             order = [pick] + [i for i in order if i != pick]
         elif profile.explore > 0 and len(order) > 1:
             order, propensity, explored = _explore(order, profile.explore, request_id)
-        candidates = [Candidate(self._names[i], float(scores[i]), float(costs[i]), float(ranking.utility[i]))
+        candidates = [Candidate(self._names[i], float(scores[i]), float(costs[i]), float(ranking.utility[i]),
+                                None if waits is None or self._names[i] not in self.capacity.known()
+                                else float(waits[i]))
                       for i in order]
         return Decision(request_id, request.model, None, candidates, ineligible, propensity, explored,
                         cost_weight, prompt_tokens_est=tokens)
+
+    def _waits(self) -> np.ndarray | None:
+        """Expected queueing seconds per expert (0 where unknown); None when no expert reports any."""
+        if self.capacity is None or not self.capacity.known():
+            return None
+        return np.array([self.capacity.expected_wait_s(n) for n in self._names])
 
     def _ineligible(self, request: ChatRequest, tokens: int, profile: Profile,
                     allowed: set[str] | None) -> dict[str, str]:
@@ -217,12 +257,15 @@ def check_profile_limits(profile: Profile, request: ChatRequest) -> None:
                          param="max_tokens")
 
 
-def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited:
-    """429 when the experts that could serve are all saturated (retry soon, do not queue without
-    bound); 503 otherwise. Both carry Retry-After."""
+def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited | BadRequest:
+    """400 when every reason is static (services.ineligibility: a retry cannot help); 429 when the
+    experts that could serve are all saturated (retry soon, do not queue without bound); 503 otherwise.
+    429 and 503 carry Retry-After."""
     detail = "; ".join(f"{k}: {v}" for k, v in reasons.items())
     busy = [r for r in reasons.values() if r.startswith(SATURATED)]
     fixed = [r for r in reasons.values() if r.startswith(REQUEST_REASONS)]
+    if reasons and len(fixed) == len(reasons):
+        return static_ineligibility(reasons)
     if busy and len(busy) + len(fixed) == len(reasons):
         return RateLimited(f"every expert that can serve this request is at capacity: {detail}",
                            code="experts_saturated", headers={"Retry-After": "1"})

@@ -9,27 +9,60 @@ from typing import AsyncIterator
 
 import orjson
 
+from router_gateway.services.upstream import UpstreamBodyError
 
-async def sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+#: the largest SSE event accepted from an expert. A chat chunk is well under 1 KiB (a whole tool
+#: call's arguments rarely pass 100 KiB); an expert that sends more without a blank line is broken.
+MAX_EVENT_BYTES = 1 << 20
+
+
+class EventTooLarge(UpstreamBodyError):
+    """An upstream SSE event over ``MAX_EVENT_BYTES``: an upstream failure, like a broken body."""
+
+
+async def sse_batches(chunks: AsyncIterator[bytes],
+                      max_event_bytes: int = MAX_EVENT_BYTES) -> AsyncIterator[list[bytes]]:
     """Re-frame a byte stream into whole SSE events (each ending in a blank line), grouped by read.
 
     The events that one upstream read completes come out together, so the relay can hand them to the
     client in one write: no event waits for a later one, and a burst costs one send, not one per event.
+
+    Linear in the bytes received: each chunk is scanned once (a partial event is kept as a list of
+    pieces, not re-joined and re-searched per read), and an event that grows past ``max_event_bytes``
+    raises ``EventTooLarge``. CRLF line ends become LF; a CR at the end of a read waits for the next.
     """
-    buffer = b""
+    pending: list[bytes] = []  # the pieces of the event in progress (no blank line among them)
+    pending_size = 0
+    carry = b""  # a LF and/or CR ending the previous read: the start of a separator, maybe
     async for chunk in chunks:
-        buffer += chunk
-        if b"\n\n" not in buffer and b"\r\n\r\n" not in buffer:
-            continue
-        if b"\r\n" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        cut = buffer.rfind(b"\n\n") + 2
-        complete, buffer = buffer[:cut], buffer[cut:]
-        events = [event + b"\n\n" for event in complete.split(b"\n\n") if event.strip()]
-        if events:
-            yield events
-    if buffer.strip():
-        yield [buffer if buffer.endswith(b"\n\n") else buffer + b"\n\n"]
+        if carry:
+            chunk, carry = carry + chunk, b""
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+            if chunk.endswith(b"\r"):
+                chunk, carry = chunk[:-1], b"\r"
+        if not pending:  # blank lines between events separate nothing: drop them (as a whole read would)
+            chunk = chunk.lstrip(b"\n")
+        cut = chunk.rfind(b"\n\n") + 2
+        complete, rest = (b"", chunk) if cut == 1 else (chunk[:cut], chunk[cut:])
+        if rest.endswith(b"\n"):  # the blank line may complete with the next read
+            rest, carry = rest[:-1], b"\n" + carry
+        if complete and pending:
+            complete = b"".join(pending) + complete
+            pending.clear()
+            pending_size = 0
+        if rest:
+            pending.append(rest)
+            pending_size += len(rest)
+            if pending_size > max_event_bytes:
+                raise EventTooLarge(f"an SSE event passed {max_event_bytes} bytes without ending")
+        if complete:
+            events = [event + b"\n\n" for event in complete.split(b"\n\n") if event.strip()]
+            if events:
+                yield events
+    tail = b"".join(pending)
+    if tail.strip():
+        yield [tail + b"\n\n"]
 
 
 class ModelRenamer:
@@ -47,16 +80,47 @@ class ModelRenamer:
         return data
 
 
+RESPONSES_PATH = "/responses"
+
+
 def usage_of(event: bytes) -> dict | None:
-    """The ``usage`` object of an SSE chunk that carries one, else None."""
-    if b'"prompt_tokens"' not in event:
+    """The ``usage`` object of an SSE chunk that carries one, else None; chat chunks carry it at the
+    top, the Responses API's ``response.completed`` event inside ``response``."""
+    if b'"prompt_tokens"' not in event and b'"input_tokens"' not in event:
         return None
     try:
         data = orjson.loads(event.split(b"data:", 1)[1])
     except (IndexError, orjson.JSONDecodeError):
         return None
-    usage = data.get("usage") if isinstance(data, dict) else None
-    return usage if isinstance(usage, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("response"), dict):
+        data = data["response"]
+    return normalised_usage(data.get("usage"))
+
+
+def normalised_usage(usage) -> dict | None:
+    """Usage in the chat API's names whichever API reported it: the Responses API says input/output
+    tokens; embeddings report no completion tokens (priced as zero)."""
+    if not isinstance(usage, dict):
+        return None
+    if "input_tokens" in usage and "prompt_tokens" not in usage:
+        usage = {**usage, "prompt_tokens": usage.get("input_tokens"),
+                 "completion_tokens": usage.get("output_tokens", 0)}
+    elif "prompt_tokens" in usage and "completion_tokens" not in usage:
+        usage = {**usage, "completion_tokens": 0}
+    return usage
+
+
+#: the events that end a stream: chat and completions send [DONE]; the Responses API ends with its
+#: terminal event (completed, incomplete or failed) and no [DONE]
+DONE_EVENTS = (b"data: [DONE]", b"data:[DONE]", b"event: response.completed", b"event: response.incomplete",
+               b"event: response.failed")
+
+
+def is_done(event: bytes) -> bool:
+    """The event that ends an OpenAI stream (the space after the colon is optional)."""
+    return event.startswith(DONE_EVENTS)
 
 
 def is_usage_only(event: bytes) -> bool:

@@ -7,17 +7,21 @@ costs 0.062 ms and httpx 1-3 ms (httpcore re-checks every pooled connection on e
 never touch the network.
 
 Both raise ``UpstreamConnectError`` when no response arrived (refused, reset, stale connection)
-and ``UpstreamBodyError`` when the body broke off; timeouts are the caller's (asyncio.wait_for).
+and ``UpstreamBodyError`` when the body broke off: ``UpstreamBodyTimeout`` when it was still coming at
+the deadline given to ``post`` (a stream that never ends is cut there), ``UpstreamBodyTooLarge`` when
+``read(max_bytes)`` found it over the limit. The wait for the headers is the caller's (asyncio.timeout).
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 import httpx
 
 from router_gateway.config import Expert
-from router_gateway.services.http1_client import BodyFailed, ConnectFailed, Http1Pool
+from router_gateway.services.http1_client import BodyFailed, BodyTimedOut, BodyTooLarge, ConnectFailed, Http1Pool
 
 #: below uvicorn's (and so vLLM's) 5 s idle timeout, so a pooled connection is never reused
 #: just as the server closes it
@@ -32,17 +36,36 @@ class UpstreamBodyError(Exception):
     """The response body broke off after the headers."""
 
 
+class UpstreamBodyTimeout(UpstreamBodyError):
+    """The body was still coming at the deadline (or stalled past the read timeout)."""
+
+
+class UpstreamBodyTooLarge(UpstreamBodyError):
+    """The body is over the caller's ``max_bytes``."""
+
+
+def _body_error(exc: BodyFailed) -> UpstreamBodyError:
+    kind = UpstreamBodyTimeout if isinstance(exc, BodyTimedOut) else \
+        UpstreamBodyTooLarge if isinstance(exc, BodyTooLarge) else UpstreamBodyError
+    return kind(str(exc))
+
+
 @dataclass
 class UpstreamResponse:
     """Status after the headers; the body is read whole or streamed as raw chunks."""
 
     status: int
     chunks: AsyncIterator[bytes]
-    _read: Callable[[], Awaitable[bytes]]
+    _read: Callable[[int | None], Awaitable[bytes]]
     _close: Callable[[], Awaitable[None]]
+    content_type: str = ""
 
-    async def read(self) -> bytes:
-        return await self._read()
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        return await self._read(max_bytes)
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
     async def close(self) -> None:
         try:
@@ -52,9 +75,10 @@ class UpstreamResponse:
 
 
 class Upstream(Protocol):
-    """POST a JSON body to an expert path; returns once the response headers are in."""
+    """POST a JSON body to an expert path; returns once the response headers are in. The body must be
+    complete by ``deadline`` (time.monotonic()), else ``UpstreamBodyTimeout``."""
 
-    async def post(self, path: str, body: bytes) -> UpstreamResponse: ...
+    async def post(self, path: str, body: bytes, deadline: float | None = None) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
 
@@ -85,9 +109,9 @@ class Http1Upstream:
                                    keepalive_s=KEEPALIVE_S)
         return self._pool
 
-    async def post(self, path: str, body: bytes) -> UpstreamResponse:
+    async def post(self, path: str, body: bytes, deadline: float | None = None) -> UpstreamResponse:
         try:
-            response = await self._get_pool().post(path, body)
+            response = await self._get_pool().post(path, body, deadline)
         except ConnectFailed as exc:
             raise UpstreamConnectError(str(exc)) from None
 
@@ -96,18 +120,18 @@ class Http1Upstream:
                 async for chunk in response.chunks():
                     yield chunk
             except BodyFailed as exc:
-                raise UpstreamBodyError(str(exc)) from None
+                raise _body_error(exc) from None
 
-        async def read() -> bytes:
+        async def read(max_bytes: int | None) -> bytes:
             try:
-                return await response.read()
+                return await response.read(max_bytes)
             except BodyFailed as exc:
-                raise UpstreamBodyError(str(exc)) from None
+                raise _body_error(exc) from None
 
         async def close() -> None:
             response.release()
 
-        return UpstreamResponse(response.status, chunks(), read, close)
+        return UpstreamResponse(response.status, chunks(), read, close, response.content_type)
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -125,27 +149,45 @@ class HttpxUpstream:
         self._client = httpx.AsyncClient(base_url=expert.base_url, headers=_headers(expert), limits=limits,
                                          timeout=timeout, transport=transport)
 
-    async def post(self, path: str, body: bytes) -> UpstreamResponse:
+    async def post(self, path: str, body: bytes, deadline: float | None = None) -> UpstreamResponse:
         request = self._client.build_request("POST", path, content=body)
         try:
             response = await self._client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise UpstreamConnectError(type(exc).__name__) from None
+        raw = response.aiter_raw()
+
+        async def next_chunk() -> bytes:
+            try:
+                async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
+                    return await anext(raw)
+            except TimeoutError:
+                raise UpstreamBodyTimeout("the body was still coming at the deadline") from None
+            except httpx.TransportError as exc:
+                raise UpstreamBodyError(type(exc).__name__) from None
 
         async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                try:
+                    chunk = await next_chunk()
+                except StopAsyncIteration:
+                    return
+                yield chunk
+
+        async def read(max_bytes: int | None) -> bytes:  # whole, then checked: unit tests' bodies are small
             try:
-                async for chunk in response.aiter_raw():
-                    yield chunk
+                async with asyncio.timeout(None if deadline is None else deadline - time.monotonic()):
+                    content = await response.aread()
+            except TimeoutError:
+                raise UpstreamBodyTimeout("the body was still coming at the deadline") from None
             except httpx.TransportError as exc:
                 raise UpstreamBodyError(type(exc).__name__) from None
+            if max_bytes is not None and len(content) > max_bytes:
+                raise UpstreamBodyTooLarge(f"the body has {len(content)} bytes, over the limit of {max_bytes}")
+            return content
 
-        async def read() -> bytes:
-            try:
-                return await response.aread()
-            except httpx.TransportError as exc:
-                raise UpstreamBodyError(type(exc).__name__) from None
-
-        return UpstreamResponse(response.status_code, chunks(), read, response.aclose)
+        return UpstreamResponse(response.status_code, chunks(), read, response.aclose,
+                                response.headers.get("content-type", ""))
 
     async def aclose(self) -> None:
         await self._client.aclose()

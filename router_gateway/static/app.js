@@ -174,11 +174,19 @@ function drawExperts(data) {
         ? pill("streams " + e.stream_circuit.replace("_", "-"), e.stream_circuit) : ""),
     el("td", {}, pill(e.health === "ok" ? "ok" : e.health, e.health === "ok" ? "ok" : "err")),
     el("td", {}, `${e.inflight} / ${e.max_concurrency}`),
+    el("td", { title: e.engine ? `KV cache ${e.engine.kv_usage ?? "?"}` : "no engine metrics" },
+      e.engine ? `${e.engine.waiting} waiting · ${e.engine.running} running · ~${e.engine.expected_wait_s.toFixed(2)} s` : "–"),
     el("td", {}, `${e.price.input_per_mtok} · ${e.price.output_per_mtok}`))));
   const profiles = document.querySelector("#profiles tbody");
   profiles.replaceChildren(...Object.entries(data.profiles).map(([name, p]) => el("tr", {},
     el("td", {}, name), el("td", {}, p.router), el("td", {}, data.routers[p.router] || ""),
-    el("td", {}, p.cost_weight))));
+    el("td", {}, p.pacing ? `${p.cost_weight} (paced ${p.pacing.min_cost_weight}–${p.pacing.max_cost_weight})` : p.cost_weight),
+    el("td", {}, p.latency_weight || "–"))));
+  const pacing = document.querySelector("#pacing tbody");
+  pacing.replaceChildren(...Object.entries(data.pacing || {}).map(([key, d]) => el("tr", {},
+    el("td", { class: "mono" }, key), el("td", {}, d.period),
+    el("td", {}, `${(100 * d.spent_share).toFixed(1)} %`), el("td", {}, `${(100 * d.planned_share).toFixed(1)} %`),
+    el("td", {}, `${d.base_cost_weight} → ${d.effective_cost_weight.toFixed(3)}`))));
 }
 
 function drawDecisions(data) {
@@ -186,7 +194,8 @@ function drawDecisions(data) {
   document.getElementById("no-decisions").hidden = data.recent.length > 0;
   body.replaceChildren(...data.recent.slice(0, 100).map((r) => {
     const cands = (r.candidates || []).map((c, i) => el("span", { class: "chip" + (i === 0 ? " first" : ""),
-      title: `cost ${fmtUsd(c.cost_usd)}` }, `${c.expert} ${c.score.toFixed(2)} / ${c.utility.toFixed(2)}`));
+      title: `cost ${fmtUsd(c.cost_usd)}` + (c.expected_wait_s != null ? `, expected wait ${c.expected_wait_s} s` : "") },
+      `${c.expert} ${c.score.toFixed(2)} / ${c.utility.toFixed(2)}`));
     // experts outside the profile's list are expected: shown muted, real exclusions in red
     const inel = Object.entries(r.ineligible || {}).map(([e, why]) => el("span", {
       class: why.includes("not in the profile") ? "chip muted" : "chip bad", title: why }, `${e}: ${why}`));
@@ -196,7 +205,8 @@ function drawDecisions(data) {
     return el("tr", {},
       el("td", {}, fmtTime(r.ts)),
       el("td", { class: "mono", title: r.request_id }, (r.request_id || "").slice(0, 12)),
-      el("td", {}, `${r.profile || r.model || "–"} · ${r.router || "–"}${r.explored ? " (explore)" : ""}`),
+      el("td", {}, `${r.profile || r.model || "–"} · ${r.router || "–"}${r.explored ? " (explore)" : ""}` +
+        (r.pacing ? ` · cost weight ${r.cost_weight.toFixed(3)} (paced)` : "")),
       el("td", {}, r.chosen_expert ? el("span", { class: "swatch", style: "background:" + colorOf(r.chosen_expert) }) : "",
         r.chosen_expert || "–"),
       el("td", { title: r.error || "" }, pill(String(r.status), ok ? "ok" : "err")),

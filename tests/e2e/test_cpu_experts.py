@@ -3,21 +3,25 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import yaml
+
+from tests.e2e.conftest import REPO
 
 pytestmark = pytest.mark.vllm
 
 
-def test_each_expert_lists_its_served_name_with_context_window(vllm_experts):
+def test_each_expert_lists_its_served_name_with_the_registry_context_window(vllm_experts):
+    registry = yaml.safe_load((REPO / "experts.yaml").read_text())["experts"]
     for name, url in vllm_experts.items():
         models = httpx.get(f"{url}/models", timeout=5).json()["data"]
         assert [m["id"] for m in models] == [name]
-        assert models[0]["max_model_len"] == 2048
+        assert models[0]["max_model_len"] == registry[name]["context_window"]  # 2048; Gemma 1024
 
 
 @pytest.mark.parametrize("name", ["smollm2-dense", "smollm2-moe", "gemma3-270m"])
 def test_expert_answers_a_chat_with_usage(vllm_experts, name):
     if name not in vllm_experts:
-        pytest.skip(f"{name} is not running (optional: RG_WITH_GEMMA=1 deploy/cpu/experts.sh setup && start)")
+        pytest.skip(f"{name} is not running (deploy/cpu/experts.sh start; setup skips Gemma if RG_WITH_GEMMA=0)")
     resp = httpx.post(f"{vllm_experts[name]}/chat/completions", timeout=120, json={
         "model": name, "messages": [{"role": "user", "content": "Name a colour."}],
         "temperature": 0, "max_tokens": 16})

@@ -66,3 +66,52 @@ def test_mixtral_config_rejects_what_mixtral_cannot_hold():
         up.mixtral_config(base, 4, 5)
     with pytest.raises(ValueError):
         up.mixtral_config({**base, "mlp_bias": True}, 4, 2)
+
+
+def expert_picks(moe, ids) -> torch.Tensor:
+    """How many tokens (over all layers) each expert is among the top-k picks for."""
+    with torch.no_grad():
+        out = moe(input_ids=ids, output_router_logits=True)
+    k = moe.config.num_experts_per_tok
+    counts = torch.zeros(moe.config.num_local_experts, dtype=torch.long)
+    for layer_logits in out.router_logits:
+        picks = layer_logits.topk(k, dim=-1).indices.flatten()
+        counts += torch.bincount(picks, minlength=counts.numel())
+    return counts
+
+
+def test_default_router_spreads_tokens_over_every_expert(tiny_dense, tmp_path):
+    """The default (random) router sends tokens to all experts, so no expert is dead weight."""
+    dense_dir, _ = tiny_dense
+    up = load_upcycle()
+    moe = transformers.AutoModelForCausalLM.from_pretrained(
+        up.upcycle(dense_dir, tmp_path / "moe"), dtype=torch.float32).eval()
+    ids = torch.randint(0, 97, (4, 16), generator=torch.Generator().manual_seed(2))
+    counts = expert_picks(moe, ids)
+    assert (counts > 0).all(), f"experts never picked: {counts.tolist()}"
+
+
+@pytest.mark.parametrize("router_std", [None, 0.0])
+def test_silencing_an_expert_changes_output_exactly_when_tokens_reach_it(tiny_dense, tmp_path, router_std):
+    """`perturb` zeroes the least-picked expert. Default router: it still gets tokens, so the logits change.
+    Zero router (the old init): every token ties and goes to the same two experts, the other two are dead
+    weight, and silencing one changes nothing."""
+    dense_dir, dense = tiny_dense
+    up = load_upcycle()
+    kwargs = {} if router_std is None else {"router_std": router_std}
+    moe_dir = up.upcycle(dense_dir, tmp_path / "moe", **kwargs)
+    ids = torch.randint(0, 97, (2, 11), generator=torch.Generator().manual_seed(1))
+    counts = expert_picks(transformers.AutoModelForCausalLM.from_pretrained(moe_dir, dtype=torch.float32).eval(), ids)
+    expert = int(counts.argmin())
+    bent = up.perturb_expert(moe_dir, tmp_path / "bent", expert=expert)
+    got = logits(transformers.AutoModelForCausalLM.from_pretrained(bent, dtype=torch.float32).eval(), ids)
+    differs = not torch.allclose(got, logits(dense, ids), atol=1e-4)
+    assert differs is bool(counts[expert] > 0)
+    assert differs is (router_std is None), f"picks per expert: {counts.tolist()}"
+
+
+def test_perturb_rejects_an_expert_the_checkpoint_does_not_have(tiny_dense, tmp_path):
+    up = load_upcycle()
+    moe_dir = up.upcycle(tiny_dense[0], tmp_path / "moe")
+    with pytest.raises(ValueError):
+        up.perturb_expert(moe_dir, tmp_path / "bent", expert=4)

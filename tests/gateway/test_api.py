@@ -95,11 +95,12 @@ def test_error_classes(client, gateway):
     assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_no_eligible_expert_is_503(client):
+def test_prompt_beyond_every_context_window_is_400_context_length_exceeded(client):
     long = [{"role": "user", "content": "word " * 4000}]  # ~5,000 tokens: beyond the 4,096-token windows
-    with pytest.raises(openai.InternalServerError) as info:
+    with pytest.raises(openai.BadRequestError) as info:  # static: the client must shorten it, not retry
         client.with_options(max_retries=0).chat.completions.create(model="auto", messages=long)
-    assert info.value.status_code == 503
+    assert info.value.status_code == 400
+    assert info.value.code == "context_length_exceeded" and info.value.param == "messages"
     assert "context window" in str(info.value)
 
 

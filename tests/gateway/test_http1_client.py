@@ -7,10 +7,12 @@ bodies, timeouts, cancellation, back-pressure and the connection limit are all o
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from router_gateway.services.http1_client import HIGH_WATER, BodyFailed, ConnectFailed, Http1Pool
+from router_gateway.services.http1_client import (HIGH_WATER, BodyFailed, BodyTimedOut, BodyTooLarge, ConnectFailed,
+                                                  Http1Pool)
 
 BODY = b'{"model": "m", "messages": []}'
 
@@ -274,3 +276,48 @@ async def test_slow_reader_pauses_the_socket_and_loses_nothing():
         await client.aclose()
     assert b"".join(received) == payload
     assert paused and most_buffered <= 2 * HIGH_WATER  # bounded, not the whole 2 MiB
+
+
+async def test_a_body_still_coming_at_the_deadline_fails_even_while_data_flows():
+    """Data arriving every 20 ms never trips the read (idle) timeout: the deadline must end it anyway."""
+    async def endless(server, conn_no, req_no, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"9\r\ndata: x\n\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    async with Server(endless) as server:
+        client = pool(server, read_timeout=5.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await client.post("/chat/completions", BODY, deadline=time.monotonic() + 0.5)
+        assert response.content_type == "text/event-stream"
+        received = 0
+        with pytest.raises(BodyTimedOut, match="deadline"):
+            async for _ in response.chunks():
+                received += 1
+        assert received > 5 and 0.5 <= loop.time() - started < 2.0
+        response.release()
+        await client.aclose()
+
+
+async def test_read_refuses_a_body_over_the_limit_and_drops_the_connection():
+    async def big(server, conn_no, req_no, writer):
+        body = b"x" * 300_000
+        if req_no == 1:  # chunked: the size shows only while reading
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                         % (len(body), body))
+        else:  # declared up front: refused before reading
+            writer.write(ok(body))
+
+    async with Server(big) as server:
+        client = pool(server)
+        for _ in range(2):
+            response = await client.post("/chat/completions", BODY)
+            with pytest.raises(BodyTooLarge):
+                await response.read(max_bytes=100_000)
+            response.release()
+        assert await post_read(client) == (200, b"x" * 300_000)  # no limit: read whole
+        await client.aclose()
+    assert server.connections == 3  # a refused body's connection is not reused

@@ -1,11 +1,15 @@
 """provider: litellm experts, called through litellm's OpenAI provider against a local server."""
 from __future__ import annotations
 
+import time
+
+import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import write_config
-from tests.support.servers import start_gateway
+from tests.support.servers import start_fake_expert, start_gateway
 
 pytest.importorskip("litellm", reason="litellm is an optional extra (router-gateway[litellm])")
 
@@ -36,3 +40,31 @@ def test_plain_and_streamed_through_litellm(litellm_gateway):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip() == "answer from good"
     assert any(c.usage and c.usage.total_tokens for c in chunks)
+
+
+def test_a_litellm_stream_that_never_ends_is_cut_at_the_total_timeout(tmp_path):
+    endless = start_fake_expert("endless", "endless")
+    config = tmp_path / "experts.yaml"
+    config.write_text(
+        "experts:\n"
+        f"  viallm: {{provider: litellm, litellm_model: openai/viallm-served, base_url: {endless.url}/v1,\n"
+        "           model: viallm-served, price: {input_per_mtok: 1, output_per_mtok: 1},\n"
+        "           timeout: {connect: 1, first_byte: 60, total: 3}}\n"
+        f"logging: {{path: {tmp_path / 'requests.db'}, flush_interval_ms: 50}}\n"
+        "server: {health_interval_s: 0}\n")
+    gateway = start_gateway(config, tmp_path, env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    try:
+        body = {"model": "viallm", "messages": MSG, "stream": True}
+        started = time.monotonic()
+        with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as r:
+            events = []
+            for line in r.iter_lines():
+                events += [line] if line else []
+                assert time.monotonic() - started < 20, "still streaming after 20 s"
+        assert r.status_code == 200 and events[-1] == "data: [DONE]"
+        error = [orjson.loads(e[6:]) for e in events if e.startswith("data: {")][-1]["error"]
+        assert error["code"] == "upstream_timeout"
+        assert time.monotonic() - started < 3 + 5  # litellm's own overhead on a loaded machine
+    finally:
+        gateway.stop()
+        endless.stop()

@@ -10,12 +10,12 @@ import pytest
 from router_gateway.config import parse_config
 from router_gateway.config_yaml import ConfigError
 from router_gateway.embedding.batcher import BatchingEmbedder
-from router_gateway.errors import NoExpertAvailable, UpstreamError
+from router_gateway.errors import BadRequest, NoExpertAvailable, UpstreamError
 from router_gateway.gateway import Gateway, GatewayOptions
 from router_gateway.protocol import parse_chat_request
 from router_gateway.services.chat import CallContext, ChatService
 from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.forwarding import Forwarder
+from router_gateway.services.forwarding import ClientError, Forwarder
 from router_gateway.services.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
@@ -73,9 +73,10 @@ def test_capability_and_context_window_eligibility(run, tmp_path):
     outcome, records = run(text, {"model": "auto", "messages": MSG, "tools": tools})
     assert outcome.headers["x-router-expert"] == "oktools"
     assert records[0]["ineligible"]["okplain"].startswith("lacks capability tools")
-    with pytest.raises(NoExpertAvailable):
+    with pytest.raises(BadRequest) as info:  # static: no retry can help, so 400 rather than 503
         run(text, {"model": "auto", "messages": [{"role": "user", "content": "x" * 400}], "tools": tools,
                    "max_tokens": 8150})  # ~100 prompt tokens + 8150 > 8192
+    assert info.value.code == "context_length_exceeded" and info.value.param == "messages"
 
 
 def test_fallback_on_connect_error_and_5xx(run, tmp_path):
@@ -85,6 +86,14 @@ def test_fallback_on_connect_error_and_5xx(run, tmp_path):
     assert outcome.headers["x-router-expert"] == "okz"
     assert [a["outcome"] for a in records[0]["attempts"]] == ["connect_error", "http_500", "ok"]
     assert records[0]["propensity"] is None  # a fallback answered: not the policy's choice
+
+
+def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
+    text = make_config(tmp_path, {"rejectx": {}}, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    with pytest.raises(ClientError) as info:
+        run(text, {"model": "auto", "messages": MSG})
+    assert info.value.status == 400
+    assert [(a.expert, a.outcome) for a in info.value.attempts] == [("rejectx", "http_400")]
 
 
 def test_all_fail_is_502_and_logged(run, tmp_path):

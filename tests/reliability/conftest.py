@@ -13,7 +13,7 @@ from tests.support.servers import free_port, start_fake_expert, start_redis
 
 def write_gateway_config(path: Path, experts: dict[str, dict], profiles: dict[str, str], server: str = "",
                          log_path: Path | None = None) -> Path:
-    """experts: name -> {url, prior, first_byte, max_concurrency}; profiles: name -> YAML flow mapping."""
+    """experts: name -> {url, prior, first_byte, total, max_concurrency}; profiles: name -> YAML flow mapping."""
     lines = ["experts:"]
     for name, spec in experts.items():
         lines += [f"  {name}:", f"    base_url: {spec['url']}/v1", f"    model: {name}-served",
@@ -21,7 +21,7 @@ def write_gateway_config(path: Path, experts: dict[str, dict], profiles: dict[st
                   f"    prior_quality: {spec.get('prior', 0.5)}", "    capabilities: [tools, json, vision]",
                   f"    context_window: {spec.get('context_window', 32768)}",
                   f"    max_concurrency: {spec.get('max_concurrency', 64)}",
-                  f"    timeout: {{connect: 1, first_byte: {spec.get('first_byte', 1.0)}, total: 30}}"]
+                  f"    timeout: {{connect: 1, first_byte: {spec.get('first_byte', 1.0)}, total: {spec.get('total', 30)}}}"]
     lines += ["routers:", "  strong: {type: strongest}", "  cheap: {type: cheapest}", "profiles:"]
     lines += [f"  {name}: {spec}" for name, spec in profiles.items()]
     lines += [f"logging: {{path: {log_path or path.parent / 'requests.db'}, flush_interval_ms: 50}}",

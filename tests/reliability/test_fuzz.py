@@ -5,7 +5,11 @@ here). Also: no hang (every call bounded), at least 1,000 generated requests in 
 A random ``model`` is almost always unknown (404 before routing), so each generated body is also sent
 with ``model`` set to each real profile and expert, and each generated feedback with a real request
 id: the same generated content then reaches routing, forwarding and the log. (Generating a case costs
-~0.1 s of CPU, sending it ~10 ms: variants buy depth without making the suite slow.)"""
+~0.1 s of CPU, sending it ~10 ms: variants buy depth without making the suite slow.)
+
+Hostile variants go beyond the schema: ``stream_options`` drawn from any JSON value (the schema says
+object or null), and a field nested 3 to 500 levels deep (orjson decodes 1,024 levels but encodes
+254; the gateway refuses more than MAX_JSON_DEPTH with a 400) on chat, route and feedback."""
 from __future__ import annotations
 
 from collections import Counter
@@ -14,6 +18,9 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from router_gateway.json_depth import MAX_JSON_DEPTH
 
 from tests.reliability.conftest import write_gateway_config
 from tests.support.servers import start_gateway
@@ -42,16 +49,37 @@ MODELS = ("auto", "auto-cheap", "good", "good2")
 NO_BODY = object()
 
 
-def variants(body, path: str, request_id: str):
-    """The generated body, then copies aimed past the unknown-model / unknown-request-id answers."""
-    yield body if body is not None else NO_BODY
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                           max_leaves=8)
+#: stream_options of any JSON shape (mostly not the object the schema asks for), and a nesting depth
+HOSTILE = st.tuples(JSON_VALUES | st.dictionaries(st.just("include_usage"), JSON_VALUES),
+                    st.sampled_from([3, 64, MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 200, 254,
+                                     255, 300, 500]))
+
+
+def nested(depth: int):
+    value = "leaf"
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def variants(body, path: str, request_id: str, hostile: tuple):
+    """The generated body, then copies aimed past the unknown-model / unknown-request-id answers, then
+    hostile copies: ``(body, depth of its deepest field or 0)``."""
+    yield (body if body is not None else NO_BODY), 0
     if not isinstance(body, dict):
         return
+    stream_options, depth = hostile
     if path == "/v1/feedback":
-        yield {**body, "request_id": request_id}
+        yield {**body, "request_id": request_id}, 0
+        yield {**body, "request_id": request_id, "extra": nested(depth)}, depth + 1
     elif path in ("/v1/chat/completions", "/v1/route"):
         for model in MODELS:
-            yield {**body, "model": model}
+            yield {**body, "model": model}, 0
+        yield {**body, "model": MODELS[0], "stream_options": stream_options}, 0
+        yield {**body, "model": MODELS[0], "metadata": nested(depth)}, depth + 1
 
 
 def legitimate(response) -> bool:
@@ -73,16 +101,18 @@ def test_gateway_survives_generated_requests(fuzz_gateway):
     for operation in operations:
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                   phases=[Phase.explicit, Phase.generate], database=None)
-        @given(operation.as_strategy())
-        def fuzz(case):
-            for body in variants(case.body, case.path, fuzz_gateway.known_request_id):
+        @given(operation.as_strategy(), HOSTILE)
+        def fuzz(case, hostile):
+            for body, depth in variants(case.body, case.path, fuzz_gateway.known_request_id, hostile):
                 if body is not NO_BODY:
                     case.body = body
                 response = case.call(base_url=fuzz_gateway.url, timeout=15)  # a hang fails as a timeout
                 COUNTS[f"{case.method} {case.path}"] += 1
                 STATUSES[response.status_code] += 1
-                assert legitimate(response), (case.method, case.path, case.body, response.status_code,
-                                              response.text[:500])
+                assert legitimate(response), (case.method, case.path, str(case.body)[:2000],
+                                              response.status_code, response.text[:500])
+                if depth > MAX_JSON_DEPTH:
+                    assert response.status_code == 400, (case.path, depth, response.text[:500])
                 if response.status_code >= 400:
                     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
         fuzz()

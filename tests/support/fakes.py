@@ -1,5 +1,5 @@
 """In-process fakes for unit tests: a hashing embedder and an httpx transport whose behaviour
-is chosen by the expert's served model name (ok, slow, error, stream, ...)."""
+is chosen by the expert's served model name (ok, slow, error, reject, stream, ...)."""
 from __future__ import annotations
 
 import asyncio
@@ -44,11 +44,17 @@ def fake_transport(calls: list | None = None) -> httpx.MockTransport:
             raise httpx.ConnectError("connection refused", request=request)
         if model.startswith("error"):
             return httpx.Response(500, json={"error": {"message": "boom"}})
+        if model.startswith("reject"):
+            return httpx.Response(400, json={"error": {"message": "bad temperature", "type": "BadRequestError",
+                                                       "param": "temperature", "code": 400}})
         if model.startswith("ratelimit"):
             return httpx.Response(429, json={"error": {"message": "slow down"}})
         if model.startswith("slow"):
             await asyncio.sleep(5)
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if request.url.path.endswith(("/responses", "/embeddings", "/completions")) \
+                and not request.url.path.endswith("/chat/completions"):
+            return other_api(request.url.path.rsplit("/", 1)[1], body, model)
         if body.get("stream"):
             chunks = [{"model": model, "choices": [{"index": 0, "delta": {"content": w}}]} for w in ("a", "b")]
             chunks.append({"model": model, "choices": [], "usage": usage})
@@ -60,3 +66,29 @@ def fake_transport(calls: list | None = None) -> httpx.MockTransport:
                                          "usage": usage})
 
     return httpx.MockTransport(handler)
+
+
+def other_api(api: str, body: dict, model: str) -> httpx.Response:
+    """Minimal answers of the Responses, embeddings and completions APIs (ids count up per call)."""
+    other_api.count = getattr(other_api, "count", 0) + 1
+    if api == "embeddings":
+        return httpx.Response(200, json={"object": "list", "model": model, "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+    if api == "completions":
+        return httpx.Response(200, json={"id": "cmpl-1", "object": "text_completion", "model": model,
+                                         "choices": [{"index": 0, "text": " done", "finish_reason": "stop"}],
+                                         "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}})
+    rid = f"resp_{model}_{other_api.count}"
+    response = {"id": rid, "object": "response", "model": model, "status": "completed",
+                "output": [{"type": "message", "role": "assistant",
+                            "content": [{"type": "output_text", "text": "hi"}]}],
+                "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}
+    if not body.get("stream"):
+        return httpx.Response(200, json=response)
+    events = [("response.created", {"type": "response.created", "response": {**response, "status": "in_progress",
+                                                                              "usage": None}}),
+              ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "hi"}),
+              ("response.completed", {"type": "response.completed", "response": response})]
+    data = b"".join(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for name, e in events)
+    return httpx.Response(200, stream=httpx.ByteStream(data), headers={"content-type": "text/event-stream"})
