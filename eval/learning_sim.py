@@ -94,7 +94,9 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
                               usd_per_day=1e9, max_share=args.max_share),
         retrain=RetrainSettings(router=args.router, params=json.loads(args.params), every_labels=args.every,
                                 min_labels=args.min_labels, folds=args.folds),
-        promote=PromoteSettings(gate=GateSettings(min_gain=0.0, z=args.z, min_rows=args.min_rows)))
+        promote=PromoteSettings(gate=GateSettings(min_gain=0.0, z=args.z, min_rows=args.min_rows,
+                                                  halves=bool(args.halves), confirm=args.confirm,
+                                                  refresh_z=args.refresh_z if args.refresh_z >= 0 else None)))
     store = LabelStore(workdir / "labels.db", store_prompts=False)
     priors = np.nanmean(S[traffic], axis=0)
     baseline = StrongestRouter.from_priors(experts, priors.tolist(), X.shape[1])
@@ -215,7 +217,8 @@ def markdown(out: dict) -> str:
     lines = [f"# Learning loop replay: `{out['table']}`", "",
              f"Command: `python -m eval.learning_sim` (seed {a['seed']}, held-out fold {a['held_fold']}, judge "
              f"{a['judge']}, profile cost weight {a['cost_weight']}, candidate {a['router']} {a['params']}, "
-             f"retrain every {a['every']} labelled prompts, gate z {a['z']}, shadow cap {a['max_share']:.0%} of live "
+             f"retrain every {a['every']} labelled prompts, gate z {a['z']} confirmed by {a.get('confirm', 1)} retrains "
+             f"in a row, refresh not-worse z {a.get('refresh_z')}, shadow cap {a['max_share']:.0%} of live "
              "spend). Traffic: the other four folds once, in a seeded random order, starting on `strongest`.", "",
              "Full-table knn on the same held-out fold (all traffic prompts, all models): "
              + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", "",
@@ -258,8 +261,12 @@ def parse_args(argv=None):
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--min-labels", type=int, default=50)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--z", type=float, default=0.5)
+    p.add_argument("--z", type=float, default=0.25)
     p.add_argument("--min-rows", type=int, default=20)
+    p.add_argument("--refresh-z", type=float, default=1.0, help="z of the not-worse test for a refit of the "
+                   "live learned router (-1: off, every candidate must show a gain)")
+    p.add_argument("--confirm", type=int, default=2, help="passing retrains in a row before a promotion")
+    p.add_argument("--halves", type=int, default=0, help="1: the gate's gain must also show on each half")
     p.add_argument("--shuffled-control", type=int, default=1, help="1: also a run whose grades are shuffled")
     p.add_argument("--out", default=None, help="folder for learning.json / learning.md / learning.png")
     return p.parse_args(argv)

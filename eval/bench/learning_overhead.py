@@ -44,10 +44,12 @@ class HashEmbedder:
         return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def transport() -> httpx.MockTransport:
+def transport(expert_ms: float = 0.0) -> httpx.MockTransport:
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(200, json={"data": []})
+        if expert_ms > 0:  # the expert takes a while: the client's request awaits, background work runs
+            await asyncio.sleep(expert_ms / 1e3)
         model = orjson.loads(request.content)["model"]
         content = "7" if model == "judge" else f"answer from {model}"
         return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": model,
@@ -85,12 +87,21 @@ async def timed_requests(gateway: Gateway, n: int, tag: str) -> list[float]:
     return out
 
 
-async def run(requests: int, rounds: int) -> dict:
+async def drain(gateway: Gateway, timeout_s: float = 30.0) -> None:
+    """Wait until the shadowed gateway's backlog is done, so it does not run during the other's round
+    (both gateways share this process's event loop)."""
+    learning = gateway.learning
+    if learning is None:
+        return
+    await asyncio.wait_for(learning.queue.join(), timeout_s)
+
+
+async def run(requests: int, rounds: int, expert_ms: float = 0.0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         gateways = {}
         for name, learning in (("plain", False), ("shadowed", True)):
-            g = Gateway(GatewayOptions(config=parse_config(config_text(tmp, learning)), transport=transport(),
+            g = Gateway(GatewayOptions(config=parse_config(config_text(tmp, learning)), transport=transport(expert_ms),
                                        embedder=HashEmbedder(), health_interval_s=0))
             await g.start()
             gateways[name] = g
@@ -98,9 +109,15 @@ async def run(requests: int, rounds: int) -> dict:
         try:
             await timed_requests(gateways["plain"], 50, "warm-p")
             await timed_requests(gateways["shadowed"], 50, "warm-s")
+            per_round = []
             for r in range(rounds):
+                got = {}
                 for name in ("plain", "shadowed") if r % 2 == 0 else ("shadowed", "plain"):
-                    lat[name] += await timed_requests(gateways[name], requests, f"{name}-{r}")
+                    await drain(gateways["shadowed"])
+                    got[name] = await timed_requests(gateways[name], requests, f"{name}-{r}")
+                    lat[name] += got[name]
+                per_round.append({q: float(np.percentile(got["shadowed"], q) - np.percentile(got["plain"], q))
+                                  for q in (50, 90, 99)})
             learning = gateways["shadowed"].learning
             record = {"request_id": "x", "profile": "auto", "status": 200, "cost_usd": 1e-6, "chosen_expert": "a"}
             n_offer = 20000
@@ -118,6 +135,10 @@ async def run(requests: int, rounds: int) -> dict:
                   "mean_ms": statistics.fmean(xs)} for name, xs in lat.items()}
     out["added_p50_ms"] = out["shadowed"]["p50_ms"] - out["plain"]["p50_ms"]
     out["added_p90_ms"] = out["shadowed"]["p90_ms"] - out["plain"]["p90_ms"]
+    out["added_p99_ms"] = out["shadowed"]["p99_ms"] - out["plain"]["p99_ms"]
+    # per round (A/B pairs run back to back): the median difference is robust to one noisy round
+    out["added_p99_ms_median_of_rounds"] = float(np.median([r[99] for r in per_round]))
+    out["added_p90_ms_median_of_rounds"] = float(np.median([r[90] for r in per_round]))
     out["offer_us"] = offer_us
     out["queue_size"] = full
     out["learning_stats"] = stats
@@ -126,11 +147,13 @@ async def run(requests: int, rounds: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=400)
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--expert-ms", type=float, default=2.0, help="each expert (and judge) call takes this long")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    result = asyncio.run(run(args.requests, args.rounds))
+    result = asyncio.run(run(args.requests, args.rounds, args.expert_ms))
+    result["expert_ms"] = args.expert_ms
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -87,10 +87,15 @@ def hull_auc(cost: np.ndarray, quality: np.ndarray, c_min: float, c_max: float) 
 
 def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray,
          min_gain: float = 0.0, z: float = 1.0, min_rows: int = 20, null_preds=(),
-         boot: int = 200, seed: int = 0) -> GateResult:
+         boot: int = 200, seed: int = 0, halves: bool = False, not_worse: bool = False) -> GateResult:
     """Hull auc of candidate minus live on held-out labelled prompts, minus what the same recipe
     trained on shuffled labels (``null_preds``, the largest) gains; paired bootstrap over prompts for the
-    standard error (see module doc)."""
+    standard error (see module doc). ``halves``: the gain must also be positive on each half of the
+    prompts (alternate rows) on its own: a replication check. The gate runs after every retrain, so
+    one z-test is tried many times; a gain that comes from a few noisy grades rarely shows on both
+    halves, a real one does. ``not_worse``: a non-inferiority test instead (the candidate passes
+    unless it is ``z`` standard errors worse), for a candidate that refreshes a router the loop
+    itself promoted (see learning.loop)."""
     n = int(Y.shape[0])
     if n < min_rows:
         return GateResult(False, n, float("nan"), float("nan"), float("nan"), float("nan"),
@@ -107,6 +112,16 @@ def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost:
     rng = np.random.default_rng(seed)
     gains = [stats(np.bincount(rng.integers(0, n, n), minlength=n) / n)[2] for _ in range(boot)]
     stderr = float(np.std(gains, ddof=1))
-    passed = gain - z * stderr > min_gain
-    reason = (f"gain {gain:+.4f} - {z:g} x stderr {stderr:.4f} {'>' if passed else '<='} min_gain {min_gain:g}")
+    if not_worse:
+        passed = gain + z * stderr > -min_gain
+        reason = (f"gain {gain:+.4f} + {z:g} x stderr {stderr:.4f} {'>' if passed else '<='} -min_gain "
+                  f"{-min_gain:g} (not worse than the live learned router)")
+    else:
+        passed = gain - z * stderr > min_gain
+        reason = f"gain {gain:+.4f} - {z:g} x stderr {stderr:.4f} {'>' if passed else '<='} min_gain {min_gain:g}"
+    if halves and passed:
+        half_gains = [stats(m / m.sum())[2] for m in ((np.arange(n) % 2 == h).astype(float) for h in (0, 1))]
+        if min(half_gains) <= min_gain:
+            passed = False
+            reason += f"; but a half does not replicate it (gains {half_gains[0]:+.4f}, {half_gains[1]:+.4f})"
     return GateResult(bool(passed), n, float(live), float(cand), float(gain), stderr, reason)

@@ -81,6 +81,7 @@ class LearningLoop:
         self.candidate: Router | None = None
         self.last_outcome: RetrainOutcome | None = None
         self.live_trained: set[str] = set()  # prompt digests the live router was trained on
+        self.passed_streak = 0  # consecutive retrains whose candidate passed the gate (gate.confirm)
 
     def labels_added(self, prompts: int = 1) -> None:
         self.new_labels += prompts
@@ -112,23 +113,58 @@ class LearningLoop:
         rng = np.random.default_rng(len(data.digests))  # the controls: same recipe, labels shuffled
         null_preds = [self._cross_fit(data.X, data.Y[rng.permutation(len(data.digests))], folds)
                       for _ in range(NULL_SHUFFLES)]
-        unseen = np.array([d not in self.live_trained for d in data.digests]) & ~np.isnan(cv_pred).any(axis=1)
-        live_pred = self.promoter.live_scores(data.X[unseen]) if unseen.any() else np.zeros((0, len(self.experts)))
-        result = gate(live_pred, cv_pred[unseen], data.Y[unseen], self.norm_cost, g.min_gain, g.z, g.min_rows,
-                      null_preds=[p[unseen] for p in null_preds])
+        live_pred = self._live_out_of_sample(data, folds)
+        rows = ~np.isnan(cv_pred).any(axis=1) & ~np.isnan(live_pred).any(axis=1)
+        refresh = self._is_refresh(data.digests)
+        result = gate(live_pred[rows], cv_pred[rows], data.Y[rows], self.norm_cost, g.min_gain,
+                      g.refresh_z if refresh else g.z, g.min_rows, null_preds=[p[rows] for p in null_preds],
+                      halves=g.halves, not_worse=refresh)
         router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router
+        by_hand = promote is not None
         promote = self.settings.promote.auto if promote is None else promote
+        self.passed_streak = self.passed_streak + 1 if result.passed else 0
         info = {"labelled": len(data.digests), "trained_on": len(data.digests), "gate": result.as_dict(),
-                "router": r.router, "params": r.params}
+                "router": r.router, "params": r.params, "passed_in_a_row": self.passed_streak}
         promoted = None
-        if result.passed and promote:
+        if result.passed and promote and (by_hand or refresh or self.passed_streak >= g.confirm):
+            self.passed_streak = 0
             promoted = self.promoter.promote(router, info)
             self.live_trained = set(data.digests)
         self.store.add_event("promotion" if promoted else "candidate",
                              {**info, "artifact": promoted, **({"trained_digests": data.digests} if promoted else {})},
                              ts=self.clock())
         return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router))
+
+    def _is_refresh(self, digests: list[str]) -> bool:
+        """Is the candidate the live learned router's recipe on a superset of its labels?
+
+        Then the gate asks only that it is not worse (``gate.refresh_z``): the first promotion
+        already showed, against the configured router, that this recipe learns from these grades,
+        and the same recipe with more labels is expected to be at least as good. Requiring a
+        significant gain each time would freeze the first promoted router, since the gate cannot
+        resolve the small steps between successive refits. Off (``refresh_z`` unset) or after a
+        revert to the configured router, every candidate must show a gain."""
+        g = self.settings.promote.gate
+        return (g.refresh_z is not None and bool(self.live_trained)
+                and self.live_trained.issubset(digests)
+                and getattr(self.promoter, "pointer", {}).get("current") is not None)
+
+    def _live_out_of_sample(self, data, folds: np.ndarray) -> np.ndarray:
+        """The live router's scores on every labelled prompt, never from a prompt it was trained on.
+
+        On prompts it did not see: the live artifact's own scores. On the prompts it was trained on
+        (after a promotion by this loop): its recipe cross-fitted on its own training labels, the same
+        out-of-sample estimate the candidate gets. Without this the gate after a promotion could only
+        use the prompts labelled since, a few dozen, and a better candidate would wait for many
+        retrains (or pass on a lucky few rows)."""
+        trained = np.array([d in self.live_trained for d in data.digests], dtype=bool)
+        pred = np.full(data.Y.shape, np.nan)
+        if (~trained).any():
+            pred[~trained] = self.promoter.live_scores(data.X[~trained])
+        if trained.any():
+            pred[trained] = self._cross_fit(data.X[trained], data.Y[trained], folds[trained])
+        return pred
 
     def _cross_fit(self, X: np.ndarray, Y: np.ndarray, folds: np.ndarray) -> np.ndarray:
         """Each fold's scores from a candidate trained on the other folds (NaN where none could be)."""

@@ -39,6 +39,9 @@ from routers.policy import unit_hash
 
 log = logging.getLogger("router_gateway.learning")
 LOCK_TTL_S = 600
+#: shadow work waits while client requests are in flight: polled this often, at most YIELD_MAX_S per step
+YIELD_POLL_S = 0.002
+YIELD_MAX_S = 2.0
 
 
 class ConfiguredRouter:
@@ -89,7 +92,9 @@ class LearningService:
         self.promoter: ArtifactPromoter | None = None
         self.graders: list = []
         self.stats = {"offered": 0, "queued": 0, "dropped_queue_full": 0, "shadowed": 0, "skipped": 0,
-                      "failed": 0, "ungraded": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0}
+                      "failed": 0, "ungraded": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0,
+                      "yields": 0, "yield_timeouts": 0}
+        self._own_runtimes: list = []  # runtimes held by shadow and judge calls (not client requests)
         self._tasks: list[asyncio.Task] = []
         self._retrain_lock = asyncio.Lock()
         self._swaps: set[asyncio.Task] = set()
@@ -156,6 +161,38 @@ class LearningService:
             self.stats["dropped_queue_full"] += 1
 
     # -- background ------------------------------------------------------------------------
+    def clients_in_flight(self) -> int:
+        """Requests in flight on the current runtime that are not this service's own calls."""
+        runtime = self.gateway.runtime
+        if runtime is None:
+            return 0
+        return max(0, runtime.active - sum(1 for r in self._own_runtimes if r is runtime))
+
+    async def yield_to_clients(self) -> None:
+        """Wait until no client request has been in flight for ``YIELD_POLL_S`` (at most ``YIELD_MAX_S``).
+
+        Shadow work shares the gateway's event loop: every slice of it (an expert call's request
+        building and parsing, the judge prompt, the log record) that runs while a client request
+        awaits delays that request's next step. Called before each step of a shadow job, this makes
+        the loop serve clients first, so a shadowed request's client pays only ``offer``. Under
+        back-to-back traffic a step proceeds after ``YIELD_MAX_S``: shadow work is late, never starved."""
+        start = time.monotonic()
+        quiet_since = None
+        while True:
+            now = time.monotonic()
+            if self.clients_in_flight() > 0:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            if quiet_since is not None and now - quiet_since >= YIELD_POLL_S:
+                return  # quiet for a whole poll: not just the instant between two back-to-back requests
+            if now - start >= YIELD_MAX_S:
+                self.stats["yield_timeouts"] += 1
+                return
+            if quiet_since is None:
+                self.stats["yields"] += 1
+            await asyncio.sleep(YIELD_POLL_S)
+
     async def _worker(self) -> None:
         while True:
             record, body, answer = await self.queue.get()
@@ -166,6 +203,8 @@ class LearningService:
             except Exception:  # one bad job must not stop the worker
                 self.stats["failed"] += 1
                 log.exception("shadow job for %s failed", record.get("request_id"))
+            finally:
+                self.queue.task_done()  # queue.join() waits for the backlog (benchmarks, tests)
 
     async def shadow(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> bool:
         """Plan, call, grade and store one shadowed request; False when it was not worth (or not
@@ -174,6 +213,7 @@ class LearningService:
         prompt, live_name = record.get("prompt"), record.get("chosen_expert")
         if not prompt or live_name not in self.experts:
             return False
+        await self.yield_to_clients()
         x = await g.embedder.embed_one(prompt)
         live = self.experts.index(live_name)
         value, local = (self.policy.assess(self.loop.candidate, x) if self.policy.mode == "value" else (None, None))
@@ -207,6 +247,7 @@ class LearningService:
             if not grades:  # nothing graded (unreadable verdicts): the spend counts, no label row
                 self.stats["ungraded"] += 1
                 return False
+            await self.yield_to_clients()
             await asyncio.to_thread(self.store.add, prompt_digest(prompt), x, grades.values(),
                                     answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
                                     prompt=prompt, answers=answers)
@@ -255,7 +296,9 @@ class LearningService:
 
     async def _call(self, expert: str, body: dict[str, Any], profile: str) -> tuple[str | None, float]:
         """One non-streamed call to one expert (no fallbacks), logged and priced like a request."""
+        await self.yield_to_clients()
         runtime = self.gateway.acquire()
+        self._own_runtimes.append(runtime)
         started, status, text, usage, error = time.perf_counter(), 200, None, {}, None
         try:
             deadline = time.monotonic() + runtime.config.experts[expert].timeout.total
@@ -266,6 +309,7 @@ class LearningService:
         except Exception as exc:  # a failed shadow call is graded as no answer, never raised
             status, error = getattr(exc, "status", 502), str(exc)
         finally:
+            self._own_runtimes.remove(runtime)
             self.gateway.release(runtime)
         prompt_t, completion_t = usage.get("prompt_tokens"), usage.get("completion_tokens")
         cost = (runtime.config.experts[expert].price.cost(prompt_t, completion_t)

@@ -70,8 +70,11 @@ class GateSettings(_Strict):
     ``min_rows`` prompts (learning.gate)."""
 
     min_gain: float = 0.0
-    z: float = Field(default=1.0, ge=0)
-    min_rows: int = Field(default=20, ge=1)
+    z: float = Field(default=1.0, ge=0)     # first promotion; with confirm (see learning.loop)
+    min_rows: int = Field(default=200, ge=1)  # held-out labelled prompts the gate needs
+    halves: bool = False    # the gain must also show on each half of the prompts (a replication check)
+    confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
+    refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
 
 
 class PromoteSettings(_Strict):

@@ -30,10 +30,11 @@ def topic_data(n: int, seed: int = 0):
     return X.astype(np.float32), Y
 
 
-def make_loop(tmp_path, store, min_rows=20, z=1.0):
+def make_loop(tmp_path, store, min_rows=20, z=1.0, confirm=1, gate_settings=None):
     settings = LearningSettings(retrain=RetrainSettings(router="knn", params={"k": 10}, every_labels=50,
                                                         min_labels=50, folds=5),
-                                promote=PromoteSettings(gate=GateSettings(min_rows=min_rows, z=z),
+                                promote=PromoteSettings(gate=gate_settings or GateSettings(min_rows=min_rows, z=z,
+                                                                                           confirm=confirm),
                                                         artifacts=str(tmp_path / "art")))
     baseline = StrongestRouter.from_priors(EXPERTS, [0.3, 0.3, 0.4], 16)
     promoter = ArtifactPromoter(tmp_path / "art", EXPERTS, {"name": "test", "dim": 16}, baseline)
@@ -109,8 +110,64 @@ def test_live_router_is_not_judged_on_its_own_training_prompts(tmp_path):
         store.add(f"d{i:05d}", X[i], [Grade(e, float(Y[i, j]), "judge:x") for j, e in enumerate(EXPERTS)],
                   answer_costs={}, ts=float(i))
     loop.labels_added(100)
+    seen = []
+    real_scores = loop.promoter.live_scores
+    loop.promoter.live_scores = lambda X_: (seen.append(len(X_)), real_scores(X_))[1]
     out = loop.retrain()
-    assert out.gate.rows == 100
+    assert seen == [100]  # the live artifact scored only the 100 prompts it was not trained on
+    assert out.gate.rows == 400  # its own 300 by its recipe cross-fitted on its labels (out of sample)
+
+
+def feed_in_steps(store, loop, X, Y, step=50):
+    """Labels arrive ``step`` at a time with a retrain after each step; the outcomes."""
+    outcomes = []
+    for start in range(0, len(X), step):
+        for i in range(start, min(start + step, len(X))):
+            store.add(f"d{i:05d}", X[i], [Grade(e, float(Y[i, j]), "judge:x") for j, e in enumerate(EXPERTS)],
+                      answer_costs={}, ts=float(i))
+        loop.labels_added(step)
+        outcomes.append(loop.retrain())
+    return outcomes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shipped_gate_never_promotes_shuffled_labels_over_many_retrains(tmp_path, seed):
+    """The shipped gate (z 1, confirmed by 2 passing retrains in a row, 200 rows at least) tries again after every
+    50 labels: across all those tries a candidate on shuffled labels is never promoted."""
+    store = LabelStore(tmp_path / "log.db")
+    X, Y = topic_data(400, seed)
+    loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings())
+    outcomes = feed_in_steps(store, loop, X, Y[np.random.default_rng(seed + 1000).permutation(400)])
+    assert not any(o.promoted for o in outcomes), [o.gate.reason for o in outcomes]
+    assert promoter.live is promoter.baseline
+
+
+def test_first_promotion_waits_for_a_confirming_retrain_then_refits_only_need_to_be_not_worse(tmp_path):
+    store = LabelStore(tmp_path / "log.db")
+    X, Y = topic_data(600)
+    loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings())
+    outcomes = feed_in_steps(store, loop, X, Y, step=100)
+    first = next(i for i, o in enumerate(outcomes) if o.promoted)
+    assert first >= 1 and outcomes[first - 1].gate.passed and not outcomes[first - 1].promoted
+    later = outcomes[first + 1:]
+    assert later and all("not worse" in o.gate.reason for o in later)
+    assert all(o.promoted for o in later if o.gate.passed)
+
+
+def test_a_refit_clearly_worse_than_the_live_router_is_not_promoted(tmp_path):
+    store = LabelStore(tmp_path / "log.db")
+    X, Y = topic_data(600)
+    loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings(confirm=1))
+    fill(store, X[:300], Y[:300])
+    loop.labels_added(300)
+    assert loop.retrain().promoted
+    junk = Y[300:][np.random.default_rng(5).permutation(300)]  # the grades turn to noise
+    for i in range(300, 600):
+        store.add(f"d{i:05d}", X[i], [Grade(e, float(junk[i - 300, j]), "judge:x") for j, e in enumerate(EXPERTS)],
+                  answer_costs={}, ts=float(i))
+    loop.labels_added(300)
+    out = loop.retrain()
+    assert "not worse" in out.gate.reason and not out.gate.passed and out.promoted is None, out.gate.reason
 
 
 def test_gate_needs_enough_rows():

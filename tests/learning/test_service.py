@@ -152,3 +152,30 @@ def test_budget_caps_shadow_spend(tmp_path):
     shadow, live = asyncio.run(go())
     assert live > 0
     assert shadow <= 0.05 * live + 1e-12
+
+
+def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
+    """Shadow jobs share the event loop with clients: a step starts only when no client request is in
+    flight (learning.service.yield_to_clients), so it cannot delay one."""
+    calls: list = []
+    config = parse_config(config_text(tmp_path, min_labels=1000))
+
+    async def go():
+        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+                                         health_interval_s=0))
+        await gateway.start()
+        try:
+            client = gateway.acquire()  # a (long) client request in flight
+            await _serve(gateway, 1)     # another one, answered: its shadow job is queued
+            await asyncio.sleep(0.3)
+            during = list(calls)
+            gateway.release(client)
+            await _drain(gateway)
+            return during, list(calls), dict(gateway.learning.stats)
+        finally:
+            await gateway.close()
+
+    during, after, stats = asyncio.run(go())
+    assert during == ["dear"]  # only the client's own call while a client was in flight
+    assert stats["yields"] > 0
+    assert "judge" in after and len(after) > 1  # the shadow job ran once the client was done
