@@ -210,7 +210,7 @@ def _served_name(url: str) -> str:
 def report(out: dict) -> str:
     base = out["runs"][0]["p95_ms"]
     lines = [f"{out['rate']} req/s through the gateway for {out['seconds']} s; outside load: "
-             f"{out['outside_concurrency']} clients straight to {out['experts'][0]}",
+             f"{out['outside_concurrency']} clients straight to {out['experts'][0]}", "",
              "| setting | ok | p50 ms | p95 ms | p99 ms | p95 vs max_concurrency | share " + " / ".join(out["experts"])
              + " | predicted quality served |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in out["runs"]:
