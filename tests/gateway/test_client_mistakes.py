@@ -11,7 +11,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from router_gateway import chat_endpoint
+from router_gateway import openai_endpoints
 from router_gateway.app import create_app
 from router_gateway.config import parse_config
 from router_gateway.gateway import GatewayOptions
@@ -121,7 +121,7 @@ def test_depth_check():
 
 
 def test_a_bug_while_forwarding_is_a_500_with_its_record(client, monkeypatch):
-    async def broken(self, candidates, body, stream, deadline):
+    async def broken(self, *args, **kwargs):
         raise RuntimeError("a bug in forwarding")
     monkeypatch.setattr(Forwarder, "forward", broken)
     response = client.post("/v1/chat/completions", json={"model": "auto", "messages": MSG})
@@ -147,7 +147,7 @@ def test_a_bug_in_the_stream_relay_is_logged_as_the_500_it_was(client, monkeypat
 def test_a_bug_before_routing_is_a_500_with_its_record(client, monkeypatch):
     def broken(body):
         raise RuntimeError("a bug in parsing")
-    monkeypatch.setattr(chat_endpoint, "parse_chat_request", broken)
+    monkeypatch.setattr(openai_endpoints, "parse_chat_request", broken)
     response = client.post("/v1/chat/completions", json={"model": "auto", "messages": MSG})
     assert response.status_code == 500
     client.stop()
