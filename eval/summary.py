@@ -16,7 +16,7 @@ def _f(v, fmt="{:.3f}"):
 def summary(root: Path) -> str:
     parts = ["# Routing evaluation reports\n",
              "Each folder holds `report.md` (metrics, frontier plot, per-task picks) and `metrics.json`, made by\n"
-             "`router-gateway eval /work/shared/data/bench/<table>.csv --out eval/reports/<table> "
+             "`router-gateway eval ../shared/data/bench/<table>.csv --out eval/reports/<table> "
              "--json eval/reports/<table>/metrics.json` (5-fold CV on the table's fold column, pooled out-of-fold "
              "metrics, issue 5's definitions).\n"]
     for path in sorted(root.glob("*/metrics.json")):
