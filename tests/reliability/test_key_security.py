@@ -10,14 +10,10 @@ import shutil
 import httpx
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from router_gateway.app import create_app
-from router_gateway.auth import KeyStore
 from router_gateway.cli import main as cli
-from router_gateway.config import parse_config
-from router_gateway.gateway import GatewayOptions
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import fake_transport
+from tests.support.keyed_app import keyed_gateways
 
 MSG = [{"role": "user", "content": "hello there"}]
 CONFIG = """
@@ -58,20 +54,9 @@ def transport() -> httpx.MockTransport:
 
 @pytest.fixture
 def env(tmp_path):
-    """(client factory, key store); the app is built on demand so a test can create keys first."""
-    store = KeyStore(tmp_path / "keys.json")
-    config = parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db")))
-    clients = []
-
-    def make() -> TestClient:
-        app = create_app(GatewayOptions(config=config, transport=transport(), embedder=HashEmbedder(),
-                                        health_interval_s=0, watch_config=False, keys_path=store.path))
-        client = TestClient(app).__enter__()
-        clients.append(client)
-        return client
-    yield make, store
-    for client in clients:
-        client.__exit__(None, None, None)
+    """(client factory, key store): the app is built on demand so a test can create keys first."""
+    with keyed_gateways(tmp_path, CONFIG, transport) as pair:
+        yield pair
 
 
 def bearer(secret: str | None) -> dict[str, str]:
