@@ -2,7 +2,6 @@
 gateway process reading their /metrics, outside load on the better one."""
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -11,7 +10,7 @@ import pytest
 import yaml
 
 from eval.bench.procs import Proc, free_port, python_module
-from tests.support.servers import ROOT
+from tests.support.servers import ROOT, Server, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +29,7 @@ def queue_experts(tmp_path_factory):
         proc.stop()
 
 
-def _gateway(tmp_path, urls: dict[str, str], latency_weight: float, metrics: bool) -> tuple[Proc, str]:
+def _gateway(tmp_path, urls: dict[str, str], latency_weight: float, metrics: bool) -> tuple[Server, str]:
     experts = {}
     for name, prior in (("strong", 0.8), ("weak", 0.7)):
         experts[name] = {"base_url": urls[name] + "/v1", "model": name, "price": {"input_per_mtok": 0.1,
@@ -43,11 +42,8 @@ def _gateway(tmp_path, urls: dict[str, str], latency_weight: float, metrics: boo
               "server": {"metrics_poll_s": 0.2}}
     path = tmp_path / "experts.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    proc = Proc("gateway", python_module("router_gateway.cli", "serve", "--config", str(path), "--port", str(port)),
-                tmp_path, cwd=str(ROOT))
-    proc.wait_ready(f"http://127.0.0.1:{port}/ready", timeout=120)
-    return proc, f"http://127.0.0.1:{port}"
+    server = start_gateway(path, tmp_path)
+    return server, server.url
 
 
 class OutsideLoad:

@@ -8,10 +8,9 @@ import httpx
 import pytest
 import yaml
 
-from eval.bench.procs import Proc, free_port, python_module
 from router_gateway.capacity.engine_metrics import parse_engine_metrics
 from router_gateway.capacity.load import estimate
-from tests.support.servers import ROOT
+from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
 
@@ -44,11 +43,9 @@ def test_route_shows_the_engines_load(vllm_experts, tmp_path):
               "server": {"metrics_poll_s": 0.5}}
     path = tmp_path / "experts.yaml"
     path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    gw = Proc("gateway", python_module("router_gateway.cli", "serve", "--config", str(path), "--port", str(port)),
-              tmp_path, cwd=str(ROOT))
+    gw = start_gateway(path, tmp_path)
+    port = gw.port
     try:
-        gw.wait_ready(f"http://127.0.0.1:{port}/ready", timeout=180)
         for _ in range(50):  # the first scrape lands within a poll interval of startup
             route = httpx.post(f"http://127.0.0.1:{port}/v1/route", timeout=60, json={
                 "model": "auto", "messages": [{"role": "user", "content": "Hi"}]}).json()
