@@ -89,29 +89,26 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= max(0.011, 1e-4 * abs(b))
 
 
-def check_annotations(answer: str) -> tuple[int, int]:
-    """(number of ``<<expr=result>>`` annotations, how many of them compute wrong)."""
+def _recompute(pairs: list[tuple[str, str]]) -> tuple[int, int]:
+    """(how many ``expr = result`` pairs can be checked, how many of those compute wrong)."""
     n = wrong = 0
-    for expr, result in _ANNOTATION.findall(answer):
+    for expr, result in pairs:
         value, shown = safe_eval(expr), parse_number(result)
         if value is None or shown is None:
             continue
         n += 1
         wrong += not _close(value, shown)
     return n, wrong
+
+
+def check_annotations(answer: str) -> tuple[int, int]:
+    """(number of ``<<expr=result>>`` annotations, how many of them compute wrong)."""
+    return _recompute(_ANNOTATION.findall(answer))
 
 
 def check_inline(answer: str) -> tuple[int, int]:
     """(number of inline ``a op b = c`` computations outside annotations, how many are wrong)."""
-    text = _ANNOTATION.sub(" ", answer)
-    n = wrong = 0
-    for expr, result in _INLINE.findall(text):
-        value, shown = safe_eval(expr), parse_number(result)
-        if value is None or shown is None:
-            continue
-        n += 1
-        wrong += not _close(value, shown)
-    return n, wrong
+    return _recompute(_INLINE.findall(_ANNOTATION.sub(" ", answer)))
 
 
 def final_answer(answer: str) -> str | None:

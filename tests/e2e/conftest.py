@@ -87,3 +87,15 @@ def expert_checkpoints() -> dict[str, Path]:
     if missing:
         unavailable("expert checkpoints missing: " + ", ".join(missing))
     return dirs
+
+
+def expert_lines(experts: dict[str, str]) -> list[str]:
+    """The ``experts:`` section of an experts.yaml for the running vLLM experts (name -> base URL), as
+    lines: prices rise with position, so `cheapest` and `strongest` pick different experts."""
+    lines = ["experts:"]
+    for i, (name, url) in enumerate(experts.items()):
+        lines += [f"  {name}:", f"    base_url: {url}", f"    model: {name}",
+                  f"    price: {{input_per_mtok: {0.2 * (i + 1):.2f}, output_per_mtok: {0.8 * (i + 1):.2f}}}",
+                  "    context_window: 2048", f"    prior_quality: {0.3 + 0.01 * i:.2f}",
+                  "    timeout: {connect: 3, first_byte: 120, total: 300}"]
+    return lines

@@ -13,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from tests.e2e.conftest import expert_lines
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -22,12 +23,7 @@ MSG = [{"role": "user", "content": "What is 2 + 3? Answer with the number only."
 @pytest.fixture(scope="module")
 def cascade_gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e-cascade")
-    lines = ["experts:"]
-    for i, (name, url) in enumerate(vllm_experts.items()):
-        lines += [f"  {name}:", f"    base_url: {url}", f"    model: {name}",
-                  f"    price: {{input_per_mtok: {0.2 * (i + 1):.2f}, output_per_mtok: {0.8 * (i + 1):.2f}}}",
-                  "    context_window: 2048", f"    prior_quality: {0.3 + 0.01 * i:.2f}",
-                  "    timeout: {connect: 3, first_byte: 120, total: 300}"]
+    lines = expert_lines(vllm_experts)
     lines += ["routers: {strong: {type: strongest}}", "profiles:",
               "  accept-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, "
               "floor: 0}}",

@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 
+from tests.e2e.conftest import expert_lines
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -21,12 +22,7 @@ MSG = [{"role": "user", "content": "What is the capital of France?"}]
 @pytest.fixture(scope="module")
 def e2e_gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    lines = ["experts:"]
-    for i, (name, url) in enumerate(vllm_experts.items()):
-        lines += [f"  {name}:", f"    base_url: {url}", f"    model: {name}",
-                  f"    price: {{input_per_mtok: {0.2 * (i + 1):.2f}, output_per_mtok: {0.8 * (i + 1):.2f}}}",
-                  "    context_window: 2048", f"    prior_quality: {0.3 + 0.01 * i:.2f}",
-                  "    timeout: {connect: 3, first_byte: 120, total: 300}"]
+    lines = expert_lines(vllm_experts)
     lines += ["routers: {strong: {type: strongest}, cheap: {type: cheapest}}",
               "profiles: {auto: {router: cheap, cost_weight: 1.0}, auto-strong: {router: strong, cost_weight: 0}}",
               f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
