@@ -29,9 +29,9 @@ import orjson
 
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
-from router_gateway.http.memory import InMemoryConnector
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
 
 

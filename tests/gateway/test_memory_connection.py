@@ -23,8 +23,7 @@ BODY = b'{"model": "m", "messages": []}'
 
 
 def pool(connector: InMemoryConnector, **kw) -> Http1Pool:
-    args = dict(limit=8, connect_timeout=2.0, read_timeout=5.0, keepalive_s=4.0)
-    args.update(kw)
+    args = {"limit": 8, "connect_timeout": 2.0, "read_timeout": 5.0, "keepalive_s": 4.0, **kw}
     return Http1Pool("http://expert.test:8000/v1", {"content-type": "application/json",
                                                     "authorization": "Bearer k"}, connect=connector, **args)
 
