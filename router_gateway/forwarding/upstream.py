@@ -14,6 +14,8 @@ deadline given to ``post`` (a stream that never ends is cut there), ``UpstreamBo
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from router_gateway.domain.config import Expert
 from router_gateway.http.errors import (
     UpstreamBodyError,
@@ -62,10 +64,10 @@ class Http1Upstream:
                                    keepalive_s=KEEPALIVE_S, connect=self._connect)
         return self._pool
 
-    async def post(self, path: str, body: bytes, deadline: float | None = None) -> UpstreamResponse:
+    def post(self, path: str, body: bytes, deadline: float | None = None) -> Awaitable[UpstreamResponse]:
         """POST a JSON body to an expert path; returns once the response headers are in. The body must
         be complete by ``deadline`` (time.monotonic()), else ``UpstreamBodyTimeout``."""
-        return await self._get_pool().post(path, body, deadline)
+        return self._get_pool().request("POST", path, body, deadline)
 
     async def aclose(self) -> None:
         if self._pool is not None:
