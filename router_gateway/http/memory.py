@@ -167,6 +167,7 @@ class _MemoryTransport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
+        self._readable.set()  # a server paused mid-body wakes up to find the connection gone
         if self._server is not None and asyncio.current_task() is not self._server:
             self._server.cancel()
         asyncio.get_running_loop().call_soon(self._lose, None)
