@@ -17,7 +17,7 @@ from router_gateway.domain.config_yaml import ConfigError
 from router_gateway.embedding.base import EmbedderInfo
 from routers.artifact import load_artifact
 from routers.base import Router, RouterError
-from routers.registry import router_class
+from routers.registry import checked_class, router_class
 
 log = logging.getLogger("router_gateway.routers")
 
@@ -47,17 +47,14 @@ def build_router_set(config: GatewayConfig, embedder_info: EmbedderInfo | None) 
 
 def _build_one(name: str, spec: RouterSpec, config: GatewayConfig,
                embedder_info: EmbedderInfo | None) -> LoadedRouter:
-    cls = router_class(spec.type)
-    if not cls.baseline:
+    if not router_class(spec.type).baseline:
         return _load_trained(name, spec, config, embedder_info)
     experts = list(config.experts)
+    priors = [e.prior_quality for e in config.experts.values()]
+    prices = [e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()]
     params = dict(spec.params, expert=spec.expert) if spec.expert is not None else dict(spec.params)
-    unknown = sorted(set(params) - set(cls._param_names()))
-    if unknown:
-        raise RouterError(f"{spec.type} has no hyperparameter(s) {unknown}; it takes {cls._param_names()}")
-    router = cls.from_experts(experts, [e.prior_quality for e in config.experts.values()],
-                              [e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()],
-                              embedder_info.dim if embedder_info else 1, **params)
+    router = checked_class(spec.type, params).from_experts(experts, priors, prices,
+                                                           embedder_info.dim if embedder_info else 1, **params)
     return LoadedRouter(name, router, needs_embedding=False, meta={"router_type": spec.type},
                         columns={e: i for i, e in enumerate(experts)})
 
