@@ -3,6 +3,7 @@ it happens to have; baselines are built through the router registry."""
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ class RecordsInput(Router):
 
     router_type = "records_input"
     baseline = True
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def _fit(self, X, Y, cost):
         pass
@@ -76,7 +77,7 @@ class RecordsInput(Router):
 class DrawsPerRequest(RecordsInput):
     router_type = "draws_per_request"
     stochastic = True
-    seen: list = []
+    seen: ClassVar[list] = []
 
 
 def decide(service: RoutingService, request_id: str):
