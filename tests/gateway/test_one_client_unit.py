@@ -1,8 +1,10 @@
-"""Health checks and engine-metrics scrapes go through the gateway's one HTTP client, so the unit tests'
-in-memory connection serves them too, and their failures speak the client's errors."""
+"""Forwarding, health checks and engine-metrics scrapes all go through the gateway's one HTTP client, so
+the unit tests' in-memory connection serves them all, under the production pool and parser, and their
+failures speak the client's errors."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 
@@ -10,9 +12,11 @@ from router_gateway.capacity.load import CapacityBook
 from router_gateway.capacity.poller import EnginePoller
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
+from router_gateway.forwarding.forwarder import Forwarder
 from router_gateway.http.get import GetClient
 from router_gateway.http.memory import InMemoryConnector
-from tests.support.fakes import HashEmbedder
+from router_gateway.state.expert_state import ExpertState
+from tests.support.fakes import HashEmbedder, fake_handler
 
 METRICS_PAGE = """\
 # TYPE vllm:num_requests_running gauge
@@ -91,3 +95,28 @@ def test_engine_metrics_are_scraped_through_the_same_client(tmp_path):
     assert book.known() == {"well"}  # 503, refused and silent engines leave no estimate
     assert (book.get("well").waiting, book.get("well").running) == (6.0, 4.0)
     assert {r.url.path for r in seen} == {"/metrics"}
+
+
+def test_the_forwarder_pools_its_connections_on_the_injected_connection(tmp_path):
+    """Plain and streamed answers on one keep-alive connection: the production pool runs in unit tests."""
+    calls: list[dict] = []
+    connector = InMemoryConnector(fake_handler(calls))
+    config = parse_config(config_text(tmp_path).replace("model: well", "model: ok-well"))
+    message = {"messages": [{"role": "user", "content": "hi"}]}
+
+    async def go():
+        forwarder = Forwarder(config, ExpertState(), connector)
+        try:
+            plain = [await forwarder.forward(["well"], dict(message), False, time.monotonic() + 5) for _ in range(3)]
+            streamed = await forwarder.forward(["well"], {**message, "stream": True}, True, time.monotonic() + 5)
+            events = b"".join([e async for e in streamed.stream])
+            return plain, events
+        finally:
+            await forwarder.aclose()
+
+    plain, events = asyncio.run(go())
+    assert all(b'"content":"hi"' in r.body and b'"model":"well"' in r.body for r in plain)
+    # two deltas and [DONE] (the usage-only event was not asked for), renamed to the expert's name
+    assert events.count(b"data: ") == 3 and events.count(b'"model":"well"') == 2
+    assert events.endswith(b"data: [DONE]\n\n")
+    assert len(calls) == 4 and connector.connections == 1
