@@ -70,7 +70,7 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         self.draining = False
         self._usage_tasks: set[asyncio.Task] = set()
-        #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
+        #: objects with on_record(record: RequestRecord) and on_embed_batch(size: int): metrics, live view
         self.observers: list = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
         self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)

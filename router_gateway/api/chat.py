@@ -117,9 +117,8 @@ async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
     stream = outcome.stream
     started = False
     try:
-        # the first events are already in hand, so this costs no wait; it starts the generator before any
-        # send can fail: closing a generator that never started skips its cleanup (log record, runtime
-        # release, closing the upstream connection)
+        # the first events are already in hand, so this costs no wait; a bug in relaying them is still a
+        # plain 500 here, before the headers are out
         first = await anext(stream, None)
         await send({"type": "http.response.start", "status": 200,
                     "headers": SSE_HEADERS + encode_headers(outcome.headers)})
@@ -139,4 +138,5 @@ async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
         await send({"type": "http.response.body", "more_body": False,
                     "body": sse_error_event(GatewayError("internal error in the gateway"))})
     finally:
-        await stream.aclose()  # a stream left early still logs its record and closes its upstream
+        # a stream left early ends here: its relay closes the upstream, logs the record, frees the runtime
+        await stream.aclose()
