@@ -29,7 +29,8 @@ class Attempt:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Attempt:
-        return cls(row.get("expert") or "", row.get("outcome") or "", float(row.get("ms") or 0.0))
+        ms = row.get("ms")
+        return cls(row.get("expert") or "", row.get("outcome") or "", float(ms) if isinstance(ms, (int, float)) else 0.0)
 
 
 @dataclass(slots=True)
@@ -92,7 +93,9 @@ class RequestRecord:
     def from_row(cls, row: dict[str, Any]) -> RequestRecord:
         """A stored row as a record; keys the record does not know (``feedback`` in an export) are left out."""
         values = {name: row[name] for name in NAMES if name in row}
-        values["attempts"] = [Attempt.from_dict(a) for a in row.get("attempts") or [] if isinstance(a, dict)]
+        attempts = row.get("attempts")
+        values["attempts"] = [Attempt.from_dict(a) for a in attempts if isinstance(a, dict)] \
+            if isinstance(attempts, list) else []
         values.setdefault("request_id", "")
         values.setdefault("ts", 0.0)
         values.setdefault("status", 200)  # what readers of old rows assumed when a row had none
