@@ -169,9 +169,9 @@ class ChatService:
             elif outcome.bug is not None:  # a bug mid-stream: chat_endpoint ends the stream with an error event
                 bug = internal_error(outcome.bug)
                 status, error = bug.status, error or bug.message
-            usage = outcome.usage if outcome.usage is not None else result.usage
-            result.usage = self._clean_usage(runtime, chat, ctx, result, usage)
-            self._log(runtime, ctx, chat, decision, result, status, stream_error=error)
+            usage = self._clean_usage(runtime, chat, ctx, result,
+                                      outcome.usage if outcome.usage is not None else result.usage)
+            self._log(runtime, ctx, chat, decision, result, status, stream_error=error, usage=usage or {})
         finally:
             self.gateway.release(runtime)
 
@@ -227,28 +227,30 @@ class ChatService:
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
              result: ForwardResult | None, status: int | None = None, error: GatewayError | None = None,
-             stream_error: str | None = None) -> None:
+             stream_error: str | None = None, usage: dict | None = None) -> None:
+        """Write the request's record (``usage``: the cleaned usage, default the result's) and hand it
+        to the learning service, the key's settlement and the observers."""
         if status is None:
             status = error.status if error is not None else 500
         if self.gateway.request_log is None:
             self._settle(ctx, {}, None)
             return
         attempts = (result.attempts if result else getattr(error, "attempts", [])) or []
+        usage = (usage if usage is not None else result.usage if result else None) or {}
         record = request_record(runtime, ctx, chat, decision, result, status,
-                                error.message if error else stream_error, attempts)
+                                error.message if error else stream_error, attempts, usage)
         self.gateway.request_log.record(record)
         if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
             self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
-        self._settle(ctx, (result.usage if result else None) or {}, record.cost_usd)
+        self._settle(ctx, usage, record.cost_usd)
         for observer in self.gateway.observers:
             observer.on_record(record)
 
 
 def request_record(runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
                    result: ForwardResult | None, status: int, error: str | None,
-                   attempts: list[Attempt]) -> RequestRecord:
+                   attempts: list[Attempt], usage: dict) -> RequestRecord:
     """The one place a request's record is written (domain.record says what each field means)."""
-    usage = (result.usage if result else None) or {}
     expert = result.expert if result else None
     record = RequestRecord(
         request_id=ctx.request_id, ts=ctx.ts, model=chat.model, chosen_expert=expert, status=status, error=error,
