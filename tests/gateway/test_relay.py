@@ -10,7 +10,7 @@ from router_gateway.forwarding.relay import Relay, StreamOutcome
 
 
 def make_relay(events: list[bytes], fail_at: int | None = None, wait_at: int | None = None,
-               close_fails: bool = False):
+               close_fails: bool = False, first_hook=None):
     closed: list[str] = []
     ended: list[StreamOutcome] = []
 
@@ -29,6 +29,8 @@ def make_relay(events: list[bytes], fail_at: int | None = None, wait_at: int | N
             raise OSError("reset while closing")
 
     relay = Relay(source, close_upstream, StreamOutcome(status=200))
+    if first_hook is not None:
+        relay.on_end(first_hook)
     relay.on_end(lambda outcome: ended.append(("forwarder", outcome)))
     relay.on_end(lambda outcome: ended.append(("pipeline", outcome)))
     return relay, closed, ended
@@ -39,9 +41,9 @@ def test_a_complete_stream_ends_once_when_its_events_run_out():
         relay, closed, ended = make_relay([b"a", b"b"])
         assert [chunk async for chunk in relay] == [b"a", b"b"]
         await relay.aclose()  # the consumer's own close after the end changes nothing
-        return relay, closed, ended
+        return closed, ended
 
-    relay, closed, ended = asyncio.run(scenario())
+    closed, ended = asyncio.run(scenario())
     assert closed == ["upstream"] and [who for who, _ in ended] == ["forwarder", "pipeline"]
     outcome = ended[0][1]
     assert outcome.done and not outcome.cut and outcome.bug is None
@@ -118,8 +120,7 @@ def test_the_end_hooks_run_even_when_closing_the_upstream_fails():
 
 def test_a_failing_end_hook_does_not_skip_the_later_ones():
     async def scenario():
-        relay, closed, ended = make_relay([b"a"])
-        relay._ends.insert(0, lambda outcome: 1 / 0)  # a failing hook ahead of the others
+        relay, _, ended = make_relay([b"a"], first_hook=lambda outcome: 1 / 0)  # fails ahead of the others
         with pytest.raises(ZeroDivisionError):
             await relay.aclose()
         return ended

@@ -36,11 +36,11 @@ profiles: {auto: {router: s}}
 
 
 def _decision(**over) -> Decision:
-    fields = dict(request_id="req-1", profile="auto", router="s",
-                  candidates=[Candidate("a", 0.91234567, 1.5e-5, 0.8812345, wait_s=0.012345),
-                              Candidate("b", 0.5, 1e-6, 0.49)],
-                  ineligible={"c": "context window too small"}, propensity=0.9, explored=True, cost_weight=0.25,
-                  prompt_text="What is 2+2?", embed_ms=1.25, route_ms=0.125)
+    fields = {"request_id": "req-1", "profile": "auto", "router": "s",
+              "candidates": [Candidate("a", 0.91234567, 1.5e-5, 0.8812345, wait_s=0.012345),
+                             Candidate("b", 0.5, 1e-6, 0.49)],
+              "ineligible": {"c": "context window too small"}, "propensity": 0.9, "explored": True,
+              "cost_weight": 0.25, "prompt_text": "What is 2+2?", "embed_ms": 1.25, "route_ms": 0.125}
     fields.update(over)
     return Decision(**fields)
 
