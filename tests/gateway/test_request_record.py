@@ -113,6 +113,11 @@ def test_a_stored_row_reads_back_as_the_same_record():
         assert orjson.dumps(record.to_row(), default=str) == row
 
 
+def test_every_field_before_the_optional_ones_is_in_every_row_in_field_order():
+    from router_gateway.domain.record import ALWAYS, RequestRecord
+    assert list(RequestRecord("req-1", 1.0).to_row()) == list(ALWAYS)
+
+
 def test_rows_without_prompts_and_sql_paths_come_from_the_record():
     import pytest
 
