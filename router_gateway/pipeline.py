@@ -15,7 +15,7 @@ from router_gateway.domain.errors import (
     GatewayShuttingDown,
 )
 from router_gateway.domain.protocol import ChatRequest
-from router_gateway.domain.record import Attempt, RequestRecord
+from router_gateway.domain.record import Attempt, RecordObserver, RequestRecord
 from router_gateway.forwarding.relay import StreamOutcome
 from router_gateway.forwarding.result import ForwardResult
 from router_gateway.forwarding.usage import clean_usage
@@ -86,7 +86,7 @@ class GatewayServices(Protocol):
     limiter: Any  # state.limits LocalLimiter | SharedLimiter
     request_log: Any  # state.request_log.RequestLog
     learning: Any  # learning.service.LearningService | None
-    observers: list
+    observers: list[RecordObserver]
     pacer: Any  # capacity.pacing.BudgetPacer (read by budget_pacing with spend)
     spend: Any
 

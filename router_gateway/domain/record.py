@@ -13,7 +13,7 @@ because routing and the cascade own their structure; ``attempts`` are typed (``A
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)
@@ -115,6 +115,15 @@ NAMES: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord))
 SESSION: tuple[str, ...] = ("session", "session_source", "affinity", "affinity_previous_expert",
                             "affinity_moved_reason")
 ALWAYS: tuple[str, ...] = NAMES[:NAMES.index("cascade")]
+
+
+class RecordObserver(Protocol):
+    """What the gateway's observers (observability.Observability) implement; both run on the request
+    path, so they must be cheap and never raise into it."""
+
+    def on_record(self, record: RequestRecord) -> None: ...
+
+    def on_embed_batch(self, size: int) -> None: ...
 
 
 def json_path(name: str) -> str:
