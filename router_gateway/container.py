@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ from router_gateway.domain.record import RecordObserver
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.forwarding.breaker_probe import BreakerProber
 from router_gateway.forwarding.forwarder import Forwarder
-from router_gateway.http.errors import UpstreamTransportError
 from router_gateway.http.get import GetClient
 from router_gateway.http.http1 import Connector
 from router_gateway.routing.affinity import Affinity
@@ -31,11 +29,13 @@ from router_gateway.routing.router_set import build_router_set
 from router_gateway.routing.service import RoutingService
 from router_gateway.runtime import Runtime
 from router_gateway.state.expert_state import BreakerSettings, ExpertState
+from router_gateway.state.health_checks import HealthChecker
 from router_gateway.state.keys import ApiKey, KeyStore
 from router_gateway.state.limits import LocalLimiter, SharedLimiter
 from router_gateway.state.request_log import RequestLog
 from router_gateway.state.sessions import AffinityStore
 from router_gateway.state.shared_state import SharedState
+from router_gateway.state.usage_settlement import UsageSettler
 
 log = logging.getLogger("router_gateway")
 
@@ -73,7 +73,7 @@ class Gateway:
         self._version = 0
         self._reload_lock = asyncio.Lock()
         self.draining = False
-        self._usage_tasks: set[asyncio.Task] = set()
+        self.usage: UsageSettler | None = None  # per-key usage and holds settled as requests end
         #: metrics, traces, live view, request log lines (domain.record.RecordObserver)
         self.observers: list[RecordObserver] = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
@@ -83,6 +83,7 @@ class Gateway:
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
         self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
         self.http = GetClient(options.connect)  # health checks and engine-metrics scrapes
+        self.health = HealthChecker(self.state, self.http)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,7 +105,9 @@ class Gateway:
             poller.run(lambda: self.runtime.config.experts, lambda: self.runtime.config.server.metrics_poll_s),
             name="engine-metrics"))
         if self._health_interval() > 0:
-            self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
+            self._tasks.append(asyncio.create_task(
+                self.health.run(lambda: self.runtime.config.experts, lambda: self._health_interval() or 5.0),
+                name="health-checks"))
         # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
         self._tasks.append(asyncio.create_task(BreakerProber(self).run(), name="breaker-probes"))
         if self.options.watch_config and self.options.config_path:
@@ -129,26 +132,14 @@ class Gateway:
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
         self.spend = SpendView(self.limiter, self.shared)
+        self.usage = UsageSettler(self.limiter)
         self.affinity.store.shared = self.shared
         await self.shared.start()
 
     def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
-        """Replace a finished request's hold with what it used (off the request path when shared).
-        Called once per request whatever its end; a second call for the same hold does nothing."""
-        if self.limiter is None or (hold is not None and hold.settled):
-            return
-        if hold is not None:
-            hold.settled = True
-        # usage is clamped upstream of here (services.usage); this keeps a credit out whatever the caller
-        tokens = max(0, int(tokens))
-        cost = cost if math.isfinite(cost) and cost > 0 else 0.0
-        if isinstance(self.limiter, SharedLimiter):
-            task = asyncio.get_running_loop().create_task(self.limiter.settle(key, hold, tokens, cost))
-            self._usage_tasks.add(task)
-            task.add_done_callback(self._usage_tasks.discard)
-        else:
-            self.limiter.release(key.id, hold)
-            self.limiter.add(key.id, tokens, cost)
+        """The pipeline's end of a request with a key: state.usage_settlement does the work."""
+        if self.usage is not None:
+            self.usage.settle(key, hold, tokens, cost)
 
     def _apply_breaker(self, config: GatewayConfig) -> None:
         self.state.settings = BreakerSettings(config.server.breaker.failure_threshold,
@@ -163,8 +154,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._usage_tasks:
-            await asyncio.gather(*self._usage_tasks, return_exceptions=True)
+        if self.usage is not None:
+            await self.usage.aclose()
         if self.learning:  # pending shadow work is dropped; every client answer was logged already
             await self.learning.close()
         await self.affinity.store.flush()
@@ -264,26 +255,6 @@ class Gateway:
         async for changes in awatch(path.parent, debounce=300, step=100):
             if any(Path(p).resolve() == path for _, p in changes):
                 await self.reload()
-
-    # -- active health checks --------------------------------------------------------------
-    async def _health_loop(self) -> None:
-        while True:
-            config = self.runtime.config
-            await asyncio.gather(*(self._check(name, e) for name, e in config.experts.items()))
-            await asyncio.sleep(self._health_interval() or 5.0)
-
-    async def _check(self, name: str, expert) -> None:
-        headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else None
-        try:
-            # only the status counts: the body is never read (an endless or huge one cannot hold the
-            # check), and the whole check is bounded, not just each step
-            async with asyncio.timeout(4.0):
-                fetched = await self.http.get(expert.base_url + expert.health_path, headers, read_body=False)
-            self.state.set_health(name, None if fetched.status < 500 else f"HTTP {fetched.status}")
-        except TimeoutError:
-            self.state.set_health(name, "health check timed out")
-        except (UpstreamTransportError, ValueError) as exc:  # ValueError: a URL the client cannot use
-            self.state.set_health(name, str(exc) or type(exc).__name__)
 
     def ready(self) -> tuple[bool, dict]:
         """Config loaded, embedder warm, at least one expert reachable."""

@@ -65,7 +65,7 @@ def test_health_checks_run_on_the_injected_connection(tmp_path):
         try:
             experts = gateway.runtime.config.experts
             gateway.http.timeout_s = 0.3  # slow.test: no headers in time
-            await asyncio.gather(*(gateway._check(name, e) for name, e in experts.items()))
+            await asyncio.gather(*(gateway.health.check(name, e) for name, e in experts.items()))
             return {name: gateway.state.health(name) for name in experts}, gateway.ready()[1]
         finally:
             await gateway.close()
