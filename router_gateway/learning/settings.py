@@ -65,14 +65,17 @@ class RetrainSettings(_Strict):
 
 
 class GateSettings(_Strict):
-    """Promote when the candidate's cost-quality frontier auc on held-out labelled prompts exceeds
-    the live router's by ``min_gain`` plus ``z`` standard errors (paired bootstrap), on at least
-    ``min_rows`` prompts (learning.gate)."""
+    """Promote when the candidate beats the live router on held-out labelled prompts (paired t over
+    per-prompt utility, ``min_gain`` + ``z`` standard errors) and beats ``controls`` copies of itself
+    trained on shuffled labels by ``null_z`` of their sd (a permutation test), on at least
+    ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate, learning.loop)."""
 
     min_gain: float = 0.0
-    z: float = Field(default=1.0, ge=0)     # first promotion; with confirm (see learning.loop)
-    min_rows: int = Field(default=200, ge=1)  # held-out labelled prompts the gate needs
-    halves: bool = False    # the gain must also show on each half of the prompts (a replication check)
+    z: float = Field(default=1.0, ge=0)     # first promotion: paired t against the live router
+    min_rows: int = Field(default=100, ge=1)  # held-out labelled prompts the gate needs
+    max_weight: float = Field(default=0.05, ge=0)  # judged at cost weights 0..this (and the profile's own)
+    controls: int = Field(default=20, ge=0, le=200)  # shuffled-label controls per retrain (0: no permutation test)
+    null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
 
