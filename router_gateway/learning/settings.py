@@ -65,15 +65,16 @@ class RetrainSettings(_Strict):
 
 
 class GateSettings(_Strict):
-    """Promote when the candidate beats the live router on held-out labelled prompts (paired t over
-    per-prompt utility, ``min_gain`` + ``z`` standard errors) and beats ``controls`` copies of itself
-    trained on shuffled labels by ``null_z`` of their sd (a permutation test), on at least
-    ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate, learning.loop)."""
+    """Promote when the candidate, on held-out labelled prompts (per-prompt utility at cost weights up
+    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se > -``min_gain``) and
+    beats ``controls`` copies of its recipe trained on shuffled labels by ``null_z`` of their sd (a
+    permutation test), on at least ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate,
+    learning.loop)."""
 
     min_gain: float = 0.0
-    z: float = Field(default=1.0, ge=0)     # first promotion: paired t against the live router
+    z: float = Field(default=1.0, ge=0)     # not worse than the live router by more than z standard errors
     min_rows: int = Field(default=100, ge=1)  # held-out labelled prompts the gate needs
-    max_weight: float = Field(default=0.05, ge=0)  # judged at cost weights 0..this (and the profile's own)
+    max_weight: float = Field(default=0.05, ge=0)  # judged at cost weights 0..max(this, the profile's)
     controls: int = Field(default=20, ge=0, le=200)  # shuffled-label controls per retrain (0: no permutation test)
     null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
