@@ -108,7 +108,7 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
     clock = [0.0]
     loop = LearningLoop(settings, store, experts, norm_cost, args.cost_weight, promoter, clock=lambda: clock[0])
     policy = ShadowPolicy(len(experts), norm_cost, policy_mode, args.max_experts, warmup=args.warmup,
-                          rate=args.rate, seed=seed)
+                          rate=args.rate, seed=seed, explore=args.explore)
     budget = ShadowBudget(settings.shadow.max_share, settings.shadow.usd_per_day, clock=lambda: clock[0])
     flips = np.random.default_rng(seed + 1)
     curve = [{"prompts": 0, "labelled": 0, "shadow_usd": 0.0, "live_usd": 0.0, "share": 0.0,
@@ -295,6 +295,8 @@ def parse_args(argv=None):
     p.add_argument("--max-experts", type=int, default=9)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rate", type=float, default=0.3)
+    p.add_argument("--explore", type=float, default=ShadowSettings().explore,
+                   help="value policy: share of prompts shadowed whatever their value (learning.shadow.explore)")
     p.add_argument("--optimism", type=float, default=1.0)
     p.add_argument("--local", type=int, default=1, help="1: also label experts that could be chosen on the prompt")
     p.add_argument("--router", default="knn")

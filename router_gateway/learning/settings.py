@@ -21,6 +21,7 @@ class ShadowSettings(_Strict):
     experts: tuple[str, ...] = ()                         # who may answer in shadow; empty = all
     policy: Literal["value", "random"] = "value"          # value: value of a label per dollar
     max_experts: int = Field(default=4, ge=1, le=64)      # shadow answers per prompt at most
+    explore: float = Field(default=0.2, ge=0, le=1)       # value policy: share shadowed whatever their value
     usd_per_day: float = Field(default=1.0, ge=0)         # hard cap on shadow answers + grading, per UTC day
     max_share: float = Field(default=0.25, ge=0, le=10)   # shadow spend <= this share of live spend
     concurrency: int = Field(default=2, ge=1, le=256)     # shadow calls in flight

@@ -232,3 +232,17 @@ def test_shipped_gate_sees_a_weak_but_real_signal(tmp_path, seed):
     loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings())
     outcomes = feed_in_steps(store, loop, X, Y)
     assert any(o.promoted for o in outcomes), [o.gate.reason for o in outcomes]
+
+
+def test_value_policy_explores_a_share_of_low_value_prompts():
+    """Prompts below the value threshold are still shadowed at the ``explore`` rate (so the labelled
+    prompts, which the gate judges on, are not only the hard ones); with explore 0, never."""
+    def shadowed(explore: float) -> int:
+        policy = ShadowPolicy(3, NORM_COST, "value", max_experts=3, warmup=0, rate=0.1, seed=1, explore=explore,
+                              window=4000)
+        for _ in range(3000):
+            policy.plan(live=2, value=1.0)  # a history of valuable prompts (low ones stay below the top 10%)
+        return sum(bool(policy.plan(live=2, value=0.0)) for _ in range(300))
+
+    assert shadowed(0.0) == 0
+    assert 35 < shadowed(0.2) < 90
