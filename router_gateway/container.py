@@ -13,17 +13,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from router_gateway.capacity.load import CapacityBook
 from router_gateway.capacity.pacing import BudgetPacer
 from router_gateway.capacity.poller import EnginePoller
 from router_gateway.capacity.spend import SpendView
 from router_gateway.domain.config import GatewayConfig, load_config
 from router_gateway.domain.config_yaml import ConfigError
+from router_gateway.domain.record import RecordObserver
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.forwarding.breaker_probe import BreakerProber
 from router_gateway.forwarding.forwarder import Forwarder
+from router_gateway.http.errors import UpstreamTransportError
+from router_gateway.http.get import GetClient
+from router_gateway.http.http1 import Connector
 from router_gateway.routing.affinity import Affinity
 from router_gateway.routing.router_set import build_router_set
 from router_gateway.routing.service import RoutingService
@@ -44,7 +46,9 @@ class GatewayOptions:
 
     config_path: Path | None = None
     config: GatewayConfig | None = None
-    transport: httpx.AsyncBaseTransport | None = None  # injected in unit tests
+    #: the HTTP client's connection factory for experts (forwarding, health checks, engine metrics):
+    #: real TCP/TLS when None; unit tests pass an in-memory one (router_gateway.http.memory)
+    connect: Connector | None = None
     embedder: object | None = None  # a ready Embedder, injected in tests
     health_interval_s: float | None = None  # None: server.health_interval_s from the config
     watch_config: bool = True
@@ -70,14 +74,15 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         self.draining = False
         self._usage_tasks: set[asyncio.Task] = set()
-        #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
-        self.observers: list = []
+        #: metrics, traces, live view, request log lines (domain.record.RecordObserver)
+        self.observers: list[RecordObserver] = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
         self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)
         self.pacer = BudgetPacer()  # budget pacing state per key
         self.spend: SpendView | None = None
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
         self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
+        self.http = GetClient(options.connect)  # health checks and engine-metrics scrapes
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,7 +99,7 @@ class Gateway:
         await self.request_log.start()
         self._apply_breaker(config)
         await self._start_access_control(config)
-        poller = EnginePoller(self.capacity, self.shared, self.options.transport)
+        poller = EnginePoller(self.capacity, self.shared, self.http)
         self._tasks.append(asyncio.create_task(
             poller.run(lambda: self.runtime.config.experts, lambda: self.runtime.config.server.metrics_poll_s),
             name="engine-metrics"))
@@ -171,6 +176,7 @@ class Gateway:
             await self.runtime.forwarder.aclose()
         if self.embedder:
             await self.embedder.close()
+        await self.http.aclose()
 
     async def _make_embedder(self, config: GatewayConfig) -> BatchingEmbedder:
         settings = config.embedder
@@ -195,7 +201,7 @@ class Gateway:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
         routing = RoutingService(config, routers, self.embedder, self.state, self.capacity, self.affinity)
-        forwarder = Forwarder(config, self.state, self.options.transport)
+        forwarder = Forwarder(config, self.state, self.options.connect)
         return Runtime(self._version, config, routing, forwarder)
 
     # -- requests use a runtime for their whole life ---------------------------------------
@@ -261,25 +267,23 @@ class Gateway:
 
     # -- active health checks --------------------------------------------------------------
     async def _health_loop(self) -> None:
-        async with httpx.AsyncClient(timeout=2.0, transport=self.options.transport) as client:
-            while True:
-                config = self.runtime.config
-                await asyncio.gather(*(self._check(client, name, e) for name, e in config.experts.items()))
-                await asyncio.sleep(self._health_interval() or 5.0)
+        while True:
+            config = self.runtime.config
+            await asyncio.gather(*(self._check(name, e) for name, e in config.experts.items()))
+            await asyncio.sleep(self._health_interval() or 5.0)
 
-    async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
-        headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
+    async def _check(self, name: str, expert) -> None:
+        headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else None
         try:
             # only the status counts: the body is never read (an endless or huge one cannot hold the
-            # check), and the whole check is bounded, not just each read
-            async with asyncio.timeout(4.0), client.stream("GET", expert.base_url + expert.health_path,
-                                                           headers=headers) as response:
-                status = response.status_code
-            self.state.set_health(name, None if status < 500 else f"HTTP {status}")
+            # check), and the whole check is bounded, not just each step
+            async with asyncio.timeout(4.0):
+                fetched = await self.http.get(expert.base_url + expert.health_path, headers, read_body=False)
+            self.state.set_health(name, None if fetched.status < 500 else f"HTTP {fetched.status}")
         except TimeoutError:
             self.state.set_health(name, "health check timed out")
-        except httpx.HTTPError as exc:
-            self.state.set_health(name, type(exc).__name__)
+        except (UpstreamTransportError, ValueError) as exc:  # ValueError: a URL the client cannot use
+            self.state.set_health(name, str(exc) or type(exc).__name__)
 
     def ready(self) -> tuple[bool, dict]:
         """Config loaded, embedder warm, at least one expert reachable."""

@@ -13,6 +13,7 @@ from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
 
 
@@ -32,7 +33,7 @@ class TopicEmbedder:
         return np.asarray(out, dtype=np.float32)
 
 
-def judge_transport(calls: list) -> httpx.MockTransport:
+def judge_connect(calls: list) -> InMemoryConnector:
     """cheap is right on maths only, dear on everything; the judge grades by that rule."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -52,7 +53,7 @@ def judge_transport(calls: list) -> httpx.MockTransport:
                                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                          "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
 
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)
 
 
 def config_text(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
@@ -98,7 +99,7 @@ def test_shadow_labels_promote_and_revert(tmp_path):
     config = parse_config(config_text(tmp_path))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -141,7 +142,7 @@ def test_budget_caps_shadow_spend(tmp_path):
     config = parse_config(config_text(tmp_path, share=0.05, min_labels=1000))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -163,7 +164,7 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
     config = parse_config(config_text(tmp_path, min_labels=1000))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
