@@ -241,6 +241,20 @@ def noise_loss(runs: list[dict]) -> tuple[list[str], list[float]]:
     return parts, losses
 
 
+def null_z_lines(out: dict) -> list[str]:
+    """The gate's permutation statistic (the candidate's lead over its shuffled-label controls, in
+    their sd) over every retrain the gate judged, per kind of run: how far a shuffled run gets."""
+    need, limit = out["gate"]["min_rows"], out["gate"]["null_z"]
+    lines = []
+    for kind in dict.fromkeys(run_name(r) for r in out["runs"]):
+        z = np.array([c["gate"]["null_z"] for r in out["runs"] if run_name(r) == kind for c in r["candidates"]
+                      if c["gate"]["rows"] >= need and c["gate"].get("null_z") == c["gate"].get("null_z")])
+        if len(z):
+            lines.append(f"- {kind}: {len(z)} retrains, max {z.max():+.2f} sd, {int((z > limit).sum())} above "
+                         f"null_z {limit}")
+    return lines
+
+
 def markdown(out: dict) -> str:
     """The report page: the protocol, the figures over seeds, per seed, and the first seed's promotions."""
     ref = out["full_table_knn"]
@@ -261,7 +275,9 @@ def markdown(out: dict) -> str:
     if losses:
         lines += ["", f"Gap closed lost to 10% flipped grades (value policy): mean {np.nanmean(losses):+.0%}, worst "
                   f"{np.nanmax(losses):+.0%} ({', '.join(parts)}).", ""]
-    lines += ["Per seed:", "", "| seed | run | live router's gap closed (final) | best candidate's gap closed | "
+    lines += ([""] if lines[-1] else []) + ["The gate's permutation statistic over the retrains it judged (all seeds):",
+                                            ""] + null_z_lines(out)
+    lines += ["", "Per seed:", "", "| seed | run | live router's gap closed (final) | best candidate's gap closed | "
               "shadow / live spend | labelled prompts | grades | promotions | first promotion at labelled |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
