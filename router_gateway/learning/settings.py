@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -80,6 +80,13 @@ class GateSettings(_Strict):
     null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
+
+    @field_validator("controls")
+    @classmethod
+    def _controls_give_a_spread(cls, v: int) -> int:
+        if v == 1:  # one control has no standard deviation to measure the candidate's lead in
+            raise ValueError("controls: 0 (no permutation test) or at least 2")
+        return v
 
 
 class PromoteSettings(_Strict):

@@ -246,3 +246,9 @@ def test_value_policy_explores_a_share_of_low_value_prompts():
 
     assert shadowed(0.0) == 0
     assert 35 < shadowed(0.2) < 90
+
+
+def test_gate_settings_refuse_a_single_control():
+    with pytest.raises(ValueError, match="at least 2"):
+        GateSettings(controls=1)
+    assert GateSettings(controls=0).controls == 0
