@@ -70,7 +70,9 @@ def config_text(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
         f"  shadow: {{sample: 1.0, experts: [cheap, dear], policy: random, max_share: {share}, usd_per_day: 1.0}}\n"
         "  grader: {kinds: [judge], judge: {expert: judge}}\n"
         f"  retrain: {{router: knn, params: {{k: 5}}, every_labels: 8, min_labels: {min_labels}, folds: 3}}\n"
-        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0}}}}\n")
+        # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
+        # safety at its shipped setting are checked in test_loop.py
+        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0, null_z: 1.0}}}}\n")
 
 
 async def _serve(gateway: Gateway, n: int, start: int = 0) -> list[str]:
