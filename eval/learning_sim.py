@@ -36,6 +36,7 @@ from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter
+from router_gateway.learning.regrade import combine, predicted_grades, settled, surprising
 from router_gateway.learning.settings import (
     GateSettings,
     LearningSettings,
@@ -80,8 +81,26 @@ class Measure:
                                   self.single, self.oracle))
 
 
+class NoisyJudge:
+    """The table's scores as a judge's grades, flipped (1 - score) with probability ``flip`` per call
+    (``independent``: every call draws anew, so asking again can correct it) or per (prompt, expert)
+    (``persistent``: the judge repeats its mistake on every call)."""
+
+    def __init__(self, G: np.ndarray, flip: float, noise: str, seed: int):
+        self.G, self.flip, self.noise, self.seed = G, flip, noise, seed
+        self.rng = np.random.default_rng(seed + 1)
+
+    def __call__(self, i: int, e: int) -> float:
+        if self.noise == "persistent":
+            flipped = np.random.default_rng([self.seed, 7, int(i), int(e)]).random() < self.flip
+        else:
+            flipped = self.rng.random() < self.flip
+        return float(1.0 - self.G[i, e] if flipped else self.G[i, e])
+
+
 def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, policy_mode: str, flip: float,
-             workdir: Path, shuffle: bool = False, seed: int = 0) -> dict:
+             workdir: Path, shuffle: bool = False, seed: int = 0, noise: str = "independent",
+             regrade: int | None = None) -> dict:
     """One pass of the traffic; returns the curve and the totals. ``shuffle``: every grade is the
     score of another (random) prompt, so the labels carry no information (the gate's control)."""
     rng = np.random.default_rng(seed)
@@ -110,7 +129,9 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
     policy = ShadowPolicy(len(experts), norm_cost, policy_mode, args.max_experts, warmup=args.warmup,
                           rate=args.rate, seed=seed, explore=args.explore)
     budget = ShadowBudget(settings.shadow.max_share, settings.shadow.usd_per_day, clock=lambda: clock[0])
-    flips = np.random.default_rng(seed + 1)
+    judge_call = NoisyJudge(G, flip, noise, seed)
+    regrade = args.regrade if regrade is None else regrade
+    regrades = 0
     curve = [{"prompts": 0, "labelled": 0, "shadow_usd": 0.0, "live_usd": 0.0, "share": 0.0,
               "gap_closed": measure.gap(promoter.live_scores(X[held])), "promotion": 0}]
     candidates, promotions = [], 0
@@ -129,7 +150,19 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
             policy.budget_feedback(refused=True, plenty=False)
             continue
         policy.budget_feedback(refused=False, plenty=budget.available() > 3 * est)
-        scores = {e: float(1.0 - G[i, e] if flips.random() < flip else G[i, e]) for e in plan}
+        scores = {e: judge_call(i, e) for e in plan}
+        if regrade > 0:  # ask the judge again where its grade surprises the candidate (learning.regrade)
+            expected = predicted_grades(loop.candidate, X[i], policy.sums, policy.counts)
+            for e in surprising(expected, scores, args.surprise):
+                extra = regrade * float(grade_cost[i, e])
+                if not budget.reserve(extra):
+                    break
+                calls = [scores[e]]
+                while len(calls) <= regrade and not settled(calls):
+                    calls.append(judge_call(i, e))
+                budget.settle(extra, (len(calls) - 1) * float(grade_cost[i, e]))
+                regrades += len(calls) - 1
+                scores[e] = combine(calls)
         grades = [Grade(experts[e], s, f"judge:{args.judge}", float(grade_cost[i, e])) for e, s in scores.items()]
         store.add(prompt_digest(table.prompts[i]), X[i], grades, live_expert=experts[live], ts=clock[0],
                   answer_costs={experts[e]: (0.0 if e == live else float(C[i, e])) for e in plan})
@@ -152,8 +185,10 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
     final = {"prompts": len(traffic), "labelled": store_count(workdir), "shadow_usd": budget.shadow_usd,
              "live_usd": budget.live_usd, "share": budget.share(),
              "gap_closed": measure.gap(promoter.live_scores(X[held])), "promotions": promotions,
-             "grades": int(policy.counts.sum()), "grades_per_expert": dict(zip(experts, policy.counts.astype(int).tolist()))}
-    return {"seed": seed, "policy": policy_mode, "flip": flip, "shuffled": shuffle, "curve": curve,
+             "grades": int(policy.counts.sum()), "extra_judge_calls": regrades,
+             "grades_per_expert": dict(zip(experts, policy.counts.astype(int).tolist()))}
+    return {"seed": seed, "policy": policy_mode, "flip": flip, "shuffled": shuffle, "noise": noise,
+            "regrade": regrade, "curve": curve,
             "candidates": candidates, "final": final}
 
 
@@ -210,7 +245,12 @@ def plot(results: list[dict], reference: float, path: Path) -> None:
 
 
 def run_name(r: dict) -> str:
-    return f"{r['policy']}, {r['flip']:.0%} grades flipped" + (", labels shuffled (control)" if r["shuffled"] else "")
+    name = f"{r['policy']}, {r['flip']:.0%} grades flipped"
+    if r["flip"] > 0:
+        name += " per call" if r.get("noise", "independent") == "independent" else " per (prompt, expert)"
+    if not r.get("regrade", 0):
+        name += ", no re-grading"
+    return name + (", labels shuffled (control)" if r["shuffled"] else "")
 
 
 def summary_rows(runs: list[dict]) -> list[str]:
@@ -229,12 +269,12 @@ def summary_rows(runs: list[dict]) -> list[str]:
     return lines
 
 
-def noise_loss(runs: list[dict]) -> tuple[list[str], list[float]]:
-    """Per seed: how much of the clean value run's gap closed the 10%-flipped run loses."""
+def noise_loss(runs: list[dict], kind: str) -> tuple[list[str], list[float]]:
+    """Per seed: how much of the clean value run's gap closed the noisy run ``kind`` loses."""
     clean = {r["seed"]: r for r in runs if r["policy"] == "value" and r["flip"] == 0 and not r["shuffled"]}
     losses, parts = [], []
     for r in runs:
-        if r["policy"] == "value" and r["flip"] > 0 and r["seed"] in clean:
+        if run_name(r) == kind and r["seed"] in clean:
             c = clean[r["seed"]]["final"]["gap_closed"]
             losses.append(1.0 - r["final"]["gap_closed"] / c if c > 0 else float("nan"))
             parts.append(f"seed {r['seed']} {losses[-1]:+.0%}")
@@ -271,10 +311,16 @@ def markdown(out: dict) -> str:
              "Full-table knn on the same held-out fold (all traffic prompts, all models): "
              + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", "",
              "Over the seeds (final live router):", ""] + summary_rows(runs)
-    parts, losses = noise_loss(runs)
-    if losses:
-        lines += ["", f"Gap closed lost to 10% flipped grades (value policy): mean {np.nanmean(losses):+.0%}, worst "
-                  f"{np.nanmax(losses):+.0%} ({', '.join(parts)}).", ""]
+    for kind in dict.fromkeys(run_name(r) for r in runs if r["policy"] == "value" and r["flip"] > 0):
+        parts, losses = noise_loss(runs, kind)
+        if losses:
+            lines += ["", f"Gap closed lost by `{kind}` against the clean value run: mean {np.nanmean(losses):+.0%}, "
+                      f"worst {np.nanmax(losses):+.0%} ({', '.join(parts)})."]
+    lines += ["", f"Re-grading (`--regrade {a.get('regrade')}` extra judge calls where a grade lies more than "
+              f"{a.get('surprise')} from the candidate's prediction, median kept, every call priced in the shadow "
+              "budget): extra judge calls per seed: " + "; ".join(
+                  f"{run_name(r)} seed {r['seed']} {r['final'].get('extra_judge_calls', 0)}" for r in runs
+                  if r["seed"] == first) + ".", ""]
     lines += ([""] if lines[-1] else []) + ["The gate's permutation statistic over the retrains it judged (all seeds):",
                                             ""] + null_z_lines(out)
     lines += ["", "Per seed:", "", "| seed | run | live router's gap closed (final) | best candidate's gap closed | "
@@ -302,8 +348,14 @@ def parse_args(argv=None):
     p.add_argument("--table", default="../shared/data/bench/llmrouter.csv")
     p.add_argument("--seeds", default="0,1,2,3,4", help="one pass per seed (traffic order, flips, policy draws)")
     p.add_argument("--held-fold", type=int, default=0)
-    p.add_argument("--runs", default="value:0,value:0.1,random:0,shuffled",
-                   help="policy:flip per run; 'shuffled': the value policy on shuffled grades (the gate's control)")
+    p.add_argument("--runs", default="value:0,value:0.1,value:0.1:persistent,random:0,shuffled",
+                   help="policy:flip[:persistent][:r0] per run (persistent: a flip repeats on every judge call of "
+                        "that prompt and expert; r0: no re-grading); 'shuffled': the value policy on shuffled "
+                        "grades (the gate's control)")
+    p.add_argument("--regrade", type=int, default=2, help="extra judge calls for a surprising grade (0: none)")
+    p.add_argument("--surprise", type=float, default=0.5,
+                   help="a grade is surprising when it lies farther than this from the candidate's prediction")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (same results)")
     p.add_argument("--judge", default="gemma-2-9b-it", help="the judge expert (its price is charged per grade)")
     p.add_argument("--cost-weight", type=float, default=0.0, help="the profile's cost weight")
     p.add_argument("--sample", type=float, default=1.0)
@@ -324,15 +376,31 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def parse_runs(spec: str) -> list[tuple[str, float, bool]]:
+def parse_runs(spec: str) -> list[tuple[str, float, bool, str, bool]]:
+    """(policy, flip, shuffled, noise, regrade on) per run."""
     runs = []
     for item in spec.split(","):
         if item == "shuffled":
-            runs.append(("value", 0.0, True))
+            runs.append(("value", 0.0, True, "independent", True))
         else:
-            mode, flip = item.split(":")
-            runs.append((mode, float(flip), False))
+            mode, flip, *opts = item.split(":")
+            runs.append((mode, float(flip), False, "persistent" if "persistent" in opts else "independent",
+                         "r0" not in opts))
     return runs
+
+
+def one_run(job) -> dict:
+    table, X, prices, args, seed, (mode, flip, shuffle, noise, regrade) = job
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.time()
+        r = simulate(table, X, prices, args, mode, flip, Path(tmp), shuffle, seed, noise,
+                     args.regrade if regrade else 0)
+        r["seconds"] = round(time.time() - t0, 1)
+    f = r["final"]
+    log(f"seed {seed} {run_name(r)}: final gap closed {f['gap_closed']:.3f}, share {f['share']:.3f}, "
+        f"{f['labelled']} prompts labelled, {f['promotions']} promotions, {f['extra_judge_calls']} extra judge "
+        f"calls ({r['seconds']} s)")
+    return r
 
 
 def main(argv=None) -> int:
@@ -345,18 +413,14 @@ def main(argv=None) -> int:
     prices = read_prices(table, Path(args.table).with_suffix(".models.csv"))
     reference = full_table_reference(table, X, args)
     log(f"full-table reference: {', '.join(f'{k} {v:.3f}' for k, v in reference.items())}")
-    results = []
-    for seed in (int(x) for x in args.seeds.split(",")):
-        for mode, flip, shuffle in parse_runs(args.runs):
-            with tempfile.TemporaryDirectory() as tmp:
-                t0 = time.time()
-                r = simulate(table, X, prices, args, mode, flip, Path(tmp), shuffle, seed)
-                r["seconds"] = round(time.time() - t0, 1)
-            f = r["final"]
-            log(f"seed {seed} {mode} flip={flip}{' shuffled labels' if shuffle else ''}: final gap closed "
-                f"{f['gap_closed']:.3f}, share {f['share']:.3f}, {f['labelled']} prompts labelled, "
-                f"{f['promotions']} promotions ({r['seconds']} s)")
-            results.append(r)
+    jobs = [(table, X, prices, args, seed, run) for seed in (int(x) for x in args.seeds.split(","))
+            for run in parse_runs(args.runs)]
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(one_run, jobs))
+    else:
+        results = [one_run(job) for job in jobs]
     out = {"table": table.name, "args": vars(args), "gate": GateSettings().model_dump(),
            "full_table_knn": reference, "runs": results}
     if args.out:

@@ -30,6 +30,7 @@ from router_gateway.domain.record import RequestRecord
 from router_gateway.learning.budget import ShadowBudget
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
+from router_gateway.learning.regrade import combine, predicted_grades, settled, surprising
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
@@ -246,6 +247,8 @@ class LearningService:
             spent = sum(costs.values())
             grades, grading_cost = await self._grade(prompt, answers)
             spent += grading_cost
+            grades, regrading_cost = await self._regrade(prompt, answers, grades, x)
+            spent += regrading_cost
             if not grades:  # nothing graded (unreadable verdicts): the spend counts, no label row
                 self.stats["ungraded"] += 1
                 return False
@@ -291,6 +294,38 @@ class LearningService:
             out.update(grades)
             cost += spent
         return out, cost
+
+    async def _regrade(self, prompt: str, answers: dict[str, str | None], grades: dict[str, Grade],
+                       x: np.ndarray) -> tuple[dict[str, Grade], float]:
+        """Ask the judge again (up to ``regrade`` more calls, until two agree) where its grade surprises
+        the candidate, keep the median (learning.regrade); the extra calls are reserved in the shadow
+        budget first and counted."""
+        settings = self.settings.grader.judge
+        judge = next((gr for gr in self.graders if isinstance(gr, JudgeGrader)), None)
+        if settings is None or settings.regrade == 0 or judge is None:
+            return grades, 0.0
+        by_index = {self.experts.index(e): gr.score for e, gr in grades.items()
+                    if gr.grader == judge.name and answers.get(e) is not None}
+        expected = predicted_grades(self.loop.candidate, x, self.policy.sums, self.policy.counts)
+        out, spent = dict(grades), 0.0
+        for j in surprising(expected, by_index, settings.surprise):
+            first = grades[self.experts[j]]
+            reserve = settings.regrade * first.cost_usd
+            if not self.budget.reserve(reserve):
+                break
+            calls, cost = [first.score], first.cost_usd
+            for _ in range(settings.regrade):  # again, while the calls disagree
+                if settled(calls):
+                    break
+                again, paid = await judge.grade_with_cost(prompt, {first.expert: answers[first.expert]})
+                cost, spent = cost + paid, spent + paid
+                if first.expert in again:
+                    calls.append(again[first.expert].score)
+            self.budget.settle(reserve, 0.0)  # what was paid is settled with the job's spend
+            self.stats["regraded"] = self.stats.get("regraded", 0) + 1
+            out[first.expert] = Grade(first.expert, combine(calls), judge.name, cost,
+                                      f"median of {len(calls)} judge calls")
+        return out, spent
 
     async def _call(self, expert: str, body: dict[str, Any], profile: str) -> tuple[str | None, float]:
         """One non-streamed call to one expert (no fallbacks), logged and priced like a request."""

@@ -182,3 +182,52 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
     assert during == ["dear"]  # only the client's own call while a client was in flight
     assert stats["yields"] > 0
     assert "judge" in after and len(after) > 1  # the shadow job ran once the client was done
+
+
+def flaky_judge_connect(calls: list) -> InMemoryConnector:
+    """Like judge_connect, but the judge's first verdict on dear's answer to 'poem 20' is wrong (0):
+    asked again, it says 10."""
+    seen: dict = {}
+    inner = judge_connect(calls)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            body = orjson.loads(request.content)
+            text = body["messages"][-1]["content"]
+            if body["model"] == "judge" and "[Question]\npoem 20\n" in text and "[Answer]\nfrom dear\n" in text:
+                seen["n"] = seen.get("n", 0) + 1
+                calls.append("judge:poem 20")
+                content = "0" if seen["n"] == 1 else "10"
+                return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": "judge",
+                                                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                                                 "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
+        return await inner.handler(request)
+
+    return InMemoryConnector(handler)
+
+
+def test_a_surprising_judge_grade_is_asked_again_and_the_majority_kept(tmp_path):
+    async def go(regrade: int):
+        calls: list = []
+        text = config_text(tmp_path / str(regrade), min_labels=1000).replace(
+            "judge: {expert: judge}", f"judge: {{expert: judge, regrade: {regrade}}}")
+        gateway = Gateway(GatewayOptions(config=parse_config(text), connect=flaky_judge_connect(calls),
+                                         embedder=TopicEmbedder(), health_interval_s=0))
+        await gateway.start()
+        try:
+            await _serve(gateway, 30)
+            await _drain(gateway)
+            data = gateway.learning.store.training_set(gateway.learning.experts)
+            dear = gateway.learning.experts.index("dear")
+            return data.Y[:, dear], calls.count("judge:poem 20"), gateway.learning.stats.get("regraded", 0)
+        finally:
+            await gateway.close()
+
+    (tmp_path / "0").mkdir()
+    (tmp_path / "2").mkdir()
+    plain, asked_plain, _ = asyncio.run(go(0))
+    regraded, asked, n_regraded = asyncio.run(go(2))
+    assert asked_plain == 1 and np.nanmin(plain) == 0.0  # the wrong verdict is kept without re-grading
+    # dear's mean grade was 1 before 'poem 20': its 0 surprises, the judge is asked until two calls agree
+    assert asked == 3 and n_regraded >= 1
+    assert np.nanmin(regraded) == 1.0
