@@ -5,7 +5,10 @@
 The real classes run: ``LabelStore`` (SQLite), ``ShadowPolicy``, ``ShadowBudget``, ``LearningLoop``
 (retrain -> gate -> promote) and ``ArtifactPromoter`` (artifacts written and loaded back). Only the
 experts and the judge are replaced by the table: a shadow answer's grade is the table's score of
-that expert on that prompt (optionally flipped, 1 - score, with probability ``--flip``: a noisy judge).
+that expert on that prompt (optionally flipped, 1 - score, with probability ``--flip``: a noisy judge;
+``--runs value:0.1`` draws a flip per judge call, ``value:0.1:persistent`` once per (prompt, expert),
+so a judge asked again repeats it). Surprising grades are asked again as the gateway does
+(``--regrade``/``--surprise``, learning.regrade), every extra call priced in the shadow budget.
 
 Protocol. Traffic is the table's prompts outside the held-out fold (``--held-fold``), once each, in a
 seeded random order. The profile starts on the ``strongest`` baseline (priors = the models' mean
