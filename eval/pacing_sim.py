@@ -121,8 +121,8 @@ def replay_key_and_profile(pred, costs, true, order, owner, key_budgets: dict[st
                            profile_budget: float, base_weight: float, day_start: float) -> dict:
     """Keys ``owner[row]`` share one paced profile with a budget; both hard limits refuse."""
     from types import SimpleNamespace
-    from router_gateway.auth import ApiKey
-    from router_gateway.config import PacingSettings, Profile, ProfileBudget
+    from router_gateway.state.keys import ApiKey
+    from router_gateway.domain.config import PacingSettings, Profile, ProfileBudget
     clock = {"now": day_start}
     profile = Profile(router="sim", cost_weight=base_weight, pacing=PacingSettings(),
                       budget=ProfileBudget(usd_per_day=profile_budget))

@@ -11,10 +11,10 @@ directly is not the profile's. A key's budget and its profile's both apply: the 
 """
 from __future__ import annotations
 
-from router_gateway.auth import ApiKey
 from router_gateway.capacity.pacing import PROFILE_PREFIX as PREFIX  # key ids are hex: never "profile:..."
-from router_gateway.errors import RateLimited
-from router_gateway.services.holds import Hold, expected_hold
+from router_gateway.domain.errors import RateLimited
+from router_gateway.state.holds import Hold, expected_hold
+from router_gateway.state.keys import ApiKey
 
 
 def subject(profile_name: str) -> str:

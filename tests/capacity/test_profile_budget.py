@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from router_gateway.app import create_app
-from router_gateway.auth import ApiKey, KeyStore
 from router_gateway.capacity.pacing import BudgetPacer, budget_pacing
-from router_gateway.config import ConfigError, parse_config
-from router_gateway.gateway import GatewayOptions
+from router_gateway.container import GatewayOptions
+from router_gateway.domain.config import ConfigError, parse_config
+from router_gateway.state.keys import ApiKey, KeyStore
 from tests.support.fakes import HashEmbedder, fake_transport
 
 # each answer costs 0.015 USD (cheap) or 0.045 USD (strong): 10 prompt + 5 completion tokens
