@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from router_gateway.domain.errors import BudgetExhausted, PermissionDenied, RateLimited
+from router_gateway.domain.record import json_path
 from router_gateway.state.holds import Hold
 from router_gateway.state.keys import ApiKey
 
@@ -154,10 +155,11 @@ class LocalLimiter:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
             # a profile's spend too (profiles.<name>.budget: subject "profile:<name>", capacity.profile_budget)
-            rows = db.execute("SELECT ts, json_extract(data, '$.key_id'), json_extract(data, '$.cost_usd'), "
-                              "json_extract(data, '$.profile') FROM requests WHERE ts >= ? AND "
-                              "(json_extract(data, '$.key_id') IS NOT NULL OR json_extract(data, '$.profile') "
-                              "IS NOT NULL)", (month_start,)).fetchall()
+            key_path, cost_path, profile_path = json_path("key_id"), json_path("cost_usd"), json_path("profile")
+            rows = db.execute("SELECT ts, json_extract(data, ?), json_extract(data, ?), json_extract(data, ?) "
+                              "FROM requests WHERE ts >= ? AND (json_extract(data, ?) IS NOT NULL OR "
+                              "json_extract(data, ?) IS NOT NULL)",
+                              (key_path, cost_path, profile_path, month_start, key_path, profile_path)).fetchall()
         except sqlite3.Error as exc:
             log.warning("budgets not seeded from the request log: %s", exc)
             return 0
