@@ -11,7 +11,7 @@ from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.pipeline import CallContext, ChatService
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 def test_a_hook_that_fails_on_a_stream_gives_the_expert_slot_back(tmp_path):
@@ -22,7 +22,7 @@ def test_a_hook_that_fails_on_a_stream_gives_the_expert_slot_back(tmp_path):
         f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}\n")
 
     async def scenario():
-        gateway = Gateway(GatewayOptions(config=config, transport=fake_transport(), embedder=HashEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=fake_connect(), embedder=HashEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
