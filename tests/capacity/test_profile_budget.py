@@ -14,7 +14,7 @@ from router_gateway.capacity.pacing import BudgetPacer, budget_pacing
 from router_gateway.container import GatewayOptions
 from router_gateway.domain.config import ConfigError, parse_config
 from router_gateway.state.keys import ApiKey, KeyStore
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 # each answer costs 0.015 USD (cheap) or 0.045 USD (strong): 10 prompt + 5 completion tokens
 CONFIG = """
@@ -37,7 +37,7 @@ DAY_START = time.time() // 86400 * 86400
 
 def _app(tmp_path, redis_url: str | None = None, keys_path=None):
     config = parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db")))
-    return create_app(GatewayOptions(config=config, transport=fake_transport(), embedder=HashEmbedder(),
+    return create_app(GatewayOptions(config=config, connect=fake_connect(), embedder=HashEmbedder(),
                                      health_interval_s=0, watch_config=False, redis_url=redis_url,
                                      keys_path=keys_path or tmp_path / "keys.json"))
 
