@@ -11,7 +11,7 @@ directly is not the profile's. A key's budget and its profile's both apply: the 
 """
 from __future__ import annotations
 
-from router_gateway.capacity.pacing import PROFILE_PREFIX as PREFIX  # key ids are hex: never "profile:..."
+from router_gateway.capacity.pacing import PROFILE_PREFIX as PREFIX  # key ids are "key_<hex>": never "profile:..."
 from router_gateway.domain.errors import RateLimited
 from router_gateway.state.holds import Hold, expected_hold
 from router_gateway.state.keys import ApiKey
