@@ -169,14 +169,14 @@ class StaticEmbedder:
                  max_tokens: int = MAX_TOKENS, backend: str = "static"):
         model_dir = model_dir_for(model)
         path = Path(table_path) if table_path else ensure_static(model)
-        self._table = np.load(path, mmap_mode=None).astype(np.float32, copy=False)
+        # mapped, not read: a start-up reads no table (pages come in as tokens are used), and a
+        # float16 table stays float16 in memory (rows are averaged in float32 below)
+        self._table = np.load(path, mmap_mode="r")
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=max_tokens)
         if self._tokenizer.get_vocab_size() != self._table.shape[0]:
             raise ValueError(f"static table {path} has {self._table.shape[0]} rows, "
                              f"tokenizer has {self._tokenizer.get_vocab_size()} tokens")
-        self._pieces = WordPieceCache(self._tokenizer, max_tokens)
+        self._pieces = WordPieceCache(self._tokenizer, max_tokens)  # takes over the tokenizer's settings
         base = DEFAULT_MODEL if model == DEFAULT_MODEL else os.path.basename(str(model).rstrip("/"))
         self.info = EmbedderInfo(name=base + suffix, dim=int(self._table.shape[1]), backend=backend)
 
@@ -187,7 +187,7 @@ class StaticEmbedder:
         for row, text in enumerate(texts):
             ids = self._pieces.ids(text)  # the tokenizer's ids, cached per word (word_pieces.py)
             if ids:  # empty text: a zero vector
-                out[row] = self._table[ids].mean(axis=0)
+                out[row] = self._table[ids].mean(axis=0, dtype=np.float32)
         return normalise(out)
 
 

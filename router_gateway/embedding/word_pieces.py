@@ -28,9 +28,9 @@ class WordPieceCache:
     """``ids(text)``: the tokenizer's word-piece ids of ``text`` (no special tokens), at most ``max_tokens``."""
 
     def __init__(self, tokenizer, max_tokens: int, max_words: int = MAX_CACHED_WORDS):
-        # a private copy without truncation or padding: a word's ids must be all of its ids
-        from tokenizers import Tokenizer
-        self._tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        # no truncation (tokenizer.json truncates at 128) nor padding: a word's ids must be all of its
+        # ids. The tokenizer is changed in place: the cache owns it from now on.
+        self._tokenizer = tokenizer
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self.max_tokens = max_tokens

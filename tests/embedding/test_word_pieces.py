@@ -28,7 +28,7 @@ AWKWARD = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def tokenizer() -> Tokenizer:
     return Tokenizer.from_file(str(model_dir_for() / "tokenizer.json"))
 
