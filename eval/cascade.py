@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from eval import metrics as M
-from eval.harness import RouterResult, build_router, evaluate, fold_ids, log
-from routers.data import RoutingTable
+from eval.harness import build_router, evaluate, fold_ids, log
 from router_gateway.cascade.answer_features import FEATURE_NAMES, feature_matrix
 from router_gateway.cascade.logistic import fit_logistic_cv
+from routers.data import RoutingTable
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -38,8 +38,9 @@ DATA = Path(os.environ.get("RG_DATA", "../shared/data"))
 
 def encode(prompts: list[str], max_tokens: int) -> list[list[int]]:
     """Word-piece ids of each prompt, no special tokens, truncated as the static embedder does."""
-    from router_gateway.embedding.static_backend import model_dir_for
     from tokenizers import Tokenizer
+
+    from router_gateway.embedding.static_backend import model_dir_for
     tok = Tokenizer.from_file(str(model_dir_for() / "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(max_length=max_tokens)
@@ -103,9 +104,9 @@ def extra_corpus(names: str, exclude_task: str | None, minilm: str, max_tokens: 
         log(f"extra corpus: {len(keep)} of {len(t)} prompts of {name}")
     if not prompts:
         return [], None
+    from eval.harness import _LazyTorchEmbedder
     from router_gateway.embedding import make_embedder
     from router_gateway.embedding.disk_cache import embed_cached
-    from eval.harness import _LazyTorchEmbedder
     embedder = _LazyTorchEmbedder() if minilm == "torch" else make_embedder(minilm)
     return encode(prompts, max_tokens), embed_cached(embedder, prompts)
 

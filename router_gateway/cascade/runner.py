@@ -26,8 +26,8 @@ import orjson
 
 from router_gateway.cascade.settings import CascadeSettings
 from router_gateway.cascade.verifiers import CheckContext, choice_text, strip_extras
-from router_gateway.errors import GatewayError
-from router_gateway.services.forwarding import ForwardResult
+from router_gateway.domain.errors import GatewayError
+from router_gateway.forwarding.result import ForwardResult
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from router_gateway.services.request_log import prompt_digest
+from router_gateway.state.request_log import prompt_digest
 
 MatchMode = Literal["exact", "normalised", "numeric", "auto"]
 MATCH_MODES = ("exact", "normalised", "numeric", "auto")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from router_gateway.config import GatewayConfig, RouterSpec
+from router_gateway.domain.config import GatewayConfig, RouterSpec
 from router_gateway.learning.budget import ShadowBudget
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
@@ -33,8 +33,8 @@ from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
 from router_gateway.learning.store import LabelStore
-from router_gateway.services.request_log import prompt_digest
-from router_gateway.services.router_set import score_experts
+from router_gateway.routing.router_set import score_experts
+from router_gateway.state.request_log import prompt_digest
 from routers.policy import unit_hash
 
 log = logging.getLogger("router_gateway.learning")

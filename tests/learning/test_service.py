@@ -9,11 +9,11 @@ import httpx
 import numpy as np
 import orjson
 
-from router_gateway.config import parse_config
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService
+from router_gateway.pipeline import CallContext, ChatService
 
 
 class TopicEmbedder:
