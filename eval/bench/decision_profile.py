@@ -47,9 +47,9 @@ async def _async_p50_us(make_call, n: int) -> float:
 def profile(embedder_backend: str, n: int = 500) -> dict:
     from eval.bench.decision import LONG
     from eval.bench.scenario import gateway_config, train_router
-    from router_gateway.config import load_config
-    from router_gateway.embedding.base import make_embedder
-    from router_gateway.services.router_set import build_router_set, score_experts
+    from router_gateway.domain.config import load_config
+    from router_gateway.embedding.factory import make_embedder
+    from router_gateway.routing.router_set import build_router_set, score_experts
 
     work = Path(tempfile.mkdtemp(prefix="decision-profile-"))
     base = make_embedder(embedder_backend)
@@ -81,9 +81,9 @@ def profile(embedder_backend: str, n: int = 500) -> dict:
 async def _async_stages(config, routers, base, n: int) -> dict:
     from eval.bench.decision import LONG
     from router_gateway.embedding.batcher import BatchingEmbedder
-    from router_gateway.protocol import parse_chat_request
-    from router_gateway.services.expert_state import ExpertState
-    from router_gateway.services.routing import RoutingService
+    from router_gateway.domain.protocol import parse_chat_request
+    from router_gateway.state.expert_state import ExpertState
+    from router_gateway.routing.service import RoutingService
 
     s = config.embedder
     out = {}
