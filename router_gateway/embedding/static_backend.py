@@ -170,8 +170,8 @@ class StaticEmbedder:
         model_dir = model_dir_for(model)
         path = Path(table_path) if table_path else ensure_static(model)
         # float32 in memory: averaging float16 rows was ~5x slower (numpy converts half floats in
-        # software). A float32 file stays memory-mapped (pages come in as tokens are used).
-        self._table = np.load(path, mmap_mode="r").astype(np.float32, copy=False)
+        # software); a memory-mapped table made each row lookup go through np.memmap's __getitem__
+        self._table = np.load(path).astype(np.float32, copy=False)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         if self._tokenizer.get_vocab_size() != self._table.shape[0]:
             raise ValueError(f"static table {path} has {self._table.shape[0]} rows, "

@@ -69,3 +69,10 @@ def test_a_truncating_tokenizer_is_not_reused_as_is(tokenizer):
     cache = WordPieceCache(tokenizer, max_tokens=512)
     assert len(cache.ids(long_word)) > 128
     assert cache.ids(long_word) == _reference(tokenizer, long_word, 512)
+
+
+def test_many_unseen_words_at_once_are_batched_and_exact(tokenizer):
+    from router_gateway.embedding.word_pieces import BATCH_FROM
+    text = " ".join(f"word{i}x{i * 7}" for i in range(BATCH_FROM * 3))
+    cache = WordPieceCache(tokenizer, max_tokens=2048)
+    assert cache.ids(text) == _reference(tokenizer, text, 2048)
