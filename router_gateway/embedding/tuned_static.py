@@ -5,7 +5,9 @@ a millisecond for 200 tokens, numpy + tokenizers only); only the table differs. 
 table (each word piece's MiniLM vector alone, SIF-weighted, 384 dims) is moved by one affine map,
 fitted by ridge regression so that each prompt's mean row lands on MiniLM's sentence embedding of
 that prompt (``static_tuning.linear_start``), over a corpus of real prompts: every prompt under a
-data directory (``../shared/data``: the routing tables and the labelled domain sets, de-duplicated).
+data directory, de-duplicated. Point it at the prompts the routers are trained on: fitted on all of
+``../shared/data`` (59k, mostly other distributions) the map routed worse than fitted on the routing
+table's own training prompts (eval/static_tuned_report.md, second session).
 A mean of mapped rows is the map of the mean, so the table *is* "static embedding, then a learned
 linear map", at no serving cost. Why a map and not per-token training: cross-fitted on llmrouter,
 the map keeps more routing auc (per-token training memorises its corpus), see
