@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra-exclude-task", help="regex: extra rows with a matching task are left out")
     p.add_argument("--only-variants", action="store_true",
                    help="score only the tuned variants (not MiniLM nor the isolated-token start)")
+    p.add_argument("--seed", type=int, default=0, help="the routers' seed (its spread is the noise of a comparison)")
     p.add_argument("--json", help="results so far, rewritten after every router")
     args = p.parse_args(argv)
     fit_kw = {k: getattr(args, k) for k in ("epochs", "anchor", "lr") if getattr(args, k) is not None}
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             embeddings[f"static {label}{' +extra' if args.extra else ''} (cross-fitted)"] = (lambda E: lambda f: E[int(f)])(E)
         for router in args.routers.split(","):
             for label, X_of_fold in embeddings.items():
-                m = score(oof_predictions(router, X_of_fold, table, folds, 0), table)
+                m = score(oof_predictions(router, X_of_fold, table, folds, args.seed), table)
                 results.setdefault(name, {}).setdefault(router, {})[label] = m["auc"]
                 log(f"{name} {router} {label}: auc {m['auc']:.4f}")
                 if args.json:
