@@ -143,8 +143,8 @@ def test_replicas_share_a_profile_budget_through_redis(tmp_path):
     url = f"redis://127.0.0.1:{redis.port}/0"
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    apps = [_app(tmp_path / "a", url), _app(tmp_path / "b", url)]
-    try:
+    try:  # the configs are parsed inside: a config error must not leave redis-server running
+        apps = [_app(tmp_path / "a", url), _app(tmp_path / "b", url)]
         with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
             for app in apps:
                 app.state.gateway.pacer.clock = lambda: DAY_START + 3600
