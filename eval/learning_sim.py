@@ -251,8 +251,8 @@ def run_name(r: dict) -> str:
     name = f"{r['policy']}, {r['flip']:.0%} grades flipped"
     if r["flip"] > 0:
         name += " per call" if r.get("noise", "independent") == "independent" else " per (prompt, expert)"
-    if not r.get("regrade", 0):
-        name += ", no re-grading"
+    if r.get("regrade", 0):
+        name += ", re-graded"
     return name + (", labels shuffled (control)" if r["shuffled"] else "")
 
 
@@ -351,11 +351,12 @@ def parse_args(argv=None):
     p.add_argument("--table", default="../shared/data/bench/llmrouter.csv")
     p.add_argument("--seeds", default="0,1,2,3,4", help="one pass per seed (traffic order, flips, policy draws)")
     p.add_argument("--held-fold", type=int, default=0)
-    p.add_argument("--runs", default="value:0,value:0.1,value:0.1:persistent,random:0,shuffled",
-                   help="policy:flip[:persistent][:r0] per run (persistent: a flip repeats on every judge call of "
-                        "that prompt and expert; r0: no re-grading); 'shuffled': the value policy on shuffled "
-                        "grades (the gate's control)")
-    p.add_argument("--regrade", type=int, default=2, help="extra judge calls for a surprising grade (0: none)")
+    p.add_argument("--runs", default="value:0,value:0.1,random:0,shuffled,value:0.1:regrade,value:0.1:persistent:regrade",
+                   help="policy:flip[:persistent][:regrade] per run (persistent: a flip repeats on every judge call "
+                        "of that prompt and expert; regrade: surprising grades are asked again); 'shuffled': the "
+                        "value policy on shuffled grades (the gate's control)")
+    p.add_argument("--regrade", type=int, default=2, help="extra judge calls for a surprising grade, in runs "
+                   "marked 'regrade' (learning.grader.judge.regrade)")
     p.add_argument("--surprise", type=float, default=0.5,
                    help="a grade is surprising when it lies farther than this from the candidate's prediction")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (same results)")
@@ -384,11 +385,11 @@ def parse_runs(spec: str) -> list[tuple[str, float, bool, str, bool]]:
     runs = []
     for item in spec.split(","):
         if item == "shuffled":
-            runs.append(("value", 0.0, True, "independent", True))
+            runs.append(("value", 0.0, True, "independent", False))
         else:
             mode, flip, *opts = item.split(":")
             runs.append((mode, float(flip), False, "persistent" if "persistent" in opts else "independent",
-                         "r0" not in opts))
+                         "regrade" in opts))
     return runs
 
 

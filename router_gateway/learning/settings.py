@@ -37,7 +37,7 @@ class JudgeSettings(_Strict):
     mode: Literal["absolute", "pairwise"] = "absolute"
     reference_expert: str | None = None   # pairwise: every answer is compared with this expert's
     max_tokens: int = Field(default=8, ge=1, le=1024)
-    regrade: int = Field(default=2, ge=0, le=8)     # extra calls for a surprising grade (learning.regrade)
+    regrade: int = Field(default=0, ge=0, le=8)     # extra calls for a surprising grade (learning.regrade)
     surprise: float = Field(default=0.5, ge=0, le=1)  # |grade - candidate's prediction| that counts as surprising
 
 
