@@ -16,7 +16,8 @@ from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.routing.router_set import build_router_set
 from router_gateway.routing.service import RoutingService
 from router_gateway.state.expert_state import BreakerSettings, ExpertState
-from tests.gateway.test_routing_unit import MSG, make_config
+from tests.support.calls import MSG
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_transport
 
 PROFILES = "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n"
@@ -32,7 +33,8 @@ class Clock:
 
 def test_ranking_and_route_leave_a_half_open_breaker_as_it_was(tmp_path):
     """/v1/route and every ranking ask the breaker; asking must not reserve or use up anything."""
-    config = parse_config(make_config(tmp_path, {"okbest": {"q": 0.9}, "okrecovered": {"q": 0.5}}, PROFILES))
+    experts = fake_experts({"okbest": {"q": 0.9}, "okrecovered": {"q": 0.5}})
+    config = parse_config(config_text(experts, extra=PROFILES, log_path=tmp_path / "log.db", flush_interval_ms=20))
     clock = Clock()
     state = ExpertState(BreakerSettings(failure_threshold=2, cooldown_s=10), clock=clock)
     for _ in range(2):
@@ -84,7 +86,8 @@ def test_stream_breaker_is_shared_under_its_own_key():
 def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
     """No request reaches these experts: the gateway's probes close the recovered breakers (plain and
     stream) and reopen the one whose expert still fails."""
-    text = make_config(tmp_path, {"okplain": {}, "okstream": {}, "error1": {}}, PROFILES)
+    text = config_text(fake_experts({"okplain": {}, "okstream": {}, "error1": {}}), extra=PROFILES,
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     text += "server: {breaker: {failure_threshold: 1, cooldown_s: 0.2}}\n"
     calls: list[dict] = []
 
@@ -116,7 +119,8 @@ def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
 
 def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
     """Not a retry every tick (and a log line each time): one failure, then a full cooldown."""
-    text = make_config(tmp_path, {"okplain": {}}, PROFILES)
+    text = config_text(fake_experts({"okplain": {}}), extra=PROFILES,
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     text += "server: {breaker: {failure_threshold: 1, cooldown_s: 1.0}}\n"
     crashes: list[float] = []
 
@@ -161,7 +165,8 @@ def _error_event_transport(code: int) -> httpx.MockTransport:
 def test_an_error_event_inside_a_completed_stream_counts_against_the_expert(tmp_path, code, opens):
     """The stream ends with [DONE], but the expert failed mid-way: a 5xx event counts on its stream
     breaker; a 4xx event is the request's fault and does not (or clients could trip breakers)."""
-    text = make_config(tmp_path, {"okx": {}}, PROFILES) + "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n"
+    text = config_text(fake_experts({"okx": {}}), extra=PROFILES + "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n",
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
 
     async def go():
         gateway = Gateway(GatewayOptions(config=parse_config(text), transport=_error_event_transport(code),

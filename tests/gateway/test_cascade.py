@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from router_gateway.state.request_log import export_records
-from tests.conftest import write_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
 from tests.support.servers import start_fake_expert, start_gateway
 
 
@@ -24,9 +24,9 @@ def cascade_gateway(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cascade")
     cheap, strong = start_fake_expert("ok", "cheap"), start_fake_expert("ok", "strong")
     broken = start_fake_expert("error", "broken")
-    config = write_config(tmp / "experts.yaml", {"cheap": cheap.url, "strong": strong.url, "broken": broken.url},
-                          profiles=textwrap.dedent("""\
-        profiles:
+    urls = {"cheap": cheap.url, "strong": strong.url, "broken": broken.url}
+    config = write_config(tmp / "experts.yaml", ranked_experts(urls), routers=STRONG_AND_CHEAP,
+                          embedder=ONE_THREAD_EMBEDDER, profiles=textwrap.dedent("""\
           careful:
             router: strong
             cost_weight: 0.0

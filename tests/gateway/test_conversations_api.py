@@ -10,7 +10,8 @@ import openai
 import orjson
 import pytest
 
-from tests.reliability.conftest import wait_for, write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import (
     start_fake_expert,
     start_gateway,
@@ -35,8 +36,8 @@ def replicas(tmp_path_factory):
     gateways = []
     for name in ("a", "b"):
         (tmp / name).mkdir()
-        config = write_gateway_config(tmp / name / "experts.yaml", spec, profiles,
-                                      "server: {health_interval_s: 30}", log_path=tmp / name / "requests.db")
+        config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {health_interval_s: 30}")
         gateways.append(start_gateway(config, tmp / name, env={"REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"},
                                       wait=False))
         gateways[-1].db_path = tmp / name / "requests.db"

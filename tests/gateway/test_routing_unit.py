@@ -17,18 +17,9 @@ from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.routing.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
+from tests.support.calls import MSG
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_transport
-
-
-def make_config(tmp_path, experts: dict[str, dict], extra: str = "") -> str:
-    lines = ["experts:"]
-    for name, spec in experts.items():
-        lines.append(f"  {name}: {{base_url: http://fake/v1, model: {spec.get('model', name)}, "
-                     f"price: {{input_per_mtok: {spec.get('price', 1)}, output_per_mtok: {spec.get('price', 1)}}}, "
-                     f"prior_quality: {spec.get('q', 0.5)}, context_window: {spec.get('ctx', 8192)}, "
-                     f"capabilities: {spec.get('caps', [])}}}")
-    lines.append(f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}")
-    return "\n".join(lines) + "\n" + extra
 
 
 @pytest.fixture
@@ -53,20 +44,23 @@ def run(tmp_path):
     return _run
 
 
-MSG = [{"role": "user", "content": "hello"}]
+#: the one router most tests here route with
+STRONGEST = {"s": {"type": "strongest"}}
 
 
 def test_cost_weight_trades_quality_for_price(run, tmp_path):
     experts = {"okcheap": {"price": 0.1, "q": 0.5}, "okdear": {"price": 10, "q": 0.9}}
     profiles = "routers: {s: {type: strongest}}\nprofiles:\n  q: {router: s, cost_weight: 0}\n  c: {router: s, cost_weight: 1}\n"
-    text = make_config(tmp_path, experts, profiles)
+    text = config_text(fake_experts(experts), extra=profiles,
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     assert run(text, {"model": "q", "messages": MSG})[0].headers["x-router-expert"] == "okdear"
     assert run(text, {"model": "c", "messages": MSG})[0].headers["x-router-expert"] == "okcheap"
 
 
 def test_capability_and_context_window_eligibility(run, tmp_path):
     experts = {"oktools": {"q": 0.1, "caps": ["tools"]}, "okplain": {"q": 0.9, "ctx": 64}}
-    text = make_config(tmp_path, experts, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n")
+    text = config_text(fake_experts(experts), routers=STRONGEST, profiles={"auto": "{router: s, cost_weight: 0}"},
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     tools = [{"type": "function", "function": {"name": "f"}}]
     outcome, records = run(text, {"model": "auto", "messages": MSG, "tools": tools})
     assert outcome.headers["x-router-expert"] == "oktools"
@@ -79,7 +73,8 @@ def test_capability_and_context_window_eligibility(run, tmp_path):
 
 def test_fallback_on_connect_error_and_5xx(run, tmp_path):
     experts = {"down1": {"q": 0.9}, "error1": {"q": 0.8}, "okz": {"q": 0.1}}
-    text = make_config(tmp_path, experts, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n")
+    text = config_text(fake_experts(experts), routers=STRONGEST, profiles={"auto": "{router: s, cost_weight: 0}"},
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     outcome, records = run(text, {"model": "auto", "messages": MSG})
     assert outcome.headers["x-router-expert"] == "okz"
     assert [a["outcome"] for a in records[0]["attempts"]] == ["connect_error", "http_500", "ok"]
@@ -87,7 +82,8 @@ def test_fallback_on_connect_error_and_5xx(run, tmp_path):
 
 
 def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
-    text = make_config(tmp_path, {"rejectx": {}}, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"rejectx": {}}), routers=STRONGEST, profiles={"auto": "{router: s}"},
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     with pytest.raises(ClientError) as info:
         run(text, {"model": "auto", "messages": MSG})
     assert info.value.status == 400
@@ -95,16 +91,16 @@ def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
 
 
 def test_all_fail_is_502_and_logged(run, tmp_path):
-    text = make_config(tmp_path, {"error1": {}, "error2": {}},
-                       "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"error1": {}, "error2": {}}), routers=STRONGEST, profiles={"auto": "{router: s}"},
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     with pytest.raises(UpstreamError) as info:
         run(text, {"model": "auto", "messages": MSG})
     assert "error1=http_500" in info.value.message
 
 
 def test_stream_relay_renames_model_and_hides_usage(run, tmp_path):
-    text = make_config(tmp_path, {"okx": {"model": "okx-served"}},
-                       "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"okx": {"model": "okx-served"}}), routers=STRONGEST, profiles={"auto": "{router: s}"},
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     calls: list = []
     outcome, records = run(text, {"model": "auto", "messages": MSG, "stream": True}, calls)
     assert calls[0]["stream_options"] == {"include_usage": True}  # asked upstream for usage

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import textwrap
 import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import write_config
-from tests.observability.conftest import MSG
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
 from tests.support.servers import start_gateway
 
+MSG = [{"role": "user", "content": "Explain the difference between a list and a tuple in Python."}]
 METRIC_NAMES = {
     "router_gateway_requests_total", "router_gateway_routing_decisions_total", "router_gateway_attempts_total",
     "router_gateway_retries_total", "router_gateway_fallbacks_total", "router_gateway_request_latency_seconds",
@@ -146,10 +145,9 @@ def test_ui_page_and_assets_are_served(obs_gateway):
 @pytest.mark.slow
 def test_two_workers_share_one_metrics_view(obs_experts, tmp_path):
     """--workers 2: whichever worker answers the scrape reports every worker's counters."""
-    config = write_config(tmp_path / "experts.yaml", {"small": obs_experts["small"].url},
-                          profiles=textwrap.dedent("""\
-        profiles:
-          auto: {router: strong, cost_weight: 0.0}"""))
+    config = write_config(tmp_path / "experts.yaml", ranked_experts({"small": obs_experts["small"].url}),
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER,
+                          profiles={"auto": {"router": "strong", "cost_weight": 0.0}})
     server = start_gateway(config, tmp_path, extra_args=["--workers", "2"])
     try:
         with httpx.Client(timeout=20) as http:  # fresh connections spread over the workers

@@ -15,7 +15,8 @@ from router_gateway.domain.config import load_config
 from router_gateway.domain.protocol import ChatRequest
 from router_gateway.state.holds import expected_hold
 from router_gateway.state.keys import KeyStore
-from tests.reliability.conftest import wait_for, write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import start_fake_expert, start_gateway, wait_gateway
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -37,8 +38,8 @@ def replicas(redis_server, tmp_path_factory):
     servers = {}
     for name, redis in (("local", None), ("a", redis_server.url_redis), ("b", redis_server.url_redis)):
         (tmp / name).mkdir()
-        config = write_gateway_config(tmp / name / "experts.yaml", spec, profiles, "server: {health_interval_s: 30}",
-                                      log_path=tmp / name / "requests.db")
+        config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {health_interval_s: 30}")
         env = {"ROUTER_GATEWAY_KEYS": str(store.path), **({"REDIS_URL": redis} if redis else {})}
         servers[name] = start_gateway(config, tmp / name, env=env, wait=False)
     try:

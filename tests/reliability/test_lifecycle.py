@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from router_gateway.state.request_log import count_records
-from tests.reliability.conftest import write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
 from tests.support.servers import start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -30,7 +30,8 @@ def setup(tmp_path_factory):
     spec = {"fast": {"url": fast.url, "prior": 0.9}, "slow": {"url": slow.url, "prior": 0.5}}
     profiles = {"auto": "{router: strong, cost_weight: 0, experts: [fast]}",
                 "drip": "{router: strong, cost_weight: 0, experts: [slow]}"}
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, "server: {drain_timeout_s: 10}")
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {drain_timeout_s: 10}")
     yield config, tmp
     fast.stop()
     slow.stop()

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from router_gateway.state.keys import KeyStore
-from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
-from tests.support.servers import start_gateway, start_redis, wait_gateway
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.servers import set_behaviour, start_gateway, start_redis, wait_gateway
 
 pytestmark = pytest.mark.redis
 MSG = [{"role": "user", "content": "hello"}]
@@ -31,8 +32,8 @@ def pair(experts, redis_server, tmp_path_factory):
     gateways = []
     for name in ("a", "b"):
         (tmp / name).mkdir()
-        config = write_gateway_config(tmp / name / "experts.yaml", spec, profiles, server,
-                                      log_path=tmp / name / "requests.db")
+        config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server)
         gateways.append(start_gateway(config, tmp / name, env=env, wait=False))
     for g in gateways:
         wait_gateway(g)

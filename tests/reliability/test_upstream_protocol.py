@@ -24,8 +24,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
-from tests.support.servers import start_fake_expert, start_gateway
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.servers import set_behaviour, start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
 DEADLINE_S = 3.0  # server.request_deadline_s
@@ -59,7 +60,8 @@ def gw(fakes, tmp_path_factory):
     server = (f"server: {{max_attempts: 3, request_deadline_s: {DEADLINE_S}, max_response_bytes: 1048576,\n"
               "         health_interval_s: 0, max_header_bytes: 8192, request_read_timeout_s: 1,\n"
               "         breaker: {failure_threshold: 1000, cooldown_s: 1}}")
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, server)
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server)
     gateway = start_gateway(config, tmp)
     gateway.db = tmp / "requests.db"
     yield gateway
@@ -273,8 +275,8 @@ def test_a_body_not_received_in_time_loses_its_connection(gw):
 def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, tmp_path):
     switch = start_fake_expert("ok", "switch")
     spec = {"endless": {"url": fakes["endless"].url}, "switch": {"url": switch.url}}
-    config = write_gateway_config(tmp_path / "experts.yaml", spec, {"auto": "{router: strong}"},
-                                  "server: {health_interval_s: 0.3}")
+    config = write_config(tmp_path / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {health_interval_s: 0.3}")
     gateway = start_gateway(config, tmp_path)
     try:
         set_behaviour(switch, "unhealthy")
@@ -290,8 +292,8 @@ def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, t
 # -- weak spot: the drain timeout at shutdown -------------------------------------------------
 def test_a_stream_cut_by_the_drain_timeout_is_logged_as_the_gateway_shutting_down(fakes, tmp_path):
     spec = {"endless": {"url": fakes["endless"].url, "first_byte": 10, "total": 60}}
-    config = write_gateway_config(tmp_path / "experts.yaml", spec, {"auto": "{router: strong}"},
-                                  "server: {drain_timeout_s: 1, health_interval_s: 0}")
+    config = write_config(tmp_path / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {drain_timeout_s: 1, health_interval_s: 0}")
     gateway = start_gateway(config, tmp_path)
     try:
         body = {"model": "auto", "messages": MSG, "stream": True}

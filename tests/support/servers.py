@@ -113,3 +113,8 @@ def start_redis(port: int | None = None) -> Server:
             time.sleep(0.05)
     server.stop()
     raise TimeoutError("redis-server did not start")
+
+
+def set_behaviour(server: Server, behaviour: str, **extra) -> None:
+    """Switch a running fake expert (tests/support/fake_expert.py) to another behaviour."""
+    httpx.post(f"{server.url}/_behaviour", json={"behaviour": behaviour, **extra}).raise_for_status()
