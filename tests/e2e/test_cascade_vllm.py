@@ -13,7 +13,7 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.conftest import expert_lines
+from tests.support.configs import ranked_vllm_experts, write_config
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -23,17 +23,14 @@ MSG = [{"role": "user", "content": "What is 2 + 3? Answer with the number only."
 @pytest.fixture(scope="module")
 def cascade_gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e-cascade")
-    lines = expert_lines(vllm_experts)
-    lines += ["routers: {strong: {type: strongest}}", "profiles:",
-              "  accept-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, "
-              "floor: 0}}",
-              "  escalate-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.9999, "
-              "floor: 0}}",
-              "  accept-consistency: {router: strong, cost_weight: 0, cascade: {verifier: consistency, "
-              "threshold: 0.0, floor: 0, samples: 3}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
-    config = tmp / "experts.yaml"
-    config.write_text("\n".join(lines) + "\n")
+    profiles = {
+        "accept-logprob": "{router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, floor: 0}}",
+        "escalate-logprob": "{router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.9999, "
+                            "floor: 0}}",
+        "accept-consistency": "{router: strong, cost_weight: 0, cascade: {verifier: consistency, threshold: 0.0, "
+                              "floor: 0, samples: 3}}"}
+    config = write_config(tmp / "experts.yaml", ranked_vllm_experts(vllm_experts),
+                          routers={"strong": {"type": "strongest"}}, profiles=profiles)
     server = start_gateway(config, tmp)
     server.db_path = tmp / "requests.db"
     yield server

@@ -17,6 +17,7 @@ import openai
 import orjson
 import pytest
 
+from tests.support.configs import expert, write_config
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -28,15 +29,12 @@ STRONG_FIRST = {"x-router-cost-weight": "0"}
 @pytest.fixture(scope="module")
 def gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e-conversations")
-    lines = ["experts:"]
-    for name, price, prior in ((DENSE, 0.2, 0.3), (MOE, 0.4, 0.6)):
-        lines += [f"  {name}: {{base_url: {vllm_experts[name]}, model: {name}, context_window: 2048, "
-                  f"prior_quality: {prior}, price: {{input_per_mtok: {price}, output_per_mtok: {price * 4}}}, "
-                  "timeout: {connect: 3, first_byte: 180, total: 300}}"]
-    lines += ["routers: {strong: {type: strongest}}", "profiles: {auto: {router: strong, cost_weight: 0.5}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
-    (tmp / "experts.yaml").write_text("\n".join(lines) + "\n")
-    server = start_gateway(tmp / "experts.yaml", tmp)
+    experts = {name: expert(vllm_experts[name], name, price, price * 4, context_window=2048, prior_quality=prior,
+                            timeout={"connect": 3, "first_byte": 180, "total": 300})
+               for name, price, prior in ((DENSE, 0.2, 0.3), (MOE, 0.4, 0.6))}
+    config = write_config(tmp / "experts.yaml", experts, routers={"strong": {"type": "strongest"}},
+                          profiles={"auto": {"router": "strong", "cost_weight": 0.5}})
+    server = start_gateway(config, tmp)
     server.db_path = tmp / "requests.db"
     yield server
     server.stop()

@@ -12,7 +12,7 @@ import openai
 import orjson
 import pytest
 
-from tests.e2e.conftest import expert_lines
+from tests.support.configs import STRONG_AND_CHEAP, ranked_vllm_experts, write_config
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -22,12 +22,9 @@ MSG = [{"role": "user", "content": "What is the capital of France?"}]
 @pytest.fixture(scope="module")
 def e2e_gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    lines = expert_lines(vllm_experts)
-    lines += ["routers: {strong: {type: strongest}, cheap: {type: cheapest}}",
-              "profiles: {auto: {router: cheap, cost_weight: 1.0}, auto-strong: {router: strong, cost_weight: 0}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
-    config = tmp / "experts.yaml"
-    config.write_text("\n".join(lines) + "\n")
+    config = write_config(tmp / "experts.yaml", ranked_vllm_experts(vllm_experts), routers=STRONG_AND_CHEAP,
+                          profiles={"auto": {"router": "cheap", "cost_weight": 1.0},
+                                    "auto-strong": {"router": "strong", "cost_weight": 0}})
     server = start_gateway(config, tmp)
     server.db_path = tmp / "requests.db"
     yield server

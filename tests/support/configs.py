@@ -28,12 +28,12 @@ ONE_THREAD_EMBEDDER = {"backend": "auto", "threads": 1}
 
 def config_text(experts: dict[str, dict], *, routers: dict | None = None, profiles: dict | str | None = None,
                 log_path: Path | str | None = None, flush_interval_ms: int | None = None,
-                embedder: dict | None = None, extra: str = "") -> str:
+                embedder: dict | None = None, extra: str = "", **sections: dict) -> str:
     """An experts.yaml text. Sections left as None are not written (the gateway's defaults apply).
 
     ``profiles`` maps a name to a mapping or to a YAML flow mapping text (``"{router: strong}"``), or is
-    one YAML text of the whole mapping. ``extra`` is raw YAML appended for sections not given here
-    (``server:``, ``cascade:``...): it must not repeat one of them.
+    one YAML text of the whole mapping. Any other top-level section is a keyword (``server={...}``,
+    ``learning={...}``), or raw YAML text in ``extra``, appended as written: it must not repeat a section.
     """
     doc: dict = {"experts": experts}
     if routers is not None:
@@ -45,6 +45,7 @@ def config_text(experts: dict[str, dict], *, routers: dict | None = None, profil
                                             ("flush_interval_ms", flush_interval_ms)) if v is not None}
     if embedder is not None:
         doc["embedder"] = embedder
+    doc.update(sections)
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=1000)
     return text + (extra.rstrip("\n") + "\n" if extra.strip() else "")
 
@@ -106,7 +107,7 @@ def served_experts(specs: dict[str, dict]) -> dict[str, dict]:
             for name, spec in specs.items()}
 
 
-def vllm_experts(urls: dict[str, str]) -> dict[str, dict]:
+def ranked_vllm_experts(urls: dict[str, str]) -> dict[str, dict]:
     """The running vLLM-CPU experts (name -> base URL ending in /v1, the name is the served model): prices
     rise with position, so `cheapest` and `strongest` pick different experts; generous timeouts for CPU."""
     return {name: expert(url, name, round(0.2 * (i + 1), 2), round(0.8 * (i + 1), 2), context_window=2048,

@@ -11,7 +11,7 @@ from router_gateway.training.data import load_logs
 from router_gateway.training.pipeline import check_artifact_compatible
 from routers.artifact import load_artifact
 from routers.base import RouterError
-from tests.training.conftest import FAKE_INFO, fake_embed, write_logs, write_table
+from tests.support.training_data import FAKE_INFO, fake_embed, write_logs, write_table
 
 
 def test_load_logs_skips_and_counts(tmp_path):
