@@ -3,13 +3,13 @@ gateway process reading their /metrics, outside load on the better one."""
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
 
 from eval.bench.procs import Proc, free_port, python_module
 from tests.support.configs import ONE_THREAD_EMBEDDER, expert, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import ROOT, Server, start_gateway
 
 
@@ -72,14 +72,11 @@ def _route(base: str) -> dict:
     return r.json()
 
 
-def _wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+def _wait_for(predicate):
+    """The route once ``predicate`` holds for it (the metrics poll is 0.2 s); fails the test after 20 s."""
+    value = wait_for(predicate, timeout=20.0, step=0.2)
+    assert value, "condition not met in time"
+    return value
 
 
 def test_a_queue_at_the_better_expert_moves_requests_to_the_idle_one(queue_experts, tmp_path):

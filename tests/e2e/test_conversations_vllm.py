@@ -9,15 +9,13 @@ the follow-up went to the expert that produced the response (from the request lo
 """
 from __future__ import annotations
 
-import sqlite3
-import time
 import uuid
 
 import openai
-import orjson
 import pytest
 
 from tests.support.configs import expert, write_config
+from tests.support.request_log import logged_record
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -45,24 +43,13 @@ def client(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-def log_record(gateway, request_id: str) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with sqlite3.connect(gateway.db_path) as db:
-            row = db.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        if row:
-            return orjson.loads(row[0])
-        time.sleep(0.1)
-    raise AssertionError(f"no log record for {request_id}")
-
-
 def test_responses_plain_and_streamed_routed_and_logged(client, gateway):
     raw = client.responses.with_raw_response.create(model="auto", input="What is the capital of France?",
                                                     max_output_tokens=8, temperature=0, extra_headers=CHEAP_FIRST)
     reply = raw.parse()
     assert raw.headers["x-router-expert"] == DENSE and reply.model == DENSE
     assert reply.output_text.strip() and reply.usage.output_tokens <= 8
-    record = log_record(gateway, raw.headers["x-request-id"])
+    record = logged_record(gateway.db_path, raw.headers["x-request-id"])
     assert record["endpoint"] == "responses" and record["chosen_expert"] == DENSE and record["cost_usd"] > 0
     events = list(client.responses.create(model="auto", input="Name a colour.", max_output_tokens=6,
                                           temperature=0, stream=True, extra_headers=STRONG_FIRST))
@@ -94,7 +81,7 @@ def test_previous_response_id_goes_to_the_expert_that_holds_it(client, gateway):
         raw = client.responses.with_raw_response.create(model="auto", input="Again.", max_output_tokens=4,
                                                         previous_response_id=first.id, extra_headers=CHEAP_FIRST)
     except openai.NotFoundError as exc:  # the expert runs without VLLM_ENABLE_RESPONSES_API_STORE
-        record = log_record(gateway, exc.response.headers["x-request-id"])
+        record = logged_record(gateway.db_path, exc.response.headers["x-request-id"])
         assert [a["expert"] for a in record["attempts"]] == [MOE]
         assert record["affinity"] == "pinned"
         return

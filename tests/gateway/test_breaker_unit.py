@@ -19,6 +19,7 @@ from router_gateway.state.expert_state import BreakerSettings, ExpertState
 from tests.support.calls import MSG
 from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.polling import wait_until
 
 PROFILES = "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n"
 
@@ -100,11 +101,8 @@ def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
             state.record_failure("okplain", "http_500")
             state.record_failure("okstream", "mid_stream", stream=True)
             state.record_failure("error1", "http_500")
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not (
-                    state.circuit("okplain") == "closed" and state.circuit("okstream", stream=True) == "closed"
-                    and any(c["model"] == "error1" for c in calls)):
-                await asyncio.sleep(0.02)
+            await wait_until(lambda: state.circuit("okplain") == "closed" and state.circuit("okstream", stream=True)
+                             == "closed" and any(c["model"] == "error1" for c in calls), timeout=5)
             return state.circuit("okplain"), state.circuit("okstream", stream=True), state.circuit("error1")
         finally:
             await gateway.close()
@@ -136,10 +134,9 @@ def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
         gateway.runtime.forwarder.forward = broken_forward
         try:
             gateway.state.record_failure("okplain", "http_500")
-            deadline = time.monotonic() + 5
-            while not crashes and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)  # the probe task records its failure
+            await wait_until(lambda: crashes, timeout=5)
+            # the probe task records its failure: half_open while it runs, open again once it has
+            await wait_until(lambda: gateway.state.circuit("okplain") == "open", timeout=5)
             return gateway.state.circuit("okplain")
         finally:
             await gateway.close()

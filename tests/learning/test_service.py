@@ -14,6 +14,7 @@ from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
 from router_gateway.pipeline import CallContext, ChatService
+from tests.support.polling import wait_until
 
 
 class TopicEmbedder:
@@ -108,10 +109,9 @@ def test_shadow_labels_promote_and_revert(tmp_path):
             live_router = gateway.runtime.config.profiles["auto"].router
             reverted = await gateway.learning.revert()
             want = "strong" if reverted is None else "learned:auto"
-            for _ in range(200):  # the swap is scheduled on the event loop by the promoter
-                if gateway.runtime.config.profiles["auto"].router == want and not gateway.learning._swaps:
-                    break
-                await asyncio.sleep(0.01)
+            # the swap is scheduled on the event loop by the promoter
+            await wait_until(lambda: gateway.runtime.config.profiles["auto"].router == want
+                             and not gateway.learning._swaps, timeout=2.0)
             back = gateway.runtime.config.profiles["auto"].router
             await gateway.request_log.flush()
             logged = await gateway.request_log.recent(2000)

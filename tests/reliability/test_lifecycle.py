@@ -13,7 +13,8 @@ import pytest
 
 from router_gateway.state.request_log import count_records
 from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
-from tests.support.servers import start_fake_expert, start_gateway
+from tests.support.polling import wait_for
+from tests.support.servers import accepts_connections, start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
 FLUSH_S = 0.05  # logging.flush_interval_ms in write_gateway_config
@@ -108,7 +109,7 @@ def test_sigterm_drains_streams_in_flight_and_flushes_the_log(setup):
     started.wait(timeout=20)  # every stream has its first byte
     t0 = time.monotonic()
     gw.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    assert wait_for(lambda: not accepts_connections(gw.port), timeout=5)  # it closed its listening socket
     with pytest.raises(httpx.HTTPError):  # no longer accepting
         httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "auto", "messages": MSG}, timeout=2)
     for t in threads:

@@ -2,7 +2,6 @@
 away mid-run degrades to local state (said in /ready and the log) and resynchronises on return."""
 from __future__ import annotations
 
-import time
 
 import httpx
 import numpy as np
@@ -12,6 +11,7 @@ from router_gateway.state.keys import KeyStore
 from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
 from tests.support.polling import wait_for
 from tests.support.servers import set_behaviour, start_gateway, start_redis, wait_gateway
+from tests.support.usage import settled_spend
 
 pytestmark = pytest.mark.redis
 MSG = [{"role": "user", "content": "hello"}]
@@ -21,9 +21,10 @@ MSG = [{"role": "user", "content": "hello"}]
 def pair(experts, redis_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shared")
     store = KeyStore(tmp / "keys.json")
-    keys = {"admin": store.create("ops", ("admin",))[0], "rpm": store.create("rpm5", rpm=5)[0],
-            # good costs (11 * 0.1 + 7 * 0.2) / 1e6 = 2.5e-6 USD a request
-            "budget": store.create("budget", budget_usd_day=4e-6, allowed_experts=("good",))[0]}
+    keys = {"admin": store.create("ops", ("admin",))[0], "rpm": store.create("rpm5", rpm=5)[0]}
+    # good costs (11 * 0.1 + 7 * 0.2) / 1e6 = 2.5e-6 USD a request
+    keys["budget"], budget_key = store.create("budget", budget_usd_day=4e-6, allowed_experts=("good",))
+    keys["budget_id"] = budget_key.id  # to read its spend in Redis
     spec = {"good": {"url": experts["good"].url, "prior": 0.5},
             "switch": {"url": experts["switch"].url, "prior": 0.9}}
     profiles = {"auto": "{router: strong, cost_weight: 0, experts: [switch, good]}"}
@@ -57,11 +58,12 @@ def test_rate_limit_holds_in_total_across_replicas(pair):
 
 
 def test_budget_holds_in_total_across_replicas(pair):
-    (a, b), keys, _ = pair
+    (a, b), keys, redis = pair
+    spend = lambda: settled_spend(redis.url_redis, keys["budget_id"]) or 0.0  # noqa: E731
     assert chat(a, keys["budget"]).status_code == 200  # 2.5e-6 spent
-    time.sleep(0.3)  # usage is recorded when the request's log record is written
+    assert wait_for(lambda: spend() > 0, 5)  # the answer's usage replaces its hold in Redis just after it
     assert chat(b, keys["budget"]).status_code == 200  # 5e-6 spent: over the 4e-6 budget now
-    time.sleep(0.3)
+    assert wait_for(lambda: spend() > 4e-6, 5)
     for g in (a, b):
         spent = chat(g, keys["budget"])
         assert spent.status_code == 429 and spent.json()["error"]["code"] == "insufficient_quota"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sqlite3
 import threading
 import time
 
@@ -26,6 +25,7 @@ import pytest
 
 from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
 from tests.support.polling import wait_for
+from tests.support.request_log import logged_record
 from tests.support.servers import set_behaviour, start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -89,15 +89,6 @@ def final_error(events: list[bytes]) -> dict:
     return payload["error"]
 
 
-def record(db, request_id: str) -> dict:
-    def fetch():
-        with sqlite3.connect(db) as conn:
-            row = conn.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        return orjson.loads(row[0]) if row else None
-    assert wait_for(lambda: fetch() is not None, timeout=5), f"no record for {request_id}"
-    return fetch()
-
-
 def abandoned(fake) -> int:
     return httpx.get(f"{fake.url}/_stats").json()["abandoned"]
 
@@ -113,7 +104,7 @@ def test_a_stream_that_never_ends_is_cut_at_the_total_timeout_or_the_deadline(gw
     assert limit <= elapsed < limit + 2.0, elapsed
     error = final_error(events)
     assert error["code"] == "upstream_timeout" and error["type"] == "timeout_error"
-    logged = record(gw.db, headers["x-request-id"])
+    logged = logged_record(gw.db, headers["x-request-id"])
     assert logged["status"] == 504 and "upstream timeout" in logged["error"], logged
     assert wait_for(lambda: abandoned(fakes["endless"]) == before + 1, timeout=3), "upstream not closed"
 
@@ -149,7 +140,7 @@ def test_a_misbehaving_expert_fails_over_to_a_healthy_one(gw, fault, streamed):
     else:
         text = response.json()["choices"][0]["message"]["content"]
     assert text.strip() == "answer from good", response.text[-300:]
-    attempts = record(gw.db, response.headers["x-request-id"])["attempts"]
+    attempts = logged_record(gw.db, response.headers["x-request-id"])["attempts"]
     assert [a["expert"] for a in attempts] == [fault, "good"], attempts
     assert attempts[0]["outcome"] != "ok" and attempts[1]["outcome"] == "ok", attempts
 
@@ -160,21 +151,21 @@ def test_a_misbehaving_expert_alone_is_a_502(gw, fault):
     assert status == 502, events
     error = orjson.loads(events[0])["error"]
     assert error["type"] == "upstream_error"
-    assert record(gw.db, headers["x-request-id"])["status"] == 502
+    assert logged_record(gw.db, headers["x-request-id"])["status"] == 502
 
 
 def test_a_body_over_the_limit_alone_is_a_502(gw):
     response = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "only-huge", "messages": MSG},
                           timeout=15)
     assert response.status_code == 502 and response.json()["error"]["type"] == "upstream_error"
-    assert "over the limit" in record(gw.db, response.headers["x-request-id"])["error"]
+    assert "over the limit" in logged_record(gw.db, response.headers["x-request-id"])["error"]
 
 
 def test_a_close_delimited_stream_cut_short_ends_with_an_error_event(gw):
     status, events, headers = stream(gw.url, "only-closecut")
     assert status == 200
     assert final_error(events)["type"] == "upstream_error"
-    logged = record(gw.db, headers["x-request-id"])
+    logged = logged_record(gw.db, headers["x-request-id"])
     assert logged["status"] == 502 and "without data: [DONE]" in logged["error"], logged
 
 
@@ -182,7 +173,7 @@ def test_a_close_delimited_stream_that_ends_properly_is_a_success(gw):
     status, events, headers = stream(gw.url, "only-closeok")
     assert status == 200 and events[-1] == b"data: [DONE]"
     assert not any(b'"error"' in e for e in events)
-    assert record(gw.db, headers["x-request-id"])["status"] == 200
+    assert logged_record(gw.db, headers["x-request-id"])["status"] == 200
 
 
 def health_latencies_during(url: str, model: str, n: int = 3) -> tuple[list[int], list[float], float]:
@@ -310,5 +301,5 @@ def test_a_stream_cut_by_the_drain_timeout_is_logged_as_the_gateway_shutting_dow
         assert gateway.proc.wait(15) is not None
     finally:
         gateway.stop()
-    logged = record(tmp_path / "requests.db", request_id)
+    logged = logged_record(tmp_path / "requests.db", request_id)
     assert logged["status"] == 503 and "gateway shutting down" in logged["error"], logged
