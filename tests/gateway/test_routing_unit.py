@@ -18,7 +18,7 @@ from router_gateway.routing.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
 from tests.support.calls import MSG
-from tests.support.configs import config_text, fake_experts
+from tests.support.configs import config_text, expert, fake_experts
 from tests.support.fakes import HashEmbedder, fake_transport
 
 
@@ -127,14 +127,12 @@ def test_exploration_is_deterministic_per_request_id(tmp_path):
 def test_trained_artifact_loads_and_mismatched_embedder_is_refused(tmp_path):
     router = StrongestRouter().fit(np.zeros((4, 384)), np.array([[0.2, 0.9]] * 4), experts=["a", "b"])
     save_artifact(router, tmp_path / "art", embedder={"name": "all-MiniLM-L6-v2", "dim": 384, "backend": "torch"})
-    text = ("experts:\n  a: {base_url: http://x/v1, model: a, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-            "  b: {base_url: http://x/v1, model: b, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-            f"routers: {{t: {{type: strongest_trained, artifact: {tmp_path / 'art'}}}}}\n"
-            "profiles: {auto: {router: t}}\n")
-    config = parse_config(text.replace("strongest_trained", "strongest").replace(f", artifact: {tmp_path / 'art'}", ""))
+    experts = {name: expert("http://x/v1", name, 1, 1) for name in ("a", "b")}
+    config = parse_config(config_text(experts, routers={"t": {"type": "strongest"}}, profiles={"auto": {"router": "t"}}))
     assert build_router_set(config, HashEmbedder().info)
     # the same artifact declared as a trained type: the router type must match the artifact's
-    bad = parse_config(text.replace("strongest_trained", "knn"))
+    bad = parse_config(config_text(experts, routers={"t": {"type": "knn", "artifact": str(tmp_path / "art")}},
+                                   profiles={"auto": {"router": "t"}}))
     with pytest.raises(ConfigError, match="holds a 'strongest' router"):
         build_router_set(bad, HashEmbedder().info)
     from router_gateway.routing.router_set import check_artifact_embedder
