@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import start_gateway
 
 MSG = [{"role": "user", "content": "Explain the difference between a list and a tuple in Python."}]
@@ -66,13 +66,11 @@ def test_metrics_counters_move_with_traffic(obs_gateway, traffic):
 
 
 def test_request_log_lines_carry_request_ids(obs_gateway, traffic):
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    def request_lines() -> list[dict]:
         lines = [json.loads(line) for line in obs_gateway.log_text().splitlines() if line.startswith("{")]
-        requests = [line for line in lines if line.get("logger") == "router_gateway.requests"]
-        if len(requests) >= sum(traffic.values()):
-            break
-        time.sleep(0.2)
+        return [line for line in lines if line.get("logger") == "router_gateway.requests"]
+    wait_for(lambda: len(request_lines()) >= sum(traffic.values()), timeout=5, step=0.2)
+    requests = request_lines()
     assert len(requests) == sum(traffic.values())
     assert all(line["request_id"].startswith("req-") for line in requests)
     failed = [line for line in requests if line["status"] >= 500]
@@ -86,8 +84,7 @@ def test_traces_are_exported_over_otlp(obs_gateway, traffic, collector):
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
-    deadline, spans = time.monotonic() + 10, []
-    while time.monotonic() < deadline:
+    def exported_spans() -> list:
         spans = []
         for body in list(collector.bodies):
             request = ExportTraceServiceRequest.FromString(body)
@@ -95,9 +92,9 @@ def test_traces_are_exported_over_otlp(obs_gateway, traffic, collector):
                 service = {a.key: a.value.string_value for a in rs.resource.attributes}["service.name"]
                 assert service == "gateway-under-test"
                 spans += [s for ss in rs.scope_spans for s in ss.spans]
-        if sum(s.name == "chat" for s in spans) >= sum(traffic.values()):
-            break
-        time.sleep(0.2)
+        return spans
+    wait_for(lambda: sum(s.name == "chat" for s in exported_spans()) >= sum(traffic.values()), timeout=10, step=0.2)
+    spans = exported_spans()
     names = {s.name for s in spans}
     assert {"chat", "embed", "route", "forward", "attempt"} <= names
     roots = [s for s in spans if s.name == "chat"]
