@@ -28,7 +28,8 @@ def test_the_check_fails_on_imports_between_test_modules_and_on_stray_helpers(tm
         "tests/support/configs.py": "from tests.support.polling import wait_for\n",  # support may share
         "tests/a/__init__.py": "",
         "tests/a/conftest.py": "MSG = []\n",
-        "tests/a/test_one.py": "from tests.support.configs import config_text\nfrom tests.conftest import write_config\n",
+        "tests/a/test_one.py": "from tests.support.configs import config_text\n"
+                               "from tests.conftest import write_config\n",
         "tests/a/test_two.py": "def test():\n    from .test_one import helper  # hidden in a function, relative\n",
         "tests/a/test_three.py": "from . import conftest\nfrom tests.a import test_one\nfrom tests import conftest\n",
         "tests/a/prompts.py": "PROMPTS = []\n",

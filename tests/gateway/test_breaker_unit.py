@@ -162,8 +162,8 @@ def _error_event_transport(code: int) -> httpx.MockTransport:
 def test_an_error_event_inside_a_completed_stream_counts_against_the_expert(tmp_path, code, opens):
     """The stream ends with [DONE], but the expert failed mid-way: a 5xx event counts on its stream
     breaker; a 4xx event is the request's fault and does not (or clients could trip breakers)."""
-    text = config_text(fake_experts({"okx": {}}), extra=PROFILES + "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n",
-                       log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text = config_text(fake_experts({"okx": {}}), extra=PROFILES, log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text += "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n"
 
     async def go():
         gateway = Gateway(GatewayOptions(config=parse_config(text), transport=_error_event_transport(code),

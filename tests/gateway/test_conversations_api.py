@@ -35,7 +35,7 @@ def replicas(tmp_path_factory):
     for name in ("a", "b"):
         (tmp / name).mkdir()
         config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
-                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {health_interval_s: 30}")
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"health_interval_s": 30})
         gateways.append(start_gateway(config, tmp / name, env={"REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"},
                                       wait=False))
         gateways[-1].db_path = tmp / name / "requests.db"

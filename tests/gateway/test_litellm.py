@@ -8,7 +8,8 @@ import openai
 import orjson
 import pytest
 
-from tests.support.configs import AUTO_PROFILES, ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, expert, ranked_experts, write_config
+from tests.support.configs import (AUTO_PROFILES, ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, expert, ranked_experts,
+                                   write_config)
 from tests.support.servers import start_fake_expert, start_gateway
 
 pytest.importorskip("litellm", reason="litellm is an optional extra (router-gateway[litellm])")

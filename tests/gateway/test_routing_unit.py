@@ -59,8 +59,9 @@ def test_cost_weight_trades_quality_for_price(run, tmp_path):
 
 def test_capability_and_context_window_eligibility(run, tmp_path):
     experts = {"oktools": {"q": 0.1, "caps": ["tools"]}, "okplain": {"q": 0.9, "ctx": 64}}
-    text = config_text(fake_experts(experts), routers=STRONGEST, profiles={"auto": "{router: s, cost_weight: 0}"},
-                       log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text = config_text(fake_experts(experts), routers=STRONGEST,
+                       profiles={"auto": "{router: s, cost_weight: 0}"}, log_path=tmp_path / "log.db",
+                       flush_interval_ms=20)
     tools = [{"type": "function", "function": {"name": "f"}}]
     outcome, records = run(text, {"model": "auto", "messages": MSG, "tools": tools})
     assert outcome.headers["x-router-expert"] == "oktools"
@@ -73,8 +74,9 @@ def test_capability_and_context_window_eligibility(run, tmp_path):
 
 def test_fallback_on_connect_error_and_5xx(run, tmp_path):
     experts = {"down1": {"q": 0.9}, "error1": {"q": 0.8}, "okz": {"q": 0.1}}
-    text = config_text(fake_experts(experts), routers=STRONGEST, profiles={"auto": "{router: s, cost_weight: 0}"},
-                       log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text = config_text(fake_experts(experts), routers=STRONGEST,
+                       profiles={"auto": "{router: s, cost_weight: 0}"}, log_path=tmp_path / "log.db",
+                       flush_interval_ms=20)
     outcome, records = run(text, {"model": "auto", "messages": MSG})
     assert outcome.headers["x-router-expert"] == "okz"
     assert [a["outcome"] for a in records[0]["attempts"]] == ["connect_error", "http_500", "ok"]
@@ -82,8 +84,8 @@ def test_fallback_on_connect_error_and_5xx(run, tmp_path):
 
 
 def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
-    text = config_text(fake_experts({"rejectx": {}}), routers=STRONGEST, profiles={"auto": "{router: s}"},
-                       log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text = config_text(fake_experts({"rejectx": {}}), routers=STRONGEST,
+                       profiles={"auto": "{router: s}"}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     with pytest.raises(ClientError) as info:
         run(text, {"model": "auto", "messages": MSG})
     assert info.value.status == 400
@@ -91,16 +93,16 @@ def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
 
 
 def test_all_fail_is_502_and_logged(run, tmp_path):
-    text = config_text(fake_experts({"error1": {}, "error2": {}}), routers=STRONGEST, profiles={"auto": "{router: s}"},
-                       log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text = config_text(fake_experts({"error1": {}, "error2": {}}), routers=STRONGEST,
+                       profiles={"auto": "{router: s}"}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     with pytest.raises(UpstreamError) as info:
         run(text, {"model": "auto", "messages": MSG})
     assert "error1=http_500" in info.value.message
 
 
 def test_stream_relay_renames_model_and_hides_usage(run, tmp_path):
-    text = config_text(fake_experts({"okx": {"model": "okx-served"}}), routers=STRONGEST, profiles={"auto": "{router: s}"},
-                       log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text = config_text(fake_experts({"okx": {"model": "okx-served"}}), routers=STRONGEST,
+                       profiles={"auto": "{router: s}"}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     calls: list = []
     outcome, records = run(text, {"model": "auto", "messages": MSG, "stream": True}, calls)
     assert calls[0]["stream_options"] == {"include_usage": True}  # asked upstream for usage
@@ -128,7 +130,8 @@ def test_trained_artifact_loads_and_mismatched_embedder_is_refused(tmp_path):
     router = StrongestRouter().fit(np.zeros((4, 384)), np.array([[0.2, 0.9]] * 4), experts=["a", "b"])
     save_artifact(router, tmp_path / "art", embedder={"name": "all-MiniLM-L6-v2", "dim": 384, "backend": "torch"})
     experts = {name: expert("http://x/v1", name, 1, 1) for name in ("a", "b")}
-    config = parse_config(config_text(experts, routers={"t": {"type": "strongest"}}, profiles={"auto": {"router": "t"}}))
+    config = parse_config(config_text(experts, routers={"t": {"type": "strongest"}},
+                                      profiles={"auto": {"router": "t"}}))
     assert build_router_set(config, HashEmbedder().info)
     # the same artifact declared as a trained type: the router type must match the artifact's
     bad = parse_config(config_text(experts, routers={"t": {"type": "knn", "artifact": str(tmp_path / "art")}},

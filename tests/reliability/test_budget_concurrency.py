@@ -40,7 +40,7 @@ def replicas(redis_server, tmp_path_factory):
     for name, redis in (("local", None), ("a", redis_server.url_redis), ("b", redis_server.url_redis)):
         (tmp / name).mkdir()
         config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
-                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {health_interval_s: 30}")
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"health_interval_s": 30})
         env = {"ROUTER_GATEWAY_KEYS": str(store.path), **({"REDIS_URL": redis} if redis else {})}
         servers[name] = start_gateway(config, tmp / name, env=env, wait=False)
         servers[name].db_path, servers[name].redis_url = tmp / name / "requests.db", redis

@@ -35,7 +35,7 @@ def fuzz_gateway(experts, tmp_path_factory):
             "good2": {"url": experts["good2"].url, "prior": 0.5, "context_window": 1 << 20}}
     profiles = {"auto": "{router: strong, cost_weight: 0.5}", "auto-cheap": "{router: cheap, max_messages: 8}"}
     config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
-                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {max_body_bytes: 262144}")
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"max_body_bytes": 262144})
     server = start_gateway(config, tmp)
     answer = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "auto", "messages": [
         {"role": "user", "content": "hi"}]})

@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
     profiles = {"auto": "{router: strong, cost_weight: 0, experts: [fast]}",
                 "drip": "{router: strong, cost_weight: 0, experts: [slow]}"}
     config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
-                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {drain_timeout_s: 10}")
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"drain_timeout_s": 10})
     yield config, tmp
     fast.stop()
     slow.stop()

@@ -267,7 +267,7 @@ def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, t
     switch = start_fake_expert("ok", "switch")
     spec = {"endless": {"url": fakes["endless"].url}, "switch": {"url": switch.url}}
     config = write_config(tmp_path / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
-                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {health_interval_s: 0.3}")
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"health_interval_s": 0.3})
     gateway = start_gateway(config, tmp_path)
     try:
         set_behaviour(switch, "unhealthy")
@@ -284,7 +284,8 @@ def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, t
 def test_a_stream_cut_by_the_drain_timeout_is_logged_as_the_gateway_shutting_down(fakes, tmp_path):
     spec = {"endless": {"url": fakes["endless"].url, "first_byte": 10, "total": 60}}
     config = write_config(tmp_path / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
-                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra="server: {drain_timeout_s: 1, health_interval_s: 0}")
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER,
+                          server={"drain_timeout_s": 1, "health_interval_s": 0})
     gateway = start_gateway(config, tmp_path)
     try:
         body = {"model": "auto", "messages": MSG, "stream": True}
