@@ -18,7 +18,6 @@ MiniLM embeddings come from the shared on-disk cache (torch all-MiniLM-L6-v2, or
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -63,7 +62,7 @@ def oof_predictions(router: str, X_of_fold, table, folds: np.ndarray, seed: int)
         X, test = X_of_fold(f), folds == f
         r = build_router(router, seed)
         extra = {}
-        if "domains" in inspect.signature(r.fit).parameters:
+        if r.takes_domains:
             extra["domains"] = [t for t, tr in zip(table.tasks, ~test) if tr]
         r.fit(X[~test], table.scores[~test], cost=table.costs[~test], experts=table.models, **extra)
         pred[test] = r.predict_scores(X[test])

@@ -175,7 +175,7 @@ def _finish(result: ForwardResult, response: dict[str, Any], choice: int, body: 
 
 
 async def _check(verifier, prompt: str, response: dict[str, Any], context: CheckContext):
-    if hasattr(verifier, "check_async"):
+    if verifier.asynchronous:
         return await verifier.check_async(prompt, response, context)
     return verifier.check(prompt, response, context)
 

@@ -35,9 +35,10 @@ from router_gateway.domain.config_yaml import (
     substitute_env,
 )
 from router_gateway.learning.settings import LearningSettings, check_learning
+from routers.base import RouterError
+from routers.registry import router_class
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
-BASELINE_ROUTERS = ("cheapest", "strongest", "fixed", "random")
 
 
 class _Strict(BaseModel):
@@ -268,9 +269,13 @@ class GatewayConfig(_Strict):
             if expert.provider == "litellm" and not expert.litellm_model:
                 raise ValueError(f"experts.{name}.litellm_model: required when provider is litellm")
         for name, spec in self.routers.items():
-            if spec.type in BASELINE_ROUTERS and spec.artifact:
+            try:
+                baseline = router_class(spec.type).baseline
+            except RouterError as exc:
+                raise ValueError(f"routers.{name}.type: {exc}") from None
+            if baseline and spec.artifact:
                 raise ValueError(f"routers.{name}.artifact: baseline {spec.type!r} takes no artifact")
-            if spec.type not in BASELINE_ROUTERS and not spec.artifact:
+            if not baseline and not spec.artifact:
                 raise ValueError(f"routers.{name}.artifact: a trained router ({spec.type!r}) needs an artifact")
             if spec.type == "fixed" and spec.expert not in self.experts:
                 raise ValueError(f"routers.{name}.expert: fixed router needs an existing expert, got {spec.expert!r}")

@@ -52,6 +52,11 @@ class Grader(Protocol):
         either graded 0 or left out, as the grader documents. Prompts it cannot grade -> {}."""
         ...
 
+    async def grade_with_cost(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        """The grades and what grading cost in USD, calls that gave no grade included (the shadow
+        budget counts every judge call)."""
+        ...
+
 
 # -- matching ------------------------------------------------------------------------------------
 def normalise(text: str) -> str:
@@ -162,3 +167,6 @@ class ReferenceGrader:
 
     async def grade(self, prompt: str, answers: dict[str, str | None]) -> dict[str, Grade]:
         return self.grade_sync(prompt, answers)
+
+    async def grade_with_cost(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        return self.grade_sync(prompt, answers), 0.0  # matching text costs nothing

@@ -285,11 +285,7 @@ class LearningService:
             todo = {e: a for e, a in answers.items() if e not in out}
             if not todo:
                 continue
-            if hasattr(grader, "grade_with_cost"):
-                grades, spent = await grader.grade_with_cost(prompt, todo)
-            else:
-                grades = await grader.grade(prompt, todo)
-                spent = sum(g.cost_usd for g in grades.values())
+            grades, spent = await grader.grade_with_cost(prompt, todo)
             out.update(grades)
             cost += spent
         return out, cost

@@ -16,9 +16,9 @@ log = logging.getLogger("router_gateway.online")
 
 
 def learns_online(loaded) -> bool:
-    """A loaded router that takes feedback and names the additive statistics to share."""
+    """A loaded router that declares it learns online and names the additive statistics to share."""
     router = loaded.router
-    return bool(getattr(router, "supports_partial_fit", False) and getattr(router, "online_stats", ()))
+    return bool(router.learns_online and router.online_stats)
 
 
 class OnlineLearner:

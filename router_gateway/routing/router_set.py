@@ -1,7 +1,8 @@
 """The routers named in experts.yaml, built once per config version and swapped as a whole.
 
-Baselines are built from experts.yaml priors; trained routers are loaded from artifact directories
-and refused when their embedder or experts do not match what the gateway runs.
+Every type is looked up in the router registry (routers/registry.py). Baselines (the ``baseline``
+flag) are built from experts.yaml's priors and prices; trained routers are loaded from artifact
+directories and refused when their embedder or experts do not match what the gateway runs.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from router_gateway.domain.config_yaml import ConfigError
 from router_gateway.embedding.base import EmbedderInfo
 from routers.artifact import load_artifact
 from routers.base import Router, RouterError
-from routers.baselines import CheapestRouter, FixedRouter, RandomRouter, StrongestRouter
+from routers.registry import checked_class, router_class
 
 log = logging.getLogger("router_gateway.routers")
 
@@ -46,21 +47,14 @@ def build_router_set(config: GatewayConfig, embedder_info: EmbedderInfo | None) 
 
 def _build_one(name: str, spec: RouterSpec, config: GatewayConfig,
                embedder_info: EmbedderInfo | None) -> LoadedRouter:
-    experts = list(config.experts)
-    dim = embedder_info.dim if embedder_info else 1
-    if spec.type == "strongest":
-        router = StrongestRouter.from_priors(experts, [e.prior_quality for e in config.experts.values()], dim)
-    elif spec.type == "cheapest":
-        prices = [e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()]
-        router = CheapestRouter.from_prices(experts, prices, dim)
-    elif spec.type == "fixed":
-        router = FixedRouter.from_priors(experts, [float(n == spec.expert) for n in experts], dim,
-                                         expert=spec.expert)
-    elif spec.type == "random":
-        router = RandomRouter(**spec.params)
-        router.experts_, router.n_features_in_ = experts, dim
-    else:
+    if not router_class(spec.type).baseline:
         return _load_trained(name, spec, config, embedder_info)
+    experts = list(config.experts)
+    priors = [e.prior_quality for e in config.experts.values()]
+    prices = [e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()]
+    params = dict(spec.params, expert=spec.expert) if spec.expert is not None else dict(spec.params)
+    router = checked_class(spec.type, params).from_experts(experts, priors, prices,
+                                                           embedder_info.dim if embedder_info else 1, **params)
     return LoadedRouter(name, router, needs_embedding=False, meta={"router_type": spec.type},
                         columns={e: i for i, e in enumerate(experts)})
 

@@ -164,10 +164,10 @@ class RoutingService:
             if self.embedder is None:
                 raise NoExpertAvailable("the prompt embedder is not loaded")
             return await self.embedder.embed_one(text)
-        if loaded.router.router_type != "random":
+        if not loaded.router.stochastic:
             return np.zeros(dim, dtype=np.float32)  # baselines ignore the embedding
-        # "random" hashes its input: hand it a vector derived from the request id, a different
-        # draw per request and the same draw for a replayed request.
+        # a stochastic router draws from its input: hand it a vector derived from the request id,
+        # a different draw per request and the same draw for a replayed request.
         seed = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "little")
         return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
 
@@ -294,10 +294,11 @@ def _cost_weight(header: str | None, default: float) -> float:
 
 
 def _bandit_chooser(loaded: LoadedRouter, x: np.ndarray, request_id: str, names: list[str]):
-    """For routers that choose for themselves (``choose`` -> index, propensity) and know exactly the
-    config's experts in its order; None otherwise (the shared policy ranks)."""
+    """For routers that declare they choose for themselves (``chooses``: ``choose`` -> index,
+    propensity) and know exactly the config's experts in its order; None otherwise (the shared
+    policy ranks)."""
     router = loaded.router
-    if not hasattr(router, "choose") or list(router.experts_) != names:
+    if not router.chooses or list(router.experts_) != names:
         return None
     return lambda eligible, cost, weight: router.choose(x[None, :], request_id, cost, weight, eligible)
 

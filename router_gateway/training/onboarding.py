@@ -154,7 +154,7 @@ def onboard(name: str, probes: str | Path, artifact: str | Path, config: Gateway
     from routers.base import RouterError
 
     router, meta = load_artifact(artifact)
-    if not hasattr(router, "add_expert"):
+    if not router.grows_experts:
         raise RouterError(f"{artifact}: a {meta['router_type']} router cannot onboard experts (use cluster)")
     prompts, refs = read_probes(probes)
     if name in meta["experts"]:  # before calling the expert: a duplicate would be refused after the work
