@@ -1,4 +1,6 @@
-"""The tests' one builder of experts.yaml: every test that writes or parses a gateway config builds it here.
+"""The tests' one builder of experts.yaml: a test that makes a gateway config from values builds it here.
+(Tests whose subject is the YAML text itself, such as parser, validation and ``${VAR}`` expansion tests, keep
+their text as written.)
 
 ``config_text`` turns plain mappings (the experts.yaml keys themselves) into YAML; ``write_config`` writes
 it. The ``*_experts`` functions below only fill in the expert mappings that a family of tests shares (where
