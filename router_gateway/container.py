@@ -21,6 +21,7 @@ from router_gateway.capacity.poller import EnginePoller
 from router_gateway.capacity.spend import SpendView
 from router_gateway.domain.config import GatewayConfig, load_config
 from router_gateway.domain.config_yaml import ConfigError
+from router_gateway.domain.record import RecordObserver
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.forwarding.breaker_probe import BreakerProber
 from router_gateway.forwarding.forwarder import Forwarder
@@ -70,8 +71,8 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         self.draining = False
         self._usage_tasks: set[asyncio.Task] = set()
-        #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
-        self.observers: list = []
+        #: metrics, traces, live view, request log lines (domain.record.RecordObserver)
+        self.observers: list[RecordObserver] = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
         self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)
         self.pacer = BudgetPacer()  # budget pacing state per key

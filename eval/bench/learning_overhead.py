@@ -29,6 +29,7 @@ import orjson
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
+from router_gateway.domain.record import RequestRecord
 from router_gateway.embedding.base import EmbedderInfo
 from router_gateway.pipeline import CallContext, ChatService
 
@@ -119,12 +120,13 @@ async def run(requests: int, rounds: int, expert_ms: float = 0.0) -> dict:
                 per_round.append({q: float(np.percentile(got["shadowed"], q) - np.percentile(got["plain"], q))
                                   for q in (50, 90, 99)})
             learning = gateways["shadowed"].learning
-            record = {"request_id": "x", "profile": "auto", "status": 200, "cost_usd": 1e-6, "chosen_expert": "a"}
             n_offer = 20000
+            records = [RequestRecord(f"o{i}", time.time(), profile="auto", status=200, cost_usd=1e-6,
+                                     chosen_expert="a") for i in range(n_offer)]  # built before the clock starts
             full = learning.queue.maxsize
             t0 = time.perf_counter()
-            for i in range(n_offer):  # queue full after the first few: the drop path, as under overload
-                learning.offer({**record, "request_id": f"o{i}"}, {}, b"")
+            for record in records:  # queue full after the first few: the drop path, as under overload
+                learning.offer(record, {}, b"")
             offer_us = (time.perf_counter() - t0) / n_offer * 1e6
             stats = dict(learning.stats)
         finally:

@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 
 from eval.bench.procs import Proc, free_port, python_module
+from router_gateway.domain.record import RequestRecord
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO.parent / "shared" / "data" / "bench" / "llmrouter.csv"
@@ -128,12 +129,12 @@ def served_quality(db: Path) -> tuple[float, int]:
     rows = sqlite3.connect(db).execute("SELECT data FROM requests").fetchall()
     scores = []
     for (data,) in rows:
-        rec = json.loads(data)
-        if rec.get("status") != 200:
+        rec = RequestRecord.from_row(json.loads(data))
+        if rec.status != 200:
             continue
-        by_name = {c["expert"]: c["score"] for c in rec.get("candidates") or []}
-        if rec.get("chosen_expert") in by_name:
-            scores.append(by_name[rec["chosen_expert"]])
+        by_name = {c["expert"]: c["score"] for c in rec.candidates or []}
+        if rec.chosen_expert in by_name:
+            scores.append(by_name[rec.chosen_expert])
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 

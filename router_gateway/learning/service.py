@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from router_gateway.domain.config import GatewayConfig, RouterSpec
+from router_gateway.domain.record import RequestRecord
 from router_gateway.learning.budget import ShadowBudget
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
@@ -146,13 +147,13 @@ class LearningService:
         return graders  # "feedback" is merged by the label store when the training set is built
 
     # -- request path ----------------------------------------------------------------------
-    def offer(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> None:
+    def offer(self, record: RequestRecord, body: dict[str, Any], answer: bytes | None) -> None:
         """Called with every finished request's record; must stay cheap (no await, no I/O)."""
-        if record.get("profile") != self.settings.profile or record.get("status") != 200:
+        if record.profile != self.settings.profile or record.status != 200:
             return
-        self.budget.add_live(record.get("cost_usd") or 0.0)
+        self.budget.add_live(record.cost_usd or 0.0)
         self.stats["offered"] += 1
-        if unit_hash(record["request_id"], "shadow") >= self.settings.shadow.sample or self.budget.available() <= 0:
+        if unit_hash(record.request_id, "shadow") >= self.settings.shadow.sample or self.budget.available() <= 0:
             return
         try:
             self.queue.put_nowait((record, body, answer))
@@ -202,15 +203,15 @@ class LearningService:
                 raise
             except Exception:  # one bad job must not stop the worker
                 self.stats["failed"] += 1
-                log.exception("shadow job for %s failed", record.get("request_id"))
+                log.exception("shadow job for %s failed", record.request_id)
             finally:
                 self.queue.task_done()  # queue.join() waits for the backlog (benchmarks, tests)
 
-    async def shadow(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> bool:
+    async def shadow(self, record: RequestRecord, body: dict[str, Any], answer: bytes | None) -> bool:
         """Plan, call, grade and store one shadowed request; False when it was not worth (or not
         affordable) to shadow."""
         g = self.gateway
-        prompt, live_name = record.get("prompt"), record.get("chosen_expert")
+        prompt, live_name = record.prompt, record.chosen_expert
         if not prompt or live_name not in self.experts:
             return False
         await self.yield_to_clients()
@@ -249,7 +250,7 @@ class LearningService:
                 return False
             await self.yield_to_clients()
             await asyncio.to_thread(self.store.add, prompt_digest(prompt), x, grades.values(),
-                                    answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
+                                    answer_costs=costs, request_id=record.request_id, live_expert=live_name,
                                     prompt=prompt, answers=answers)
         finally:
             self.budget.settle(estimate, spent)
@@ -263,9 +264,9 @@ class LearningService:
             await self.retrain()
         return True
 
-    def _estimate(self, record: dict[str, Any], plan: list[int], live: int) -> float:
+    def _estimate(self, record: RequestRecord, plan: list[int], live: int) -> float:
         config = self.gateway.runtime.config
-        prompt_tokens = record.get("prompt_tokens") or 256
+        prompt_tokens = record.prompt_tokens or 256
         out_tokens = self.settings.shadow.max_tokens
         cost = sum(config.experts[self.experts[j]].price.cost(prompt_tokens, out_tokens) for j in plan if j != live)
         judge = self.settings.grader.judge
@@ -311,11 +312,11 @@ class LearningService:
         cost = (runtime.config.experts[expert].price.cost(prompt_t, completion_t)
                 if isinstance(prompt_t, int) and isinstance(completion_t, int) else 0.0)
         rid = f"{profile.replace(':', '-')}-{int(time.time() * 1e6):x}"
-        self.gateway.request_log.record({
-            "request_id": rid, "ts": time.time(), "model": expert, "profile": profile, "chosen_expert": expert,
-            "status": status, "error": error, "latency_ms": round((time.perf_counter() - started) * 1e3, 3),
-            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-            "cost_usd": cost})
+        self.gateway.request_log.record(RequestRecord(
+            request_id=rid, ts=time.time(), model=expert, profile=profile, chosen_expert=expert, status=status,
+            error=error, latency_ms=round((time.perf_counter() - started) * 1e3, 3),
+            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+            cost_usd=cost))
         return text, cost
 
     async def _ask_shadow(self, expert: str, body: dict[str, Any]) -> tuple[str | None, float]:

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from router_gateway.domain.errors import BudgetExhausted, PermissionDenied, RateLimited
+from router_gateway.domain.record import json_path
 from router_gateway.state.holds import Hold
 from router_gateway.state.keys import ApiKey
 
@@ -153,9 +154,10 @@ class LocalLimiter:
         month_start = datetime(dt.year, dt.month, 1, tzinfo=timezone.utc).timestamp()
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            rows = db.execute("SELECT ts, json_extract(data, '$.key_id'), json_extract(data, '$.cost_usd') "
-                              "FROM requests WHERE ts >= ? AND json_extract(data, '$.key_id') IS NOT NULL",
-                              (month_start,)).fetchall()
+            key_path, cost_path = json_path("key_id"), json_path("cost_usd")
+            rows = db.execute("SELECT ts, json_extract(data, ?), json_extract(data, ?) "
+                              "FROM requests WHERE ts >= ? AND json_extract(data, ?) IS NOT NULL",
+                              (key_path, cost_path, month_start, key_path)).fetchall()
         except sqlite3.Error as exc:
             log.warning("budgets not seeded from the request log: %s", exc)
             return 0
