@@ -121,10 +121,7 @@ class ChatService:
             else:
                 result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
                                                          ctx.body, chat.stream, deadline, ctx.endpoint.path)
-            if runtime.routing.affinity is not None:
-                runtime.routing.affinity.settle(decision, result.expert)
-            if ctx.on_result is not None:
-                ctx.on_result(result)
+            await self._hand_over(runtime, decision, ctx, result)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
             exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
@@ -156,6 +153,21 @@ class ChatService:
         # from here the stream's relay owns the end: it calls _stream_ended once, however the stream ends
         result.stream.on_end(lambda outcome: self._stream_ended(runtime, ctx, chat, decision, result, outcome))
         return ChatOutcome(headers, stream=result.stream)
+
+    @staticmethod
+    async def _hand_over(runtime: Runtime, decision: Decision, ctx: CallContext, result: ForwardResult) -> None:
+        """Session affinity and the endpoint's hook see the result. If either fails while the result holds
+        a stream, nobody will read that stream: close it here (the expert's slot is given back and the
+        upstream connection closed), then let the failure take its usual path (logged, runtime released)."""
+        try:
+            if runtime.routing.affinity is not None:
+                runtime.routing.affinity.settle(decision, result.expert)
+            if ctx.on_result is not None:
+                ctx.on_result(result)
+        except BaseException:
+            if result.stream is not None:
+                await result.stream.aclose()
+            raise
 
     def _stream_ended(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision,
                       result: ForwardResult, outcome: StreamOutcome) -> None:

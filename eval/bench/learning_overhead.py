@@ -6,7 +6,8 @@ request vs the same gateway without a ``learning:`` section.
 In process, so only the gateway's own work is timed: the real Gateway and ChatService (routing,
 forwarding, the request log, ``LearningService.offer`` on the request path, and the shadow workers
 competing for the same event loop in the background), with experts and the judge behind an
-in-memory transport that answers at once, and a deterministic hash embedder (no model load).
+in-memory connection that answers at once (under the gateway's real HTTP client), and a deterministic
+hash embedder (no model load).
 Rounds alternate the two gateways (A/B/A/B) so drift on a shared machine hits both; the figure is
 the difference of median and p90 latency per request, and the time ``offer`` itself takes.
 """
@@ -31,6 +32,7 @@ from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.domain.record import RequestRecord
 from router_gateway.embedding.base import EmbedderInfo
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
 
 
@@ -45,7 +47,7 @@ class HashEmbedder:
         return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def transport(expert_ms: float = 0.0) -> httpx.MockTransport:
+def connect(expert_ms: float = 0.0) -> InMemoryConnector:
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(200, json={"data": []})
@@ -56,7 +58,7 @@ def transport(expert_ms: float = 0.0) -> httpx.MockTransport:
         return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": model,
                                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                          "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)
 
 
 def config_text(tmp: Path, learning: bool) -> str:
@@ -102,7 +104,7 @@ async def run(requests: int, rounds: int, expert_ms: float = 0.0) -> dict:
         tmp = Path(tmp)
         gateways = {}
         for name, learning in (("plain", False), ("shadowed", True)):
-            g = Gateway(GatewayOptions(config=parse_config(config_text(tmp, learning)), transport=transport(expert_ms),
+            g = Gateway(GatewayOptions(config=parse_config(config_text(tmp, learning)), connect=connect(expert_ms),
                                        embedder=HashEmbedder(), health_interval_s=0))
             await g.start()
             gateways[name] = g

@@ -15,7 +15,6 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-import httpx
 import orjson
 
 from router_gateway.domain.config import Expert, GatewayConfig
@@ -46,6 +45,7 @@ from router_gateway.forwarding.upstream import (
     UpstreamResponse,
     make_upstream,
 )
+from router_gateway.http.http1 import Connector
 from router_gateway.state.expert_state import ExpertState
 
 CHAT_PATH = "/chat/completions"
@@ -82,11 +82,11 @@ class ClientError(GatewayError):
 class Forwarder:
     """Holds one pooled upstream client per expert; built per config version."""
 
-    def __init__(self, config: GatewayConfig, state: ExpertState,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, config: GatewayConfig, state: ExpertState, connect: Connector | None = None):
         self.config = config
         self.state = state
-        self._clients = {name: make_upstream(e, transport) for name, e in config.experts.items()
+        # ``connect``: the HTTP client's connection factory (real TCP/TLS when None; in-memory in unit tests)
+        self._clients = {name: make_upstream(e, connect) for name, e in config.experts.items()
                          if e.provider == "openai"}
         self._litellm = None
         if any(e.provider == "litellm" for e in config.experts.values()):
@@ -225,7 +225,7 @@ class Forwarder:
                     raise _Retryable("protocol_error", UpstreamError(
                         f"expert {name} answered a stream request with content-type "
                         f"{response.content_type[:100]!r}, not text/event-stream"))
-                batches = sse_batches(response.chunks)
+                batches = sse_batches(response.chunks())
                 first = await batches.__anext__()
                 if first and counts_against_expert(first[0]):
                     # the expert failed before it answered anything (and before the client got a byte):

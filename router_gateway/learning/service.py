@@ -85,7 +85,8 @@ class LearningService:
         prices = np.array([e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()])
         self.norm_cost = prices / max(prices.max(), 1e-12)
         allowed = np.array([not s.shadow.experts or e in s.shadow.experts for e in self.experts])
-        self.policy = ShadowPolicy(len(self.experts), self.norm_cost, s.shadow.policy, s.shadow.max_experts, allowed)
+        self.policy = ShadowPolicy(len(self.experts), self.norm_cost, s.shadow.policy, s.shadow.max_experts, allowed,
+                                   explore=s.shadow.explore)
         self.budget = ShadowBudget(s.shadow.max_share, s.shadow.usd_per_day)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.shadow.queue)
         self.store: LabelStore | None = None

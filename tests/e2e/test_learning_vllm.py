@@ -45,7 +45,8 @@ def learning_gateway(tmp_path_factory):
                                                  "reference_expert": names[0], "max_tokens": 4}},
         "retrain": {"router": "knn", "params": {"k": 2}, "every_labels": 2, "min_labels": 2, "folds": 2},
         "promote": {"artifacts": str(tmp / "learning"),
-                    "gate": {"min_gain": -1, "z": 0, "min_rows": 1, "confirm": 1}}}
+                    "gate": {"min_gain": -1, "z": 0, "min_rows": 1, "confirm": 1,
+                             "controls": 0}}}
     config = write_config(tmp / "experts.yaml", experts, routers={"strong": {"type": "strongest"}},
                           profiles={"auto": {"router": "strong", "cost_weight": 0}}, learning=learning)
     server = start_gateway(config, tmp)

@@ -13,7 +13,7 @@ from router_gateway.forwarding.sse import sse_batches
 from router_gateway.pipeline import ChatService
 from tests.support.calls import MSG
 from tests.support.configs import config_text, fake_experts
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 async def _collect(chunks: list[bytes]) -> list[list[bytes]]:
@@ -34,7 +34,7 @@ def test_events_completed_by_one_read_come_out_together():
 def client(tmp_path):
     text = config_text(fake_experts({"okx": {"model": "okx-served"}}), profiles={"auto": "{router: s}"},
                        routers={"s": {"type": "strongest"}}, log_path=tmp_path / "log.db", flush_interval_ms=20)
-    app = create_app(GatewayOptions(config=parse_config(text), transport=fake_transport(),
+    app = create_app(GatewayOptions(config=parse_config(text), connect=fake_connect(),
                                     embedder=HashEmbedder(), health_interval_s=0, watch_config=False,
                                     keys_path=tmp_path / "keys.json"))
     with TestClient(app) as test_client:

@@ -1,6 +1,6 @@
 """Client mistakes are 400s, not 500s, and every unexpected 500 still writes its request record.
 
-In process (fake transport, hashing embedder): ``stream_options`` that is not an object, JSON nested
+In process (fake expert behind the in-memory connection, hashing embedder): ``stream_options`` that is not an object, JSON nested
 deeper than the gateway re-encodes (orjson decodes 1,024 levels, encodes 254), on every endpoint that
 takes a JSON body; and bugs injected before routing, while forwarding and mid-stream."""
 from __future__ import annotations
@@ -20,14 +20,14 @@ from router_gateway.forwarding import forwarder as forwarding
 from router_gateway.forwarding.forwarder import Forwarder
 from tests.support.calls import MSG
 from tests.support.configs import config_text, fake_experts
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 @pytest.fixture
 def client(tmp_path):
     text = config_text(fake_experts({"okx": {"model": "okx-served"}}), profiles={"auto": "{router: s}"},
                        routers={"s": {"type": "strongest"}}, log_path=tmp_path / "log.db", flush_interval_ms=20)
-    app = create_app(GatewayOptions(config=parse_config(text), transport=fake_transport(),
+    app = create_app(GatewayOptions(config=parse_config(text), connect=fake_connect(),
                                     embedder=HashEmbedder(), health_interval_s=0, watch_config=False,
                                     keys_path=tmp_path / "keys.json"))
     test_client = TestClient(app)

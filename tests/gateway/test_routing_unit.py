@@ -1,4 +1,4 @@
-"""Routing and forwarding in process: fake transport (behaviour by name), hashing embedder."""
+"""Routing and forwarding in process: fake expert behind the in-memory connection (behaviour by name), hashing embedder."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +19,7 @@ from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
 from tests.support.calls import MSG
 from tests.support.configs import config_text, expert, fake_experts
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def run(tmp_path):
     def _run(config_text: str, body: dict, calls: list | None = None):
         async def go():
             config = parse_config(config_text)
-            gateway = Gateway(GatewayOptions(config=config, transport=fake_transport(calls),
+            gateway = Gateway(GatewayOptions(config=config, connect=fake_connect(calls),
                                              embedder=HashEmbedder(), health_interval_s=0))
             await gateway.start()
             try:

@@ -13,6 +13,7 @@ from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
 from tests.support.configs import config_text, fake_experts
 from tests.support.polling import wait_until
@@ -34,7 +35,7 @@ class TopicEmbedder:
         return np.asarray(out, dtype=np.float32)
 
 
-def judge_transport(calls: list) -> httpx.MockTransport:
+def judge_connect(calls: list) -> InMemoryConnector:
     """cheap is right on maths only, dear on everything; the judge grades by that rule."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -54,7 +55,7 @@ def judge_transport(calls: list) -> httpx.MockTransport:
                                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                          "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
 
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)
 
 
 def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
@@ -66,7 +67,9 @@ def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
                    "usd_per_day": 1.0},
         "grader": {"kinds": ["judge"], "judge": {"expert": "judge"}},
         "retrain": {"router": "knn", "params": {"k": 5}, "every_labels": 8, "min_labels": min_labels, "folds": 3},
-        "promote": {"artifacts": str(tmp_path / "learning"), "gate": {"min_rows": 4, "z": 1.0}}}
+        # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
+        # safety at its shipped setting are checked in test_loop.py
+        "promote": {"artifacts": str(tmp_path / "learning"), "gate": {"min_rows": 4, "z": 1.0, "null_z": 1.0}}}
     return config_text(experts, routers={"strong": {"type": "strongest"}},
                        profiles={"auto": {"router": "strong", "cost_weight": 0.5, "experts": ["cheap", "dear"]}},
                        log_path=tmp_path / "log.db", flush_interval_ms=20, learning=learning)
@@ -96,7 +99,7 @@ def test_shadow_labels_promote_and_revert(tmp_path):
     config = parse_config(learning_config(tmp_path))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -138,7 +141,7 @@ def test_budget_caps_shadow_spend(tmp_path):
     config = parse_config(learning_config(tmp_path, share=0.05, min_labels=1000))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -160,7 +163,7 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
     config = parse_config(learning_config(tmp_path, min_labels=1000))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:

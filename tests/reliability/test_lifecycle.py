@@ -17,7 +17,7 @@ from tests.support.polling import wait_for
 from tests.support.servers import accepts_connections, start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
-FLUSH_S = 0.05  # logging.flush_interval_ms in write_gateway_config
+FLUSH_S = 0.05  # logging.flush_interval_ms of tests/support/configs.py write_config
 #: a record is "owed" once its response was fully received this long before the kill: one flush
 #: interval plus scheduling slack for a loaded 2-core machine
 KILL_MARGIN_S = FLUSH_S + 0.25
