@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from router_gateway.capacity.pacing import budget_pacing
+from router_gateway.capacity.profile_budget import admit_profile, settle_profile
 from router_gateway.cascade import service as cascade
 from router_gateway.domain.errors import (
     ClientClosedRequest,
@@ -70,6 +71,7 @@ class CallContext:
     #: (uvicorn cancels what is still running when the shutdown's drain timeout ends)
     client_gone: bool = False
     hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
+    profile_hold: Hold | None = None  # ... and against its profile's budget (profiles.<name>.budget)
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
     endpoint: Endpoint = CHAT
@@ -109,9 +111,11 @@ class ChatService:
         try:
             if ctx.api_key is not None:
                 await self._admit(ctx, chat, runtime)
+            ctx.profile_hold = await admit_profile(self.gateway, runtime.config, chat, ctx.body_size,
+                                                   ctx.allowed_experts)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
                                                     ctx.cost_weight_header, ctx.allowed_experts,
-                                                    pace=budget_pacing(self.gateway, ctx.api_key),
+                                                    pace=budget_pacing(self.gateway, ctx.api_key, chat.model),
                                                     session=ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
             experts = [c.expert for c in decision.candidates]
@@ -206,6 +210,7 @@ class ChatService:
         ctx.hold = await self.gateway.limiter.admit(key, hold)
 
     def _settle(self, ctx: CallContext, usage: dict, cost: float | None) -> None:
+        settle_profile(self.gateway, ctx.profile_hold, cost)
         if ctx.api_key is None or not ctx.api_key.has_limits:
             return
         tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")) if isinstance(v, int))

@@ -86,7 +86,7 @@ class StateCollector(Collector):
                                     "(its /metrics, every client's)", labels=["expert", *extra])
         wait = GaugeMetricFamily(f"{NS}_engine_expected_wait_seconds", "expected queueing delay at the expert",
                                  labels=["expert", *extra])
-        paced = GaugeMetricFamily(f"{NS}_effective_cost_weight", "cost weight after budget pacing, per key",
+        paced = GaugeMetricFamily(f"{NS}_effective_cost_weight", "cost weight after budget pacing, per key (or profile:<name>)",
                                   labels=["key", "period", *extra])
         for name, row in (capacity.snapshot() if capacity is not None else {}).items():
             waiting.add_metric([name, *pid], row["waiting"])

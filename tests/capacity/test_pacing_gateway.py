@@ -67,10 +67,10 @@ def test_spend_ahead_of_the_day_raises_the_effective_cost_weight_until_the_cheap
 def test_replicas_pace_on_the_spend_of_all_of_them(tmp_path):
     """Two replicas on one Redis: spend made through one raises the other's effective weight."""
     from tests.support.servers import start_redis
-    redis = start_redis()
     store = KeyStore(tmp_path / "keys.json")
     secret, key = store.create(name="team", budget_usd_day=1.0)
     config = parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db")))
+    redis = start_redis()  # after what can fail: the test stops it only once inside its try
     apps = [create_app(GatewayOptions(config=config, connect=fake_connect(), embedder=HashEmbedder(),
                                       health_interval_s=0, watch_config=False, keys_path=store.path,
                                       redis_url=f"redis://127.0.0.1:{redis.port}/0")) for _ in range(2)]
