@@ -58,14 +58,14 @@ def judge_connect(calls: list) -> InMemoryConnector:
     return InMemoryConnector(handler)
 
 
-def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
+def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16, judge: dict | None = None) -> str:
     experts = fake_experts({"cheap": {"price": 1, "q": 0.3}, "dear": {"price": 10, "q": 0.95},
                             "judge": {"price": 1, "q": 0.1}})
     learning = {
         "profile": "auto",
         "shadow": {"sample": 1.0, "experts": ["cheap", "dear"], "policy": "random", "max_share": share,
                    "usd_per_day": 1.0},
-        "grader": {"kinds": ["judge"], "judge": {"expert": "judge"}},
+        "grader": {"kinds": ["judge"], "judge": {"expert": "judge", **(judge or {})}},
         "retrain": {"router": "knn", "params": {"k": 5}, "every_labels": 8, "min_labels": min_labels, "folds": 3},
         # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
         # safety at its shipped setting are checked in test_loop.py
@@ -208,8 +208,7 @@ def flaky_judge_connect(calls: list) -> InMemoryConnector:
 def test_a_surprising_judge_grade_is_asked_again_and_the_majority_kept(tmp_path):
     async def go(regrade: int):
         calls: list = []
-        text = config_text(tmp_path / str(regrade), min_labels=1000).replace(
-            "judge: {expert: judge}", f"judge: {{expert: judge, regrade: {regrade}}}")
+        text = learning_config(tmp_path / str(regrade), min_labels=1000, judge={"regrade": regrade})
         gateway = Gateway(GatewayOptions(config=parse_config(text), connect=flaky_judge_connect(calls),
                                          embedder=TopicEmbedder(), health_interval_s=0))
         await gateway.start()
