@@ -7,7 +7,8 @@ over those prompts stands in: labels are partial), divided by ``1 + w`` so that 
 alike. Averaged over the cost-weight sweep this is one number per prompt and router, and the gate
 looks at per-prompt differences on the same prompts:
 
-1. *Not worse than the live router* (paired over prompts): ``mean(d) + z * se(d) > -min_gain``.
+1. *Not worse than the live router* (paired over prompts): ``mean(d) + z * se(d) > min_gain`` (``min_gain``
+   0: not worse within ``z`` standard errors; negative: that much loss is accepted; positive: a gain is required).
 2. *Against shuffled-label controls* (a permutation test): the same recipe is cross-fitted on the
    labels shuffled across prompts ``controls`` times; their mean gains over the live router are the
    null distribution of what a candidate gains when its labels carry no information about the
@@ -118,8 +119,8 @@ def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost:
     stderr = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
     nulls = np.array([float((prompt_values(p, Y, norm_cost, weights) - live).mean()) for p in null_preds])
     zn = null_z(gain, nulls) if len(nulls) else float("nan")
-    passed = gain + z * stderr > -min_gain
-    reason = (f"gain {gain:+.4f} + {z:g} x stderr {stderr:.4f} {'>' if passed else '<='} -min_gain {-min_gain:g} "
+    passed = gain + z * stderr > min_gain
+    reason = (f"gain {gain:+.4f} + {z:g} x stderr {stderr:.4f} {'>' if passed else '<='} min_gain {min_gain:g} "
               f"(not worse than the live {'learned ' if not_worse else ''}router)")
     if not len(nulls):
         return GateResult(bool(passed), n, float(live.mean()), float(cand.mean()), gain, stderr, reason, zn)

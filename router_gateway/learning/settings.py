@@ -69,7 +69,7 @@ class RetrainSettings(_Strict):
 
 class GateSettings(_Strict):
     """Promote when the candidate, on held-out labelled prompts (per-prompt utility at cost weights up
-    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se > -``min_gain``) and
+    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se > ``min_gain``) and
     beats ``controls`` copies of its recipe trained on shuffled labels by ``null_z`` of their sd (a
     permutation test), on at least ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate,
     learning.loop)."""

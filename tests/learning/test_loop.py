@@ -252,3 +252,17 @@ def test_gate_settings_refuse_a_single_control():
     with pytest.raises(ValueError, match="at least 2"):
         GateSettings(controls=1)
     assert GateSettings(controls=0).controls == 0
+
+
+def test_min_gain_is_the_gain_the_not_worse_test_requires():
+    """``min_gain`` reads as its name says: negative accepts that much loss, positive asks for a gain
+    (the e2e test accepts any candidate with min_gain -1; a sign slip made it refuse every one)."""
+    Y = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    cost = np.zeros(2)
+    live = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]])  # wrong on the last prompt
+    better = Y.copy()  # right on every prompt
+    assert gate(live, better, Y, cost, min_gain=-1, z=0, min_rows=1).passed
+    assert gate(better, live, Y, cost, min_gain=-1, z=0, min_rows=1).passed  # a loss of 0.25 is accepted
+    assert not gate(better, live, Y, cost, min_gain=0, z=0, min_rows=1).passed
+    assert gate(live, better, Y, cost, min_gain=0.1, z=0, min_rows=1).passed  # gain 0.25 > 0.1
+    assert not gate(live, better, Y, cost, min_gain=0.5, z=0, min_rows=1).passed
