@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 
 from router_gateway.config import GatewayConfig, RouterSpec
+from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
@@ -96,6 +97,7 @@ class LearningService:
                       "yields": 0, "yield_timeouts": 0}
         self._own_runtimes: list = []  # runtimes held by shadow and judge calls (not client requests)
         self._tasks: list[asyncio.Task] = []
+        self.work = BackgroundWorker()  # label writes and retrains, in a low-priority thread
         self._retrain_lock = asyncio.Lock()
         self._swaps: set[asyncio.Task] = set()
 
@@ -132,6 +134,7 @@ class LearningService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._swaps, return_exceptions=True)
+        self.work.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -162,11 +165,11 @@ class LearningService:
 
     # -- background ------------------------------------------------------------------------
     def clients_in_flight(self) -> int:
-        """Requests in flight on the current runtime that are not this service's own calls."""
+        """Client requests in flight: at the HTTP layer until their answer is sent (app.py counts them),
+        or on the current runtime (ChatService called directly), not counting this service's own calls."""
         runtime = self.gateway.runtime
-        if runtime is None:
-            return 0
-        return max(0, runtime.active - sum(1 for r in self._own_runtimes if r is runtime))
+        on_runtime = 0 if runtime is None else runtime.active - sum(1 for r in self._own_runtimes if r is runtime)
+        return max(0, on_runtime, getattr(self.gateway, "clients_in_flight", 0))
 
     async def yield_to_clients(self) -> None:
         """Wait until no client request has been in flight for ``YIELD_POLL_S`` (at most ``YIELD_MAX_S``).
@@ -248,13 +251,13 @@ class LearningService:
                 self.stats["ungraded"] += 1
                 return False
             await self.yield_to_clients()
-            await asyncio.to_thread(self.store.add, prompt_digest(prompt), x, grades.values(),
+            await self.work.run(self.store.add, prompt_digest(prompt), x, grades.values(),
                                     answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
                                     prompt=prompt, answers=answers)
         finally:
             self.budget.settle(estimate, spent)
             live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
-            await asyncio.to_thread(self.store.add_spend, spent, live)  # both survive a restart
+            await self.work.run(self.store.add_spend, spent, live)  # both survive a restart
         self.policy.observe({self.experts.index(e): gr.score for e, gr in grades.items()})
         self.stats["shadowed"] += 1
         if grades:
@@ -344,7 +347,7 @@ class LearningService:
                 return {"skipped": "another replica is retraining"}
             try:
                 self.stats["retrains"] += 1
-                outcome = await asyncio.to_thread(self.loop.retrain, promote)
+                outcome = await self.work.run(self.loop.retrain, promote)
             finally:
                 await self._release_shared_lock(token)
             if outcome.promoted:
@@ -412,7 +415,7 @@ class LearningService:
                 redis = self._redis()
                 raw = await redis.get(self.gateway.shared.prefix + "learning:pointer") if redis else None
                 pointer = orjson.loads(raw) if raw else read_pointer(self.settings.promote.artifacts)
-                await asyncio.to_thread(self.promoter.adopt, pointer)
+                await self.work.run(self.promoter.adopt, pointer)
             except Exception as exc:  # keep serving on what is live
                 log.warning("learning: could not follow promotions: %s", exc)
 

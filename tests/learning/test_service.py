@@ -179,3 +179,43 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
     assert during == ["dear"]  # only the client's own call while a client was in flight
     assert stats["yields"] > 0
     assert "judge" in after and len(after) > 1  # the shadow job ran once the client was done
+
+
+def test_shadow_work_waits_until_the_answer_is_sent(tmp_path):
+    """The request is released before its answer goes out (ChatService logs, then the HTTP layer
+    sends): shadow work must wait for the send too, or it runs while the client still waits."""
+    from router_gateway.app import create_app
+
+    calls: list = []
+    options = GatewayOptions(config=parse_config(config_text(tmp_path, min_labels=1000)),
+                             transport=judge_transport(calls), embedder=TopicEmbedder(), health_interval_s=0)
+    app = create_app(options)
+    body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "math 1"}]})
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "root_path": "", "query_string": b"", "headers": [(b"content-type", b"application/json")],
+             "http_version": "1.1", "scheme": "http", "server": ("test", 80), "client": ("test", 1)}
+
+    async def go():
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # no disconnect: the client stays
+
+        during_send = []
+
+        async def send(message):
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await asyncio.sleep(0.3)  # a slow socket: the answer is still on its way
+                during_send.extend(calls)
+
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+            gateway = app.state.gateway
+            await _drain(gateway)
+            return during_send, list(calls)
+
+    during_send, after = asyncio.run(go())
+    assert during_send == ["dear"]  # only the client's own call until its answer was sent
+    assert "judge" in after and "cheap" in after  # then the shadow job ran
