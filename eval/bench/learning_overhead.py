@@ -21,6 +21,8 @@ not requests, are resampled: latency drifts on a shared machine and requests of 
   gateway without a ``learning:`` section; rounds alternate the two (A/B, B/A, ...). The shadow
   backlog is drained between rounds, outside the timing, so it never runs during the plain rounds.
   The difference is what the background work of the loop costs every client.
+* ``aa_control``: the learning rounds' requests split in two by a hash unrelated to shadowing: what
+  the method reads when there is nothing to find (its interval is the resolution on this machine).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from router_gateway.app import create_app
 from router_gateway.config import parse_config
 from router_gateway.embedding.base import EmbedderInfo
 from router_gateway.gateway import GatewayOptions
+from routers.policy import unit_hash
 
 QUANTILES = (50, 95, 99)
 
@@ -172,12 +175,17 @@ async def measure(args) -> dict:
     shadowed = arms["learning"].shadowed
     split = [(np.array([ms for rid, ms in rnd if rid in shadowed]), np.array([ms for rid, ms in rnd if rid not in shadowed]))
              for rnd in rounds["learning"]]
+    # A/A control: the same requests split by a hash unrelated to shadowing; its interval shows what
+    # the split itself reads on this machine when there is no difference to find
+    halves = [(np.array([ms for rid, ms in rnd if unit_hash(rid, "aa") < 0.5]),
+               np.array([ms for rid, ms in rnd if unit_hash(rid, "aa") >= 0.5])) for rnd in rounds["learning"]]
     pairs = [(np.array([ms for _, ms in a]), np.array([ms for _, ms in b]))
              for a, b in zip(rounds["learning"], rounds["plain"])]
     boot = np.random.default_rng(args.seed + 1)
     return {
         "shadowed_vs_not": compare(split, boot, args.bootstrap, ("shadowed", "not_shadowed")),
         "learning_vs_plain": compare(pairs, boot, args.bootstrap, ("learning", "plain")),
+        "aa_control": compare(halves, boot, args.bootstrap, ("half_a", "half_b")),
         "offer_us": offer_us, "learning_stats": stats,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
     }
@@ -218,7 +226,8 @@ def quantiles(x: np.ndarray) -> dict:
 
 def summary(result: dict) -> str:
     lines = []
-    for key, (a, b) in (("shadowed_vs_not", ("shadowed", "not_shadowed")), ("learning_vs_plain", ("learning", "plain"))):
+    for key, (a, b) in (("shadowed_vs_not", ("shadowed", "not_shadowed")), ("learning_vs_plain", ("learning", "plain")),
+                        ("aa_control", ("half_a", "half_b"))):
         part = result[key]
         lines.append(f"{key}: n={part[a]['n']} vs {part[b]['n']}")
         for q in QUANTILES:

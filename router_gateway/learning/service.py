@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from router_gateway.config import GatewayConfig, RouterSpec
+from router_gateway.config import GatewayConfig, ProfileCanary, RouterSpec
 from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
+from router_gateway.learning.canary import CanaryCheck
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
 from router_gateway.learning.loop import LearningLoop
@@ -59,17 +60,26 @@ def learned_router_name(profile: str) -> str:
     return f"learned:{profile}"
 
 
+def canary_router_name(profile: str) -> str:
+    return f"learned-canary:{profile}"
+
+
 def overlay(config: GatewayConfig, profile: str, configured_router: str, artifact: str | None,
-            router_type: str) -> GatewayConfig:
-    """``config`` with the profile on the promoted artifact (or back on its configured router)."""
-    name = learned_router_name(profile)
-    routers = {k: v for k, v in config.routers.items() if k != name}
+            router_type: str, canary: str | None = None, canary_share: float = 0.0) -> GatewayConfig:
+    """``config`` with the profile on the promoted artifact (or back on its configured router), and
+    the canary artifact on trial for ``canary_share`` of its requests."""
+    name, trial = learned_router_name(profile), canary_router_name(profile)
+    routers = {k: v for k, v in config.routers.items() if k not in (name, trial)}
     target = configured_router
     if artifact:
         routers[name] = RouterSpec(type=router_type, artifact=artifact)
         target = name
+    update: dict[str, Any] = {"router": target, "canary": None}
+    if canary and canary_share > 0:
+        routers[trial] = RouterSpec(type=router_type, artifact=canary)
+        update["canary"] = ProfileCanary(router=trial, share=canary_share)
     profiles = dict(config.profiles)
-    profiles[profile] = profiles[profile].model_copy(update={"router": target})
+    profiles[profile] = profiles[profile].model_copy(update=update)
     return config.model_copy(update={"routers": routers, "profiles": profiles})
 
 
@@ -99,6 +109,9 @@ class LearningService:
         self._tasks: list[asyncio.Task] = []
         self.work = BackgroundWorker()  # label writes and retrains, in a low-priority thread
         self._retrain_lock = asyncio.Lock()
+        self.canary = CanaryCheck(s.promote.canary.min_graded, s.promote.canary.z)
+        self.cost_weight = config.profiles[s.profile].cost_weight
+        self._ending_canary = False
         self._swaps: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -225,6 +238,8 @@ class LearningService:
         if plan and judge is not None and judge.mode == "pairwise":  # answers are compared with its answer
             ref = self.experts.index(judge.reference_expert)
             plan = sorted(set(plan) | {ref})
+        if not plan and self._canary_arm(record) is not None:
+            plan = [live]  # grade the live answer: the canary check compares the arms' realised grades
         if not plan:
             self.stats["skipped"] += 1
             return False
@@ -259,12 +274,47 @@ class LearningService:
             live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
             await self.work.run(self.store.add_spend, spent, live)  # both survive a restart
         self.policy.observe({self.experts.index(e): gr.score for e, gr in grades.items()})
+        await self._observe_canary(record, grades.get(live_name))
         self.stats["shadowed"] += 1
         if grades:
             self.loop.labels_added(1)
         if self.loop.due():
             await self.retrain()
         return True
+
+    def _canary_arm(self, record: dict[str, Any]) -> str | None:
+        """"canary" or "live" for a request decided while a canary runs; None otherwise."""
+        if not self.promoter.canary:
+            return None
+        return "canary" if record.get("router") == canary_router_name(self.settings.profile) else "live"
+
+    async def _observe_canary(self, record: dict[str, Any], grade: Grade | None) -> None:
+        """Add the live answer's realised utility to its arm; end the canary once the check decides."""
+        arm = self._canary_arm(record)
+        if arm is None or grade is None:
+            return
+        expert = self.experts.index(record["chosen_expert"])
+        self.canary.observe(arm, grade.score - self.cost_weight * self.norm_cost[expert])
+        verdict = self.canary.verdict()
+        if verdict is not None and not self._ending_canary:
+            await self.end_canary(verdict.passed, {"check": verdict.as_dict()})
+
+    async def end_canary(self, promote: bool, why: dict[str, Any]) -> str | None:
+        """Make the canary live or drop it (the check decided, or a revert); returns what is live."""
+        path = self.promoter.canary
+        if path is None or self._ending_canary:
+            return self.promoter.pointer.get("current")
+        self._ending_canary = True  # another worker's grade may decide at the same time
+        try:
+            live = await self.work.run(self.promoter.end_canary, promote)
+            self.loop.canary_ended(promote)
+            self.canary.reset()
+        finally:
+            self._ending_canary = False
+        await self.work.run(self.store.add_event, "promotion" if promote else "canary_stopped",
+                            {"artifact": path, "via": "canary", **why})
+        await self._publish_pointer()
+        return live
 
     def _estimate(self, record: dict[str, Any], plan: list[int], live: int) -> float:
         config = self.gateway.runtime.config
@@ -355,6 +405,8 @@ class LearningService:
             return outcome.as_dict()
 
     async def revert(self) -> str | None:
+        if self.promoter.canary:  # a canary on trial: revert stops it, the live router stays
+            return await self.end_canary(False, {"by": "revert"})
         previous = await asyncio.to_thread(self.promoter.revert)
         await asyncio.to_thread(self.store.add_event, "revert", {"artifact": previous})
         await self._publish_pointer()
@@ -372,15 +424,20 @@ class LearningService:
     async def apply(self, artifact: str | None) -> None:
         """Hot-swap the gateway onto ``artifact`` (None: the configured router)."""
         s = self.settings
+        canary = self.promoter.canary if self.promoter else None
         ok, message = await self.gateway.swap_config(
-            lambda config: overlay(config, s.profile, self.configured_router, artifact, s.retrain.router))
+            lambda config: overlay(config, s.profile, self.configured_router, artifact, s.retrain.router,
+                                   canary, s.promote.canary.share))
         log.info("learning: profile %s now on %s (%s)", s.profile, artifact or self.configured_router, message)
 
     def on_reload(self, config: GatewayConfig) -> GatewayConfig:
         """A config reload keeps the promoted router."""
         self.configured_router = config.profiles[self.settings.profile].router
         current = self.promoter.pointer.get("current") if self.promoter else None
-        return overlay(config, self.settings.profile, self.configured_router, current, self.settings.retrain.router)
+        canary = self.promoter.canary if self.promoter else None
+        s = self.settings
+        return overlay(config, s.profile, self.configured_router, current, s.retrain.router, canary,
+                       s.promote.canary.share)
 
     def _redis(self):
         shared = self.gateway.shared
@@ -420,6 +477,13 @@ class LearningService:
                 log.warning("learning: could not follow promotions: %s", exc)
 
     # -- status ----------------------------------------------------------------------------
+    def _canary_status(self) -> dict[str, Any] | None:
+        if not self.promoter or not self.promoter.canary:
+            return None
+        return {"artifact": self.promoter.canary, "share": self.settings.promote.canary.share,
+                "graded": {arm: len(u) for arm, u in self.canary.utilities.items()},
+                "min_graded": self.canary.min_graded}
+
     def brief(self) -> dict[str, Any]:
         """In-memory summary for the live view (no I/O: it is polled)."""
         last = self.loop.last_outcome if self.loop else None
@@ -443,7 +507,9 @@ class LearningService:
                       "today_usd": round(self.budget.day_usd, 8), "usd_per_day": self.settings.shadow.usd_per_day},
             "live": self.promoter.pointer.get("current") or f"configured router {self.configured_router!r}",
             "last_candidate": last.as_dict() if last else None,
-            "history": [e for e in events if e["kind"] in ("promotion", "revert", "candidate")],
+            "canary": self._canary_status(),
+            "history": [e for e in events if e["kind"] in ("promotion", "revert", "candidate", "canary",
+                                                           "canary_stopped")],
         }
 
 

@@ -77,12 +77,22 @@ class GateSettings(_Strict):
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
 
 
+class CanarySettings(_Strict):
+    """Before an automatic promotion, the candidate serves ``share`` of the profile's requests; it goes
+    live when its realised grades are not worse than the live router's (learning.canary)."""
+
+    share: float = Field(default=0.0, ge=0, le=0.5)   # 0: promote at once when the gate passes
+    min_graded: int = Field(default=30, ge=2)          # graded requests per arm before the check decides
+    z: float = Field(default=1.0, ge=0)                # fails when z standard errors worse than live
+
+
 class PromoteSettings(_Strict):
     """Where candidates are written and what a promotion must pass."""
 
     auto: bool = True
     gate: GateSettings = GateSettings()
     artifacts: str = "var/learning"
+    canary: CanarySettings = CanarySettings()
 
 
 class LearningSettings(_Strict):

@@ -55,7 +55,7 @@ def judge_transport(calls: list) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-def config_text(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
+def config_text(tmp_path, share: float = 10.0, min_labels: int = 16, promote_extra: str = "") -> str:
     return (
         "experts:\n"
         "  cheap: {base_url: http://fake/v1, model: cheap, price: {input_per_mtok: 1, output_per_mtok: 1}, prior_quality: 0.3}\n"
@@ -69,7 +69,7 @@ def config_text(tmp_path, share: float = 10.0, min_labels: int = 16) -> str:
         f"  shadow: {{sample: 1.0, experts: [cheap, dear], policy: random, max_share: {share}, usd_per_day: 1.0}}\n"
         "  grader: {kinds: [judge], judge: {expert: judge}}\n"
         f"  retrain: {{router: knn, params: {{k: 5}}, every_labels: 8, min_labels: {min_labels}, folds: 3}}\n"
-        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0}}}}\n")
+        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0}}{promote_extra}}}\n")
 
 
 async def _serve(gateway: Gateway, n: int, start: int = 0) -> list[str]:
@@ -219,3 +219,44 @@ def test_shadow_work_waits_until_the_answer_is_sent(tmp_path):
     during_send, after = asyncio.run(go())
     assert during_send == ["dear"]  # only the client's own call until its answer was sent
     assert "judge" in after and "cheap" in after  # then the shadow job ran
+
+
+def test_canary_serves_its_share_then_goes_live_on_its_realised_grades(tmp_path):
+    """promote.canary: a passing candidate first decides a share of the requests (x-router-router,
+    propensities in the log), and goes live once its realised grades are not worse than the live arm's."""
+    calls: list = []
+    config = parse_config(config_text(tmp_path, promote_extra=", canary: {share: 0.5, min_graded: 5}"))
+
+    async def go():
+        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+                                         health_interval_s=0))
+        await gateway.start()
+        chat = ChatService(gateway)
+        try:
+            routers, started, i = [], None, 0
+            while i < 400 and gateway.runtime.config.profiles["auto"].router != "learned:auto":
+                body = {"model": "auto", "messages": [{"role": "user", "content": ("math " if i % 2 else "poem ") + str(i)}]}
+                out = await chat.handle(parse_chat_request(body), CallContext(f"req-{i}", body, 80))
+                routers.append(out.headers.get("x-router-router"))
+                if started is None and gateway.learning.promoter.canary:
+                    started = (gateway.learning.promoter.canary, gateway.runtime.config.profiles["auto"].canary)
+                i += 1
+                await asyncio.sleep(0.01)  # a quiet moment: shadow steps run between requests
+                await _drain(gateway) if i % 10 == 0 else None
+            await gateway.request_log.flush()
+            logged = await gateway.request_log.recent(4000)
+            status = await gateway.learning.status()
+            return routers, started, gateway.runtime.config.profiles["auto"], logged, status
+        finally:
+            await gateway.close()
+
+    routers, started, profile, logged, status = asyncio.run(go())
+    assert started is not None and started[1].share == 0.5  # a canary ran beside the live router
+    assert "learned-canary:auto" in routers and "strong" in routers[routers.index("learned-canary:auto"):]
+    on_trial = [r for r in logged if r.get("router") == "learned-canary:auto"]
+    assert on_trial and all(r["propensity"] == 0.5 for r in on_trial)  # arm share x the router's own (1.0)
+    assert profile.router == "learned:auto" and profile.canary is None  # the check confirmed it
+    kinds = [e["kind"] for e in status["history"]]
+    assert "canary" in kinds and "promotion" in kinds
+    promotion = next(e for e in status["history"] if e["kind"] == "promotion")
+    assert promotion["via"] == "canary" and promotion["check"]["passed"]
