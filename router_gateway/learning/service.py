@@ -34,6 +34,7 @@ from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
+from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
 from router_gateway.services.request_log import prompt_digest
 from router_gateway.services.router_set import score_experts
@@ -104,7 +105,7 @@ class LearningService:
         self.graders: list = []
         self.stats = {"offered": 0, "queued": 0, "dropped_queue_full": 0, "shadowed": 0, "skipped": 0,
                       "failed": 0, "ungraded": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0,
-                      "yields": 0, "yield_timeouts": 0}
+                      "yields": 0, "yield_timeouts": 0, "labels_from_replicas": 0, "share_failed": 0}
         self._own_runtimes: list = []  # runtimes held by shadow and judge calls (not client requests)
         self._tasks: list[asyncio.Task] = []
         self.work = BackgroundWorker()  # label writes and retrains, in a low-priority thread
@@ -112,6 +113,7 @@ class LearningService:
         self.canary = CanaryCheck(s.promote.canary.min_graded, s.promote.canary.z)
         self.cost_weight = config.profiles[s.profile].cost_weight
         self._ending_canary = False
+        self.label_stream: LabelStream | None = None  # with Redis: labels of every replica (learning.replicas)
         self._swaps: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -137,6 +139,9 @@ class LearningService:
         self.loop.total_labels = (await asyncio.to_thread(self.store.counts))["prompts"]
         await asyncio.to_thread(self.loop.restore_live_trained)
         self.graders = self._make_graders()
+        shared = g.shared
+        if shared is not None and shared.enabled and s.replicas.share_labels:
+            self.label_stream = LabelStream(self._redis, shared.prefix, shared.replica, s.replicas.stream_max_rows)
         if self.promoter.pointer.get("current"):
             await self.apply(self.promoter.pointer.get("current"))
         for i in range(s.shadow.concurrency):
@@ -269,6 +274,7 @@ class LearningService:
             await self.work.run(self.store.add, prompt_digest(prompt), x, grades.values(),
                                     answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
                                     prompt=prompt, answers=answers)
+            await self._share_labels(prompt, x, grades.values(), costs, record["request_id"], live_name)
         finally:
             self.budget.settle(estimate, spent)
             live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
@@ -279,8 +285,46 @@ class LearningService:
         if grades:
             self.loop.labels_added(1)
         if self.loop.due():
-            await self.retrain()
+            await self.retrain(when_due=True)
         return True
+
+    async def _share_labels(self, prompt: str, x, grades, costs: dict[str, float], request_id: str,
+                            live_name: str) -> None:
+        """Append the row to the replicas' stream; on failure it stays in this replica's store only."""
+        if self.label_stream is None:
+            return
+        store_prompts = self.gateway.runtime.config.logging.store_prompts
+        row = encode_row(prompt_digest(prompt), x, grades, costs, replica=self.label_stream.replica,
+                         request_id=request_id, live_expert=live_name, prompt=prompt if store_prompts else None,
+                         ts=time.time())
+        try:
+            if not await self.label_stream.publish(row):
+                self.stats["share_failed"] += 1
+        except Exception as exc:  # Redis down: the label is still here, the others miss it
+            self.stats["share_failed"] += 1
+            log.warning("learning: could not share a label row: %s", exc)
+
+    async def ingest_shared(self) -> int:
+        """Other replicas' new label rows into this replica's store; returns the new prompts."""
+        if self.label_stream is None:
+            return 0
+        rows = await self.label_stream.read_new()
+        if not rows:
+            return 0
+        new = await self.work.run(self._ingest_rows, rows)
+        self.loop.labels_added(new)
+        self.stats["labels_from_replicas"] += new
+        return new
+
+    def _ingest_rows(self, rows: list[dict[str, Any]]) -> int:
+        return sum(self.store.ingest(**{k: v for k, v in row.items() if k != "replica"})[0] for row in rows)
+
+    async def _follow_retrains(self) -> None:
+        """A retrain another replica just made counts here too: no second retrain on the same labels."""
+        marker = await self.label_stream.last_retrain() if self.label_stream else None
+        if marker and marker.get("replica") != self.label_stream.replica and marker["ts"] > self.loop.last_retrain:
+            self.loop.last_retrain = float(marker["ts"])
+            self.loop.new_labels = max(0, self.loop.total_labels - int(marker["labels"]))
 
     def _canary_arm(self, record: dict[str, Any]) -> str | None:
         """"canary" or "live" for a request decided while a canary runs; None otherwise."""
@@ -389,15 +433,22 @@ class LearningService:
         return await self._call(judge, body, "learning:judge")
 
     # -- retrain, promote, follow ----------------------------------------------------------
-    async def retrain(self, promote: bool | None = None) -> dict[str, Any]:
-        """Retrain now (one replica at a time); returns the outcome."""
+    async def retrain(self, promote: bool | None = None, when_due: bool = False) -> dict[str, Any]:
+        """Retrain now (one replica at a time) on every replica's labels; returns the outcome.
+        ``when_due``: only if still due once the other replicas' labels and retrains are counted."""
         async with self._retrain_lock:
             token = await self._acquire_shared_lock()
             if token is False:
                 return {"skipped": "another replica is retraining"}
             try:
+                await self.ingest_shared()
+                await self._follow_retrains()
+                if when_due and not self.loop.due():
+                    return {"skipped": "another replica retrained on these labels"}
                 self.stats["retrains"] += 1
                 outcome = await self.work.run(self.loop.retrain, promote)
+                if self.label_stream is not None:
+                    await self.label_stream.mark_retrained(self.loop.total_labels, self.loop.last_retrain)
             finally:
                 await self._release_shared_lock(token)
             if outcome.promoted:
@@ -473,6 +524,11 @@ class LearningService:
                 raw = await redis.get(self.gateway.shared.prefix + "learning:pointer") if redis else None
                 pointer = orjson.loads(raw) if raw else read_pointer(self.settings.promote.artifacts)
                 await self.work.run(self.promoter.adopt, pointer)
+                if self.label_stream is not None:
+                    await self.ingest_shared()
+                    await self._follow_retrains()
+                    if self.loop.due():
+                        await self.retrain(when_due=True)
             except Exception as exc:  # keep serving on what is live
                 log.warning("learning: could not follow promotions: %s", exc)
 

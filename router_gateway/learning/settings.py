@@ -95,6 +95,13 @@ class PromoteSettings(_Strict):
     canary: CanarySettings = CanarySettings()
 
 
+class ReplicaSettings(_Strict):
+    """With Redis: every replica's label rows reach the replica that retrains (learning.replicas)."""
+
+    share_labels: bool = True
+    stream_max_rows: int = Field(default=20000, ge=100, le=10_000_000)  # rows kept in Redis (~2 KB each)
+
+
 class LearningSettings(_Strict):
     """Labels from live traffic for one profile's router."""
 
@@ -103,6 +110,7 @@ class LearningSettings(_Strict):
     grader: GraderSettings = GraderSettings()
     retrain: RetrainSettings = RetrainSettings()
     promote: PromoteSettings = PromoteSettings()
+    replicas: ReplicaSettings = ReplicaSettings()
 
 
 def check_learning(learning: LearningSettings, experts: dict, profiles: dict) -> None:
