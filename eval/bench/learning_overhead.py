@@ -133,7 +133,7 @@ async def one_round(arm: Arm, requests: int, clients: int, think_ms: float, tag:
     return out
 
 
-async def drain(arm: Arm, timeout_s: float = 60.0) -> None:
+async def drain(arm: Arm, timeout_s: float = 900.0) -> None:
     """The learning gateway's shadow backlog is done (outside the timing, before the other arm's round)."""
     learning = arm.app.state.gateway.learning
     if learning is not None:

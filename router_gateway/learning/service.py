@@ -108,7 +108,8 @@ class LearningService:
                       "yields": 0, "yield_timeouts": 0, "labels_from_replicas": 0, "share_failed": 0}
         self._own_runtimes: list = []  # runtimes held by shadow and judge calls (not client requests)
         self._tasks: list[asyncio.Task] = []
-        self.work = BackgroundWorker()  # label writes and retrains, in a low-priority thread
+        self.work = BackgroundWorker()  # label writes, in a low-priority thread
+        self.trainer = BackgroundWorker("learning-train")  # retrains: their own, so writes never wait on one
         self._retrain_lock = asyncio.Lock()
         self.canary = CanaryCheck(s.promote.canary.min_graded, s.promote.canary.z)
         self.cost_weight = config.profiles[s.profile].cost_weight
@@ -153,6 +154,7 @@ class LearningService:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._swaps, return_exceptions=True)
         self.work.close()
+        self.trainer.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -446,7 +448,7 @@ class LearningService:
                 if when_due and not self.loop.due():
                     return {"skipped": "another replica retrained on these labels"}
                 self.stats["retrains"] += 1
-                outcome = await self.work.run(self.loop.retrain, promote)
+                outcome = await self.trainer.run(self.loop.retrain, promote)
                 if self.label_stream is not None:
                     await self.label_stream.mark_retrained(self.loop.total_labels, self.loop.last_retrain)
             finally:
