@@ -550,7 +550,7 @@ class LearningService:
                 "share": self.budget.share(), "stats": dict(self.stats),
                 "live": (self.promoter.pointer.get("current") if self.promoter else None) or self.configured_router,
                 "history": list(self.promoter.pointer.get("history", [])) if self.promoter else [],
-                "last_candidate": last.as_dict() if last else None}
+                "canary": self._canary_status(), "last_candidate": last.as_dict() if last else None}
 
     async def status(self) -> dict[str, Any]:
         counts = await asyncio.to_thread(self.store.counts)
