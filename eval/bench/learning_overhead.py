@@ -160,7 +160,8 @@ async def measure(args) -> dict:
                 await one_round(arms[name], 100, args.clients, args.think_ms, f"warm-{name}", rng)
                 await drain(arms["learning"])
             for r in range(args.rounds):
-                for name in ("learning", "plain") if r % 2 == 0 else ("plain", "learning"):
+                order = ("learning", "plain") if r % 2 == 0 else ("plain", "learning")
+                for name in order if not args.skip_plain else ("learning",):
                     rounds[name].append(await one_round(arms[name], args.requests, args.clients, args.think_ms,
                                                         f"{name}-{r}", rng))
                     await drain(arms["learning"])
@@ -184,7 +185,7 @@ async def measure(args) -> dict:
     boot = np.random.default_rng(args.seed + 1)
     return {
         "shadowed_vs_not": compare(split, boot, args.bootstrap, ("shadowed", "not_shadowed")),
-        "learning_vs_plain": compare(pairs, boot, args.bootstrap, ("learning", "plain")),
+        "learning_vs_plain": compare(pairs, boot, args.bootstrap, ("learning", "plain")) if pairs else None,
         "aa_control": compare(halves, boot, args.bootstrap, ("half_a", "half_b")),
         "offer_us": offer_us, "learning_stats": stats,
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -229,6 +230,8 @@ def summary(result: dict) -> str:
     for key, (a, b) in (("shadowed_vs_not", ("shadowed", "not_shadowed")), ("learning_vs_plain", ("learning", "plain")),
                         ("aa_control", ("half_a", "half_b"))):
         part = result[key]
+        if part is None:
+            continue
         lines.append(f"{key}: n={part[a]['n']} vs {part[b]['n']}")
         for q in QUANTILES:
             d = part[f"added_p{q}_ms"]
@@ -248,6 +251,7 @@ def main(argv=None) -> int:
     p.add_argument("--expert-ms", type=float, default=5.0, help="each expert (and judge) call takes this long")
     p.add_argument("--sample", type=float, default=0.5, help="shadow.sample of the learning gateway")
     p.add_argument("--retrain-every", type=int, default=500, help="retrain.every_labels (and min_labels)")
+    p.add_argument("--skip-plain", action="store_true", help="only the learning gateway (shadowed vs not)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
