@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from router_gateway.config import parse_config
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.sessions import session_ref
+from router_gateway.state.sessions import session_ref
 
 CONFIG = """
 experts:

@@ -65,7 +65,7 @@ async def waves(urls: list[str], secret: str, concurrency: int, max_waves: int) 
 
 
 def measure(name: str, replicas: int, redis_url: str | None, expert_url: str, args, work: Path) -> dict:
-    from router_gateway.auth import KeyStore
+    from router_gateway.state.keys import KeyStore
     from tests.support.servers import start_gateway, wait_gateway
     tmp = work / re.sub(r"[^a-z0-9]+", "-", name)
     tmp.mkdir()

@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from eval import metrics as M
-from eval.harness import RouterResult, build_router, evaluate, fold_ids, log
-from routers.data import RoutingTable
+from eval.harness import build_router, evaluate, fold_ids, log
 from router_gateway.cascade.answer_features import FEATURE_NAMES, feature_matrix
 from router_gateway.cascade.logistic import fit_logistic_cv
+from routers.data import RoutingTable
+from routers.registry import available_routers, router_class
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -55,6 +56,11 @@ def load_answers(path: str | Path, table: RoutingTable) -> dict[str, list[str]]:
         for row in reader:
             by_prompt.setdefault(row["prompt"], {m: row.get(f"answer:{m}") or "" for m in models})
     return {m: [by_prompt.get(p, {}).get(m, "") for p in table.prompts] for m in models if m in table.models}
+
+
+def _is_baseline(name: str) -> bool:
+    """A registered baseline: it reads no prompt, so it has no prompt-level estimate to combine or plot."""
+    return name in available_routers() and router_class(name).baseline
 
 
 def cascade_pair(table: RoutingTable, answers: dict[str, list[str]]) -> tuple[int, int]:
@@ -257,7 +263,7 @@ def run_cascade(table: RoutingTable, X: np.ndarray, answers: dict[str, list[str]
     # verifier's training rows), so any router can sit in front without inner cross-validation
     stacked = [v for v in verifiers if v.residual_z]
     for name, r in report.routers.items():
-        if r.pred is None or name in combine_with or name in ("random", "cheapest", "strongest"):
+        if r.pred is None or name in combine_with or _is_baseline(name):
             continue
         for v in stacked[:1]:
             verifiers.append(VerifierOutput(f"{v.name}, prior {name}", v.p_cheap, v.p_strong, r.pred, v.residual_z))
@@ -357,7 +363,7 @@ def plot_cascade(report, curves: dict[str, M.Frontier], best_router: str | None,
     fig, ax = plt.subplots(figsize=(10, 6), dpi=100)
     ax.axvspan(base.c_min, base.c_max, color="0.94", zorder=0, label="auc cost range")
     for name, r in report.routers.items():
-        if r.frontier is None or name in ("random", "cheapest", "strongest"):
+        if r.frontier is None or _is_baseline(name):
             continue
         x, y = _extend(*_step_xy(r.frontier), base.c_max)
         ax.step(x, y, where="post", lw=2.2 if name == best_router else 0.9, alpha=1 if name == best_router else 0.5,

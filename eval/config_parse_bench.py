@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from router_gateway.config import load_config
-from router_gateway.config_yaml import MAX_NODES, ConfigError
+from router_gateway.domain.config import load_config
+from router_gateway.domain.config_yaml import MAX_NODES, ConfigError
 
 EXPERT = ("  e{i}:\n    base_url: http://127.0.0.1:{port}/v1\n    model: m{i}\n"
           "    price: {{input_per_mtok: 1, output_per_mtok: 2}}\n    domains: [{domains}]\n")

@@ -7,8 +7,8 @@ and predicts scores for the held-out fold; the out-of-fold predictions are assem
 (n_prompts, n_models) matrix and every metric is computed once on that pooled matrix (not averaged
 per fold): a frontier needs many prompts per operating point, and pooling gives every router exactly
 the prompts and costs of the single-model baselines. A router that fails to fit or predict is
-reported with its error; the run goes on. Routers whose ``fit`` takes ``domains`` (the domain
-router) get the training prompts' ``task`` labels; at prediction time they see embeddings only.
+reported with its error; the run goes on. Routers that declare ``takes_domains`` (domain,
+stacked) get the training prompts' ``task`` labels; at prediction time they see embeddings only.
 """
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ def cross_val_predict(name: str, X: np.ndarray, table: RoutingTable, folds: np.n
             router = build_router(name, seed, params)
             t0 = time.perf_counter()
             extra = {}
-            if "domains" in inspect.signature(router.fit).parameters:  # e.g. domain: task labels
+            if router.takes_domains:  # e.g. domain: task labels
                 extra["domains"] = [t for t, tr in zip(table.tasks, ~test) if tr]
             router.fit(X[~test], table.scores[~test], cost=table.costs[~test], experts=table.models, **extra)
             t1 = time.perf_counter()

@@ -36,10 +36,15 @@ from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter
-from router_gateway.learning.settings import (GateSettings, LearningSettings, PromoteSettings, RetrainSettings,
-                                              ShadowSettings)
+from router_gateway.learning.settings import (
+    GateSettings,
+    LearningSettings,
+    PromoteSettings,
+    RetrainSettings,
+    ShadowSettings,
+)
 from router_gateway.learning.store import LabelStore
-from router_gateway.services.request_log import prompt_digest
+from router_gateway.state.request_log import prompt_digest
 from routers.baselines import StrongestRouter
 from routers.data import RoutingTable
 from routers.policy import rank_experts

@@ -190,7 +190,7 @@ def _replay_policy(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, 
         end = min(n, start + (retrain_every if router is not None else max(n_warm, 1)))
         if router is None:
             actions[start:end], props[start:end] = rng.integers(0, k, end - start), 1.0 / k
-        elif hasattr(router, "choose"):
+        elif router.chooses:
             for t in range(start, end):
                 actions[t], props[t] = router.choose(Xs[t:t + 1], f"{seed}-{t}", cost=C[t], cost_weight=cost_weight)
         else:
@@ -202,10 +202,10 @@ def _replay_policy(name, Xs, S, C, R, models, seed, cost_weight, n_warm, batch, 
 
 
 def _train_from_log(name, X, S, actions, props, models, seed):
-    """Fit a router from a logged stream: ``fit_logged`` when it has one, else partial labels."""
+    """Fit a router from a logged stream: ``fit_logged`` when it declares one, else partial labels."""
     router = build_router(name, seed)
     rewards = S[np.arange(len(actions)), actions]
-    if hasattr(router, "fit_logged"):
+    if router.learns_from_logs:
         return router.fit_logged(X, actions, rewards, props, experts=models)
     Y = np.full((len(actions), len(models)), np.nan)
     Y[np.arange(len(actions)), actions] = rewards
@@ -213,8 +213,8 @@ def _train_from_log(name, X, S, actions, props, models, seed):
 
 
 def _target_probs(router, X, C, cost_weight) -> np.ndarray:
-    """The action distribution (n, k) of a trained router: its own when it has one, else greedy."""
-    if hasattr(router, "action_probabilities"):
+    """The action distribution (n, k) of a trained router: its own when it declares one, else greedy."""
+    if router.gives_probabilities:
         return np.asarray(router.action_probabilities(X, C, cost_weight), dtype=np.float64)
     choice = choose_batch(router.predict_scores(X), C, cost_weight)
     probs = np.zeros(C.shape)

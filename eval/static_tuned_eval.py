@@ -18,7 +18,6 @@ MiniLM embeddings come from the shared on-disk cache (torch all-MiniLM-L6-v2, or
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -38,8 +37,9 @@ DATA = Path(os.environ.get("RG_DATA", "../shared/data"))
 
 def encode(prompts: list[str], max_tokens: int) -> list[list[int]]:
     """Word-piece ids of each prompt, no special tokens, truncated as the static embedder does."""
-    from router_gateway.embedding.static_backend import model_dir_for
     from tokenizers import Tokenizer
+
+    from router_gateway.embedding.static_backend import model_dir_for
     tok = Tokenizer.from_file(str(model_dir_for() / "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(max_length=max_tokens)
@@ -62,7 +62,7 @@ def oof_predictions(router: str, X_of_fold, table, folds: np.ndarray, seed: int)
         X, test = X_of_fold(f), folds == f
         r = build_router(router, seed)
         extra = {}
-        if "domains" in inspect.signature(r.fit).parameters:
+        if r.takes_domains:
             extra["domains"] = [t for t, tr in zip(table.tasks, ~test) if tr]
         r.fit(X[~test], table.scores[~test], cost=table.costs[~test], experts=table.models, **extra)
         pred[test] = r.predict_scores(X[test])
@@ -103,9 +103,9 @@ def extra_corpus(names: str, exclude_task: str | None, minilm: str, max_tokens: 
         log(f"extra corpus: {len(keep)} of {len(t)} prompts of {name}")
     if not prompts:
         return [], None
+    from eval.harness import _LazyTorchEmbedder
     from router_gateway.embedding import make_embedder
     from router_gateway.embedding.disk_cache import embed_cached
-    from eval.harness import _LazyTorchEmbedder
     embedder = _LazyTorchEmbedder() if minilm == "torch" else make_embedder(minilm)
     return encode(prompts, max_tokens), embed_cached(embedder, prompts)
 

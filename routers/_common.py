@@ -1,10 +1,8 @@
-"""Helpers shared by the learning routers: NaN-aware statistics, k-means, softmax, inner CV.
+"""Helpers shared by the learning routers: NaN-aware statistics, k-means, softmax, inner folds.
 
 Pure numpy (scikit-learn only inside functions that run at fit time).
 """
 from __future__ import annotations
-
-from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -48,35 +46,7 @@ def kmeans(X: np.ndarray, k: int, seed: int = 0, n_init: int = 3, max_iter: int 
     return km.cluster_centers_.astype(np.float64), labels.astype(np.int64)
 
 
-def masked_mse(pred: np.ndarray, Y: np.ndarray) -> float:
-    """Mean squared error on the observed (non-NaN) entries of Y."""
-    seen = ~np.isnan(Y)
-    if not seen.any():
-        return 0.0
-    return float(np.mean((pred[seen] - Y[seen]) ** 2))
-
-
 def inner_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
     """Seeded fold ids (n,) for cross-validation inside the training data."""
     return np.random.default_rng(seed).permutation(n) % n_folds
 
-
-def select_by_cv(candidates: Iterable[dict[str, Any]], fit_predict: Callable[..., np.ndarray],
-                 X: np.ndarray, Y: np.ndarray, cost: np.ndarray | None, n_folds: int = 3,
-                 seed: int = 0) -> tuple[dict[str, Any], list[float]]:
-    """Pick the candidate hyperparameters with the lowest inner-CV masked MSE.
-
-    ``fit_predict(params, X_train, Y_train, cost_train, X_test) -> scores``. Used so that
-    hyperparameters are chosen inside the training data, never per evaluation table.
-    """
-    candidates = list(candidates)
-    folds = inner_folds(X.shape[0], n_folds, seed)
-    losses = []
-    for params in candidates:
-        pred = np.full(Y.shape, np.nan)
-        for f in range(n_folds):
-            te = folds == f
-            c = None if cost is None else cost[~te]
-            pred[te] = fit_predict(params, X[~te], Y[~te], c, X[te])
-        losses.append(masked_mse(pred, Y))
-    return candidates[int(np.argmin(losses))], losses

@@ -24,7 +24,7 @@ class LinUCBRouter(Router):
 
     router_type = "bandit"
     state_attrs = ("projection_", "A_", "b_", "prior_")
-    supports_partial_fit = True
+    chooses = gives_probabilities = learns_online = learns_from_logs = True
     #: sufficient statistics that partial_fit only adds to: replicas share them as summed deltas
     online_stats = ("A_", "b_")
 

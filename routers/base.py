@@ -28,8 +28,52 @@ class Router(ABC):
     router_type: ClassVar[str] = "base"
     #: names of fitted attributes (ending in ``_``) saved as arrays in the artifact
     state_attrs: ClassVar[tuple[str, ...]] = ()
-    #: True for routers that can learn from (x, action, reward, propensity) one at a time
-    supports_partial_fit: ClassVar[bool] = False
+
+    # -- declared abilities ------------------------------------------------------------------
+    # What callers may ask of a router beyond fit / predict_scores. Every router declares them here
+    # (a new router gets these defaults: a trained, deterministic, greedy scorer); callers read the
+    # flags and never probe for methods. tests/routers/test_abilities.py checks that each registered
+    # router's flags match the methods it defines.
+    #: needs no training data: ``from_experts`` builds it from experts.yaml's priors and prices,
+    #: and its scores do not depend on the prompt (the gateway does not embed it)
+    baseline: ClassVar[bool] = False
+    #: its scores are a seeded random draw from its input (``random``): the gateway hands it a vector
+    #: drawn from the request id, so every request gets its own draw and a replay the same one
+    stochastic: ClassVar[bool] = False
+    #: ``choose(x, request_id, cost, cost_weight, eligible) -> (index, propensity)``: it picks (and
+    #: explores) for itself; the gateway logs the propensity of its pick
+    chooses: ClassVar[bool] = False
+    #: ``action_probabilities(X, cost, cost_weight) -> (n, k)``: the distribution its choice is drawn
+    #: from (off-policy evaluation); without it a router is taken to pick its best utility greedily
+    gives_probabilities: ClassVar[bool] = False
+    #: ``partial_fit(X, actions, rewards, propensities)``: learns from feedback row by row
+    learns_online: ClassVar[bool] = False
+    #: the fitted arrays ``partial_fit`` only adds to, so replicas can share updates as summed deltas
+    online_stats: ClassVar[tuple[str, ...]] = ()
+    #: ``fit_logged(X, actions, rewards, propensities, experts)``: fits from logged choices alone
+    learns_from_logs: ClassVar[bool] = False
+    #: ``add_expert(name, X_probe, y_probe)``: onboards a new expert without refitting the others
+    grows_experts: ClassVar[bool] = False
+    #: ``fit(..., domains=labels)``: takes one domain label per training prompt
+    takes_domains: ClassVar[bool] = False
+    #: ``neighbours(X) -> (indices, similarities)`` into its training rows, whose labels are ``Y_``
+    keeps_neighbours: ClassVar[bool] = False
+
+    ABILITIES: ClassVar[tuple[str, ...]] = (
+        "baseline", "stochastic", "chooses", "gives_probabilities", "learns_online", "learns_from_logs",
+        "grows_experts", "takes_domains", "keeps_neighbours")
+
+    @classmethod
+    def abilities(cls) -> dict[str, bool]:
+        """Every declared ability flag of this router class."""
+        return {name: bool(getattr(cls, name)) for name in cls.ABILITIES}
+
+    @classmethod
+    def from_experts(cls, experts: list[str], priors: list[float], prices: list[float], n_features: int,
+                     **params: Any) -> "Router":
+        """A baseline built from per-expert prior quality and price (USD per token pair, any scale):
+        no training data. Only ``baseline`` routers can; the others need an artifact."""
+        raise RouterError(f"{cls.router_type!r} is a trained router: it needs an artifact")
 
     # -- hyperparameters -------------------------------------------------------------------
     @classmethod

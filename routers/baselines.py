@@ -1,7 +1,7 @@
 """Baseline routers: random, cheapest, strongest, fixed.
 
 They need no embeddings to work, so the gateway can route with them from experts.yaml alone
-(``from_priors``), and eval can fit them on a table like any other router.
+(``from_experts``: priors and prices), and eval can fit them on a table like any other router.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class _PriorRouter(Router):
     """A router whose score per expert is a fixed vector (``scores_``), the same for every prompt."""
 
     state_attrs = ("scores_",)
+    baseline = True
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         X = self.check_X(X)
@@ -39,6 +40,10 @@ class StrongestRouter(_PriorRouter):
     def _fit(self, X, Y, cost):
         self.scores_ = np.nan_to_num(np.nanmean(np.where(np.isnan(Y), np.nan, Y), axis=0), nan=0.0)
 
+    @classmethod
+    def from_experts(cls, experts, priors, prices, n_features, **params) -> "Router":
+        return cls.from_priors(experts, priors, n_features, **params)
+
 
 class CheapestRouter(_PriorRouter):
     """Always prefers the cheapest expert: its score is 1 minus its price rank, normalised to [0, 1]."""
@@ -51,9 +56,9 @@ class CheapestRouter(_PriorRouter):
         self.scores_ = rank_scores(-np.nanmean(cost, axis=0))
 
     @classmethod
-    def from_prices(cls, experts: list[str], prices: list[float], n_features: int) -> "Router":
-        """Build from per-expert prices (lower is better)."""
-        return cls.from_priors(experts, rank_scores(-np.asarray(prices, dtype=np.float64)), n_features)
+    def from_experts(cls, experts, priors, prices, n_features, **params) -> "Router":
+        """From per-expert prices (lower is better); the priors play no part."""
+        return cls.from_priors(experts, rank_scores(-np.asarray(prices, dtype=np.float64)), n_features, **params)
 
 
 class FixedRouter(_PriorRouter):
@@ -69,18 +74,33 @@ class FixedRouter(_PriorRouter):
             raise RouterError(f"fixed router: expert {self.expert!r} not among {self.experts_}")
         self.scores_ = (np.asarray(self.experts_) == self.expert).astype(np.float64)
 
+    @classmethod
+    def from_experts(cls, experts, priors, prices, n_features, **params) -> "Router":
+        expert = params.get("expert")
+        if expert not in experts:
+            raise RouterError(f"fixed router: expert {expert!r} not among {list(experts)}")
+        return cls.from_priors(experts, [float(name == expert) for name in experts], n_features, **params)
+
 
 class RandomRouter(Router):
     """Uniform random scores, deterministic per prompt (a hash of its embedding and the seed)."""
 
     router_type = "random"
     state_attrs = ()
+    baseline = True
+    stochastic = True
 
     def __init__(self, seed: int = 0):
         self.seed = seed
 
     def _fit(self, X, Y, cost):
         pass
+
+    @classmethod
+    def from_experts(cls, experts, priors, prices, n_features, **params) -> "Router":
+        router = cls(**params)
+        router.experts_, router.n_features_in_ = list(experts), int(n_features)
+        return router
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         X = self.check_X(X)

@@ -22,6 +22,7 @@ class ClusterRouter(Router):
 
     router_type = "cluster"
     state_attrs = ("centroids_", "quality_", "counts_", "global_mean_", "difficulty_")
+    grows_experts = True
 
     def __init__(self, n_clusters: int = 40, assignment: str = "soft", temperature: float = 0.05,
                  prior_strength: float = 4.0, seed: int = 0, n_init: int = 3):
@@ -89,18 +90,6 @@ class ClusterRouter(Router):
         self.counts_ = np.concatenate([self.counts_, counts], axis=1)
         self.global_mean_ = np.concatenate([self.global_mean_, [np.clip(gm, 0.0, 1.0)]])
         self.experts_ = list(self.experts_) + [name]
-        return self
-
-    def remove_expert(self, name: str) -> "ClusterRouter":
-        """Drop expert ``name`` (its column); the clusters stay."""
-        self.check_fitted()
-        if name not in self.experts_:
-            raise RouterError(f"expert {name!r} is not in this router")
-        j = self.experts_.index(name)
-        keep = [i for i in range(len(self.experts_)) if i != j]
-        self.quality_, self.counts_ = self.quality_[:, keep], self.counts_[:, keep]
-        self.global_mean_ = self.global_mean_[keep]
-        self.experts_ = [self.experts_[i] for i in keep]
         return self
 
 

@@ -23,6 +23,7 @@ class DomainRouter(Router):
 
     router_type = "domain"
     state_attrs = ("coef_", "intercept_", "domain_quality_", "domains_")
+    takes_domains = True
 
     def __init__(self, C: float = 4.0, n_pseudo_domains: int = 20, prior_strength: float = 5.0,
                  listed_quality: float = 0.8, other_quality: float = 0.4, seed: int = 0):

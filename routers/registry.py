@@ -36,10 +36,15 @@ def router_class(name: str) -> type[Router]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def make_router(name: str, **params: Any) -> Router:
-    """Instantiate the router registered under ``name`` with hyperparameters ``params``."""
+def checked_class(name: str, params: dict[str, Any]) -> type[Router]:
+    """The class registered under ``name``, after checking it takes every hyperparameter in ``params``."""
     cls = router_class(name)
     unknown = sorted(set(params) - set(cls._param_names()))
     if unknown:
         raise RouterError(f"{name} has no hyperparameter(s) {unknown}; it takes {cls._param_names()}")
-    return cls(**params)
+    return cls
+
+
+def make_router(name: str, **params: Any) -> Router:
+    """Instantiate the router registered under ``name`` with hyperparameters ``params``."""
+    return checked_class(name, params)(**params)

@@ -25,7 +25,7 @@ class PolicyRouter(Router):
 
     router_type = "policy"
     state_attrs = ("W1_", "b1_", "W2_", "b2_")
-    supports_partial_fit = True
+    chooses = gives_probabilities = learns_online = learns_from_logs = True
 
     def __init__(self, hidden: int = 128, epochs: int = 300, lr: float = 3e-3, weight_decay: float = 1e-3,
                  temperature: float = 0.05, max_weight: float = 50.0, seed: int = 0):

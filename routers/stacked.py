@@ -23,6 +23,7 @@ class StackedRouter(Router):
 
     router_type = "stacked"
     state_attrs = ("stack_coef_",)
+    takes_domains = True  # handed to a ``domain`` base
 
     def __init__(self, bases: str = "knn,cluster,domain", knn_k: int = 40, inner_folds: int = 3,
                  stack_C: float = 10.0, seed: int = 0):
@@ -55,7 +56,7 @@ class StackedRouter(Router):
 
     def _fit_base(self, name, X, Y, cost, rows):
         base = self._make_base(name)
-        extra = {"domains": self._labels[rows]} if name == "domain" and self._labels is not None else {}
+        extra = {"domains": self._labels[rows]} if base.takes_domains and self._labels is not None else {}
         return base.fit(X[rows], Y[rows], cost=None if cost is None else cost[rows], experts=self.experts_, **extra)
 
     def _fit(self, X, Y, cost):

@@ -22,7 +22,11 @@ import httpx
 import orjson
 
 from eval.bench.procs import Proc, free_port, python_module
-from router_gateway.cascade.verifiers import CheckContext, ConsistencyVerifier, LogprobVerifier
+from router_gateway.cascade.verifiers import (
+    CheckContext,
+    ConsistencyVerifier,
+    LogprobVerifier,
+)
 
 PROMPTS = ["What is 2 + 3? Answer with the number only.", "Name the capital of Italy.",
            "What is 7 times 6?", "Is water wet? Answer yes or no.", "Spell the word cat backwards."]

@@ -17,13 +17,13 @@ LONG = ("The quarterly report shows revenue growth of twelve percent, driven mos
 
 
 async def _measure(config_path: Path, n: int, batch: int) -> dict:
-    from router_gateway.config import load_config
-    from router_gateway.embedding.base import make_embedder
+    from router_gateway.domain.config import load_config
+    from router_gateway.domain.protocol import parse_chat_request
     from router_gateway.embedding.batcher import BatchingEmbedder
-    from router_gateway.protocol import parse_chat_request
-    from router_gateway.services.expert_state import ExpertState
-    from router_gateway.services.router_set import build_router_set
-    from router_gateway.services.routing import RoutingService
+    from router_gateway.embedding.factory import make_embedder
+    from router_gateway.routing.router_set import build_router_set
+    from router_gateway.routing.service import RoutingService
+    from router_gateway.state.expert_state import ExpertState
 
     config = load_config(config_path)
     s = config.embedder

@@ -40,9 +40,9 @@ import numpy as np
 import orjson
 
 from router_gateway.app import create_app
-from router_gateway.config import parse_config
+from router_gateway.container import GatewayOptions
+from router_gateway.domain.config import parse_config
 from router_gateway.embedding.base import EmbedderInfo
-from router_gateway.gateway import GatewayOptions
 from routers.policy import unit_hash
 
 QUANTILES = (50, 95, 99)

@@ -292,7 +292,7 @@ def run_bench(opts: BenchOptions) -> dict:
     """Run everything; returns the JSON-ready result."""
     from eval.bench.decision import measure_decision
     from eval.bench.scenario import gateway_config, train_router
-    from router_gateway.embedding.base import make_embedder
+    from router_gateway.embedding.factory import make_embedder
 
     bench = Bench(opts)
     result: dict = {"meta": {"quick": opts.quick, "runs": opts.runs, "duration_s": opts.duration,

@@ -15,11 +15,11 @@ import asyncio
 import time
 from typing import AsyncIterator
 
-from router_gateway.services.sse import MAX_EVENT_BYTES, EventTooLarge, sse_batches
+from router_gateway.forwarding.sse import MAX_EVENT_BYTES, EventTooLarge, sse_batches
 
 
 async def old_sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """The algorithm before the fix (router_gateway/services/sse.py at 1cca038), for comparison."""
+    """The algorithm before the fix (router_gateway/forwarding/sse.py at 1cca038), for comparison."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk

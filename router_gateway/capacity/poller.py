@@ -16,7 +16,11 @@ import time
 import httpx
 import orjson
 
-from router_gateway.capacity.engine_metrics import EngineSample, NoEngineMetrics, parse_engine_metrics
+from router_gateway.capacity.engine_metrics import (
+    EngineSample,
+    NoEngineMetrics,
+    parse_engine_metrics,
+)
 from router_gateway.capacity.load import CapacityBook, LoadEstimate, estimate
 
 log = logging.getLogger("router_gateway.capacity")

@@ -41,6 +41,7 @@ def judge_confidence(response: dict[str, Any]) -> float:
 
 class JudgeVerifier:
     name = "judge"
+    asynchronous = True  # check_async: it asks an expert
 
     def __init__(self, expert: str, ask: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None):
         self.expert = expert

@@ -32,6 +32,7 @@ def _logit(p: float) -> float:
 
 class LearnedVerifier:
     name = "learned"
+    asynchronous = False
 
     def __init__(self, model: Logistic, inputs: tuple[str, ...], meta: dict[str, Any] | None = None):
         unknown = set(inputs) - set(INPUTS)

@@ -6,7 +6,11 @@ from typing import Any
 
 from router_gateway.cascade.judge import JudgeVerifier
 from router_gateway.cascade.learned import LearnedVerifier
-from router_gateway.cascade.verifiers import ConsistencyVerifier, LogprobVerifier, Verifier
+from router_gateway.cascade.verifiers import (
+    ConsistencyVerifier,
+    LogprobVerifier,
+    Verifier,
+)
 
 
 def make_verifier(kind: str, **options: Any) -> Verifier:

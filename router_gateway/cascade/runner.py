@@ -26,8 +26,8 @@ import orjson
 
 from router_gateway.cascade.settings import CascadeSettings
 from router_gateway.cascade.verifiers import CheckContext, choice_text, strip_extras
-from router_gateway.errors import GatewayError
-from router_gateway.services.forwarding import ForwardResult
+from router_gateway.domain.errors import GatewayError
+from router_gateway.forwarding.result import ForwardResult
 
 
 @dataclass
@@ -175,7 +175,7 @@ def _finish(result: ForwardResult, response: dict[str, Any], choice: int, body: 
 
 
 async def _check(verifier, prompt: str, response: dict[str, Any], context: CheckContext):
-    if hasattr(verifier, "check_async"):
+    if verifier.asynchronous:
         return await verifier.check_async(prompt, response, context)
     return verifier.check(prompt, response, context)
 

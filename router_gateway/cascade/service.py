@@ -1,4 +1,4 @@
-"""The glue between a cascade profile and the chat service (kept here so services/chat.py only calls in).
+"""The glue between a cascade profile and the chat service (kept here so pipeline.py only calls in).
 
 ``cascade_forward`` replaces the forwarder call for a profile with a ``cascade:`` block; ``headers``,
 ``log_fields`` and ``route_view`` add what the response headers, the log record and ``/v1/route`` show.
@@ -12,11 +12,16 @@ from typing import Any, AsyncIterator
 import orjson
 
 from router_gateway.cascade.calibrate import threshold_for_quality, threshold_for_share
-from router_gateway.cascade.runner import CascadeResult, plan_tiers, replay_sse, run_cascade
-from router_gateway.cascade.settings import CascadeSettings
 from router_gateway.cascade.registry import make_verifier
-from router_gateway.services.forwarding import ForwardResult
-from router_gateway.services.usage import clean_usage
+from router_gateway.cascade.runner import (
+    CascadeResult,
+    plan_tiers,
+    replay_sse,
+    run_cascade,
+)
+from router_gateway.cascade.settings import CascadeSettings
+from router_gateway.forwarding.result import ForwardResult
+from router_gateway.forwarding.usage import clean_usage
 
 _THRESHOLDS: dict[tuple[str, float, float | None, float | None], float] = {}
 _LEARNED: dict[str, Any] = {}

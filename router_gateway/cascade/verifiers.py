@@ -44,6 +44,9 @@ class CheckContext:
 
 class Verifier(Protocol):
     name: str
+    #: declared, not probed: True for a verifier that awaits something (the judge asks an expert)
+    #: and implements ``check_async``; False for one that implements ``check`` in plain code
+    asynchronous: bool
 
     def upstream_params(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -76,6 +79,7 @@ def strip_extras(response: dict[str, Any], client_body: dict[str, Any], choice: 
 
 class LogprobVerifier:
     name = "logprob"
+    asynchronous = False
 
     def __init__(self, quantile: float = 0.1):
         self.quantile = quantile
@@ -107,6 +111,7 @@ def token_logprobs(response: dict[str, Any], index: int = 0) -> np.ndarray:
 
 class ConsistencyVerifier:
     name = "consistency"
+    asynchronous = False
 
     def __init__(self, samples: int = 5, temperature: float = 0.7):
         self.samples = samples

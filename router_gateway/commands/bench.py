@@ -29,9 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
-    import sys
-
     import signal
+    import sys
 
     from router_gateway.commands.serve import SERVING_THREAD_ENV
     for name in SERVING_THREAD_ENV:  # the in-process routing-decision figure runs as `serve` would

@@ -16,14 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from router_gateway.config import load_config, redacted
-    from router_gateway.config_yaml import ConfigError
+    from router_gateway.domain.config import load_config, redacted
+    from router_gateway.domain.config_yaml import ConfigError
 
     try:
         config = load_config(args.file)
         if args.load_routers:
-            from router_gateway.embedding.base import make_embedder
-            from router_gateway.services.router_set import build_router_set
+            from router_gateway.embedding.factory import make_embedder
+            from router_gateway.routing.router_set import build_router_set
             e = config.embedder
             embedder = make_embedder(e.backend, model=e.model, url=e.url, api_key=e.api_key, dim=e.dim)
             build_router_set(config, embedder.info)

@@ -1,4 +1,4 @@
-"""``router-gateway keys create|list|revoke``: manage API keys (stored as hashes; see router_gateway.auth)."""
+"""``router-gateway keys create|list|revoke``: manage API keys (stored as hashes; see router_gateway.state.keys)."""
 from __future__ import annotations
 
 import argparse
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from router_gateway.auth import KeyFileError, KeyStore, default_keys_path
+    from router_gateway.state.keys import KeyFileError, KeyStore, default_keys_path
 
     store = KeyStore(args.file or default_keys_path(args.config))
     try:

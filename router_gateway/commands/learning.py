@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from router_gateway.config import load_config
+    from router_gateway.domain.config import load_config
     from router_gateway.learning.store import LabelStore
 
     config = load_config(args.config)

@@ -23,14 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _db_path(args: argparse.Namespace) -> str:
     if args.db:
         return args.db
-    from router_gateway.config import load_config
+    from router_gateway.domain.config import load_config
     return load_config(args.config).logging.path
 
 
 def run_export(args: argparse.Namespace) -> int:
     import orjson
 
-    from router_gateway.services.request_log import export_records
+    from router_gateway.state.request_log import export_records
 
     out = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")
     n = 0
@@ -46,6 +46,6 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_count(args: argparse.Namespace) -> int:
-    from router_gateway.services.request_log import count_records
+    from router_gateway.state.request_log import count_records
     print(count_records(_db_path(args)))
     return 0

@@ -26,9 +26,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from router_gateway.config_yaml import ConfigError
-    from router_gateway.training.onboarding import (Endpoint, config_for_endpoint, config_from_yaml,
-                                                    onboard)
+    from router_gateway.domain.config_yaml import ConfigError
+    from router_gateway.training.onboarding import (
+        Endpoint,
+        config_for_endpoint,
+        config_from_yaml,
+        onboard,
+    )
     from router_gateway.training.pipeline import embed_prompts
     from routers.base import RouterError
 

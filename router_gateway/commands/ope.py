@@ -21,7 +21,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from router_gateway.training.data import load_logs
     from router_gateway.training.ope_report import estimate, render
-    from router_gateway.training.pipeline import check_artifact_compatible, embed_prompts
+    from router_gateway.training.pipeline import (
+        check_artifact_compatible,
+        embed_prompts,
+    )
     from routers.artifact import load_artifact
     from routers.base import RouterError
 

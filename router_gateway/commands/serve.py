@@ -25,7 +25,7 @@ def app_factory():
     from pathlib import Path
 
     from router_gateway.app import create_app
-    from router_gateway.gateway import GatewayOptions
+    from router_gateway.container import GatewayOptions
     return create_app(GatewayOptions(config_path=Path(os.environ["ROUTER_GATEWAY_CONFIG"]),
                                      redis_url=os.environ.get("REDIS_URL") or None))
 
@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from router_gateway.config import load_config
-    from router_gateway.config_yaml import ConfigError
-    from router_gateway.logging_setup import configure_logging
+    from router_gateway.domain.config import load_config
+    from router_gateway.domain.config_yaml import ConfigError
+    from router_gateway.observability.logging_setup import configure_logging
 
     try:
         config = load_config(args.config)  # fail at boot, before binding, with the config's own message
@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
                 timeout_keep_alive=75,
                 # httptools plus limits on request header size and read time (server.max_header_bytes,
                 # server.request_read_timeout_s): uvicorn's httptools protocol has neither
-                http="router_gateway.http_server:BoundedHttpToolsProtocol")
+                http="router_gateway.api.http_server:BoundedHttpToolsProtocol")
     return 0
 
 
 def _keys_configured(config_path: str) -> bool:
-    from router_gateway.auth import KeyStore
+    from router_gateway.state.keys import KeyStore
     return KeyStore.default(config_path).required  # a keys file exists (if unusable, the gateway fails closed)

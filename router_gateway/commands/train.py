@@ -41,7 +41,11 @@ def parse_params(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from router_gateway.training.data import load_bench_table, load_logs, read_experts_yaml
+    from router_gateway.training.data import (
+        load_bench_table,
+        load_logs,
+        read_experts_yaml,
+    )
     from router_gateway.training.pipeline import embed_prompts, train_and_save
     from routers.base import RouterError
     from routers.registry import make_router
@@ -71,7 +75,11 @@ def _train_domain_map(args: argparse.Namespace) -> int:
     """A domain router whose domain -> expert map is the experts' ``domains`` in experts.yaml."""
     import numpy as np
 
-    from router_gateway.training.data import file_digest, load_labelled_prompts, read_experts_yaml
+    from router_gateway.training.data import (
+        file_digest,
+        load_labelled_prompts,
+        read_experts_yaml,
+    )
     from router_gateway.training.pipeline import embed_prompts
     from routers.artifact import save_artifact
     from routers.base import RouterError

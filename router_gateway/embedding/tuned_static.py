@@ -36,7 +36,12 @@ import numpy as np
 
 from router_gateway.embedding import static_tuning
 from router_gateway.embedding.base import DEFAULT_MODEL
-from router_gateway.embedding.static_backend import model_dir_for, post_process, static_cache_dir, token_vectors
+from router_gateway.embedding.static_backend import (
+    model_dir_for,
+    post_process,
+    static_cache_dir,
+    token_vectors,
+)
 
 #: word pieces per prompt, as MiniLM sees (its max_seq_length is 256 with [CLS] and [SEP])
 MAX_TOKENS = 254

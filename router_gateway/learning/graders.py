@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from router_gateway.services.request_log import prompt_digest
+from router_gateway.state.request_log import prompt_digest
 
 MatchMode = Literal["exact", "normalised", "numeric", "auto"]
 MATCH_MODES = ("exact", "normalised", "numeric", "auto")
@@ -50,6 +50,11 @@ class Grader(Protocol):
     async def grade(self, prompt: str, answers: dict[str, str | None]) -> dict[str, Grade]:
         """One grade per expert in ``answers``; an expert whose answer is None (the call failed) is
         either graded 0 or left out, as the grader documents. Prompts it cannot grade -> {}."""
+        ...
+
+    async def grade_with_cost(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        """The grades and what grading cost in USD, calls that gave no grade included (the shadow
+        budget counts every judge call)."""
         ...
 
 
@@ -162,3 +167,6 @@ class ReferenceGrader:
 
     async def grade(self, prompt: str, answers: dict[str, str | None]) -> dict[str, Grade]:
         return self.grade_sync(prompt, answers)
+
+    async def grade_with_cost(self, prompt: str, answers: dict[str, str | None]) -> tuple[dict[str, Grade], float]:
+        return self.grade_sync(prompt, answers), 0.0  # matching text costs nothing

@@ -22,7 +22,6 @@ from router_gateway.learning.store import LabelStore
 from routers.base import Router
 from routers.registry import make_router, router_class
 
-
 #: shuffled-label controls per retrain: the gate subtracts the largest gain any of them shows
 NULL_SHUFFLES = 3
 

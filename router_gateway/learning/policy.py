@@ -115,7 +115,7 @@ class ShadowPolicy:
             return None, None
         p = np.asarray(candidate.predict_scores(x[None, :]), dtype=np.float64)[0]
         var = p * (1 - p)
-        if hasattr(candidate, "neighbours") and hasattr(candidate, "Y_"):
+        if candidate.keeps_neighbours:
             idx, _ = candidate.neighbours(x[None, :])
             seen = (~np.isnan(np.asarray(candidate.Y_)[idx[0]])).sum(axis=0)
             var = var / (1.0 + seen)

@@ -11,7 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from router_gateway.errors import NotFound
+from router_gateway.domain.errors import NotFound
 
 
 def json_response(data) -> Response:

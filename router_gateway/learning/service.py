@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from router_gateway.config import GatewayConfig, ProfileCanary, RouterSpec
+from router_gateway.domain.config import GatewayConfig, ProfileCanary, RouterSpec
 from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
 from router_gateway.learning.canary import CanaryCheck
@@ -36,8 +36,8 @@ from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
 from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
-from router_gateway.services.request_log import prompt_digest
-from router_gateway.services.router_set import score_experts
+from router_gateway.routing.router_set import score_experts
+from router_gateway.state.request_log import prompt_digest
 from routers.policy import unit_hash
 
 log = logging.getLogger("router_gateway.learning")
@@ -384,11 +384,7 @@ class LearningService:
             todo = {e: a for e, a in answers.items() if e not in out}
             if not todo:
                 continue
-            if hasattr(grader, "grade_with_cost"):
-                grades, spent = await grader.grade_with_cost(prompt, todo)
-            else:
-                grades = await grader.grade(prompt, todo)
-                spent = sum(g.cost_usd for g in grades.values())
+            grades, spent = await grader.grade_with_cost(prompt, todo)
             out.update(grades)
             cost += spent
         return out, cost

@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from router_gateway.learning.graders import Grade
-from router_gateway.services.request_log import connect
+from router_gateway.state.request_log import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS label_prompts (

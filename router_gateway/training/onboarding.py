@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from router_gateway.config import Expert, GatewayConfig, Price, load_config
-from router_gateway.errors import GatewayError
+from router_gateway.domain.config import Expert, GatewayConfig, Price, load_config
+from router_gateway.domain.errors import GatewayError
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ class ProbeRunner:
 
     def __init__(self, config: GatewayConfig, transport: httpx.AsyncBaseTransport | None = None,
                  timeout: float = 120.0):
-        from router_gateway.services.expert_state import ExpertState
-        from router_gateway.services.forwarding import Forwarder
+        from router_gateway.forwarding.forwarder import Forwarder
+        from router_gateway.state.expert_state import ExpertState
 
         self.forwarder = Forwarder(config, ExpertState(), transport)
         self.timeout = timeout
@@ -146,12 +146,15 @@ def onboard(name: str, probes: str | Path, artifact: str | Path, config: Gateway
     """
     import numpy as np
 
-    from router_gateway.training.pipeline import check_artifact_compatible, embed_prompts
+    from router_gateway.training.pipeline import (
+        check_artifact_compatible,
+        embed_prompts,
+    )
     from routers.artifact import load_artifact, save_artifact
     from routers.base import RouterError
 
     router, meta = load_artifact(artifact)
-    if not hasattr(router, "add_expert"):
+    if not router.grows_experts:
         raise RouterError(f"{artifact}: a {meta['router_type']} router cannot onboard experts (use cluster)")
     prompts, refs = read_probes(probes)
     if name in meta["experts"]:  # before calling the expert: a duplicate would be refused after the work

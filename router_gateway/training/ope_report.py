@@ -1,7 +1,7 @@
 """Off-policy estimate of a candidate router's quality and cost from the gateway's logs.
 
 The logging policy's own value is the logged mean (normal CI). The candidate's action distribution
-comes from its ``action_probabilities`` (bandit, policy) or, for deterministic routers, all mass on
+comes from its ``action_probabilities`` (routers that declare ``gives_probabilities``) or, for deterministic routers, all mass on
 its argmax utility (``score - cost_weight * cost``, cost from the logged per-expert mean cost).
 Quality is estimated with IPS, SNIPS and doubly robust (reward model: the candidate's own
 predicted scores), cost with IPS and SNIPS on the logged cost. Rows without a propensity (a
@@ -19,7 +19,7 @@ from routers import ope
 
 def candidate_probs(router, X: np.ndarray, expert_cost: np.ndarray, cost_weight: float) -> np.ndarray:
     """The candidate's probability of each expert per row (n, k)."""
-    if hasattr(router, "action_probabilities"):
+    if router.gives_probabilities:
         return router.action_probabilities(X, expert_cost[None, :], cost_weight)
     return ope.greedy_probs(router.predict_scores(X), expert_cost[None, :], cost_weight)
 

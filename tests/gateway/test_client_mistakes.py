@@ -11,13 +11,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from router_gateway import openai_endpoints
+from router_gateway.api import openai_endpoints
+from router_gateway.api.json_depth import MAX_JSON_DEPTH, json_too_deep
 from router_gateway.app import create_app
-from router_gateway.config import parse_config
-from router_gateway.gateway import GatewayOptions
-from router_gateway.json_depth import MAX_JSON_DEPTH, json_too_deep
-from router_gateway.services import forwarding
-from router_gateway.services.forwarding import Forwarder
+from router_gateway.container import GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.forwarding import forwarder as forwarding
+from router_gateway.forwarding.forwarder import Forwarder
 from tests.gateway.test_routing_unit import MSG, make_config
 from tests.support.fakes import HashEmbedder, fake_transport
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from router_gateway.config import load_config, parse_config
-from router_gateway.config_yaml import ConfigError
+from router_gateway.domain.config import load_config, parse_config
+from router_gateway.domain.config_yaml import ConfigError
 
 GOOD = """
 experts:

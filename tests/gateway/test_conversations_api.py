@@ -11,7 +11,12 @@ import orjson
 import pytest
 
 from tests.reliability.conftest import wait_for, write_gateway_config
-from tests.support.servers import start_fake_expert, start_gateway, start_redis, wait_gateway
+from tests.support.servers import (
+    start_fake_expert,
+    start_gateway,
+    start_redis,
+    wait_gateway,
+)
 
 pytestmark = pytest.mark.redis
 CHEAP_FIRST = {"x-router-cost-weight": "1000"}  # the policy picks 'cheap'

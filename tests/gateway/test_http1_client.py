@@ -11,8 +11,14 @@ import time
 
 import pytest
 
-from router_gateway.services.http1_client import (HIGH_WATER, BodyFailed, BodyTimedOut, BodyTooLarge, ConnectFailed,
-                                                  Http1Pool)
+from router_gateway.forwarding.http1 import (
+    HIGH_WATER,
+    BodyFailed,
+    BodyTimedOut,
+    BodyTooLarge,
+    ConnectFailed,
+    Http1Pool,
+)
 
 BODY = b'{"model": "m", "messages": []}'
 

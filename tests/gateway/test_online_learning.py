@@ -5,10 +5,10 @@ import asyncio
 
 import numpy as np
 
-from router_gateway.config import parse_config
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.protocol import parse_chat_request
+from router_gateway.pipeline import CallContext, ChatService
 from routers.artifact import save_artifact
 from routers.bandit import LinUCBRouter
 from tests.support.fakes import HashEmbedder, fake_transport

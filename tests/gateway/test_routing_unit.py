@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
 
-from router_gateway.config import parse_config
-from router_gateway.config_yaml import ConfigError
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.config_yaml import ConfigError
+from router_gateway.domain.errors import BadRequest, UpstreamError
+from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.batcher import BatchingEmbedder
-from router_gateway.errors import BadRequest, NoExpertAvailable, UpstreamError
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService
-from router_gateway.services.expert_state import ExpertState
-from router_gateway.services.forwarding import ClientError, Forwarder
-from router_gateway.services.router_set import build_router_set
+from router_gateway.forwarding.forwarder import ClientError
+from router_gateway.pipeline import CallContext, ChatService
+from router_gateway.routing.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
 from tests.support.fakes import HashEmbedder, fake_transport
@@ -117,8 +115,8 @@ def test_stream_relay_renames_model_and_hides_usage(run, tmp_path):
 
 
 def test_exploration_is_deterministic_per_request_id(tmp_path):
+    from router_gateway.routing.service import _explore
     from routers.policy import unit_hash
-    from router_gateway.services.routing import _explore
     order = [2, 0, 1]
     first = [_explore(order, 0.3, f"req-{i}") for i in range(200)]
     again = [_explore(order, 0.3, f"req-{i}") for i in range(200)]
@@ -143,7 +141,7 @@ def test_trained_artifact_loads_and_mismatched_embedder_is_refused(tmp_path):
     bad = parse_config(text.replace("strongest_trained", "knn"))
     with pytest.raises(ConfigError, match="holds a 'strongest' router"):
         build_router_set(bad, HashEmbedder().info)
-    from router_gateway.services.router_set import check_artifact_embedder
+    from router_gateway.routing.router_set import check_artifact_embedder
     from routers.base import RouterError
     with pytest.raises(RouterError, match="trained with embedder"):
         check_artifact_embedder({"embedder": {"name": "all-MiniLM-L6-v2", "dim": 384}},

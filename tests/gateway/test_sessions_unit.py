@@ -8,13 +8,17 @@ import itertools
 import orjson
 import pytest
 
-from router_gateway.config import parse_config
-from router_gateway.errors import BadRequest, NoExpertAvailable
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.openai_endpoints import RESPONSES, parse_responses, response_recorder
-from router_gateway.protocol import ChatMessage, parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService
-from router_gateway.services.sessions import AffinityStore, session_ref
+from router_gateway.api.openai_endpoints import (
+    RESPONSES,
+    parse_responses,
+    response_recorder,
+)
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.errors import BadRequest, NoExpertAvailable
+from router_gateway.domain.protocol import ChatMessage, parse_chat_request
+from router_gateway.pipeline import CallContext, ChatService
+from router_gateway.state.sessions import AffinityStore, session_ref
 from tests.support.fakes import HashEmbedder, fake_transport
 
 SYSTEM = {"role": "system", "content": "You are a helpful travel assistant."}

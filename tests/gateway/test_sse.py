@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from router_gateway.services.sse import EventTooLarge, is_done, sse_batches
-from router_gateway.services.upstream import UpstreamBodyError
+from router_gateway.forwarding.sse import EventTooLarge, is_done, sse_batches
+from router_gateway.forwarding.upstream import UpstreamBodyError
 
 STREAM = (b"data: a\n\ndata: bb\r\n\r\ndata: c\nid: 3\n\n: comment\n\n\n\ndata: {\"x\": \"\\n\"}\n\n"
           b"data: [DONE]\n\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from router_gateway.config import Profile, ProfileCanary
+from router_gateway.domain.config import Profile, ProfileCanary
 from router_gateway.learning.canary import CanaryCheck
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.loop import LearningLoop
@@ -13,7 +13,7 @@ from router_gateway.learning.service import canary_router_name, overlay
 from router_gateway.learning.settings import (CanarySettings, GateSettings, LearningSettings, PromoteSettings,
                                               RetrainSettings)
 from router_gateway.learning.store import LabelStore
-from router_gateway.services.routing import canary_arm
+from router_gateway.routing.service import canary_arm
 from routers.baselines import StrongestRouter
 from tests.learning.test_loop import EXPERTS, NORM_COST, fill, topic_data
 
@@ -113,7 +113,7 @@ def test_routing_draws_the_canary_arm_by_request_id_with_its_probability():
 
 
 def test_overlay_puts_the_canary_beside_the_live_router_and_removes_it():
-    from router_gateway.config import parse_config
+    from router_gateway.domain.config import parse_config
     config = parse_config("experts:\n  a: {base_url: http://x/v1, model: a, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
                           "  b: {base_url: http://x/v1, model: b, price: {input_per_mtok: 2, output_per_mtok: 2}}\n"
                           "routers: {strong: {type: strongest}}\nprofiles: {auto: {router: strong}}\n")

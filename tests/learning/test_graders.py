@@ -3,9 +3,14 @@ import asyncio
 
 import pytest
 
-from router_gateway.learning.graders import (ReferenceGrader, last_number, load_references, normalise,
-                                             reference_score)
-from router_gateway.services.request_log import prompt_digest
+from router_gateway.learning.graders import (
+    ReferenceGrader,
+    last_number,
+    load_references,
+    normalise,
+    reference_score,
+)
+from router_gateway.state.request_log import prompt_digest
 
 
 def test_normalise_drops_case_punctuation_articles():

@@ -11,7 +11,12 @@ from router_gateway.learning.graders import Grade
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy, hull_members
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
-from router_gateway.learning.settings import GateSettings, LearningSettings, PromoteSettings, RetrainSettings
+from router_gateway.learning.settings import (
+    GateSettings,
+    LearningSettings,
+    PromoteSettings,
+    RetrainSettings,
+)
 from router_gateway.learning.store import LabelStore
 from routers.baselines import StrongestRouter
 

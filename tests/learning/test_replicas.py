@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from router_gateway.config import parse_config
-from router_gateway.gateway import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore

@@ -9,11 +9,11 @@ import httpx
 import numpy as np
 import orjson
 
-from router_gateway.config import parse_config
+from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
-from router_gateway.gateway import Gateway, GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext, ChatService
+from router_gateway.pipeline import CallContext, ChatService
 
 
 class TopicEmbedder:
@@ -238,14 +238,18 @@ def test_canary_serves_its_share_then_goes_live_on_its_realised_grades(tmp_path)
                 body = {"model": "auto", "messages": [{"role": "user", "content": ("math " if i % 2 else "poem ") + str(i)}]}
                 out = await chat.handle(parse_chat_request(body), CallContext(f"req-{i}", body, 80))
                 routers.append(out.headers.get("x-router-router"))
-                if started is None and gateway.learning.promoter.canary:
+                if started is None and gateway.runtime.config.profiles["auto"].canary is not None:
                     started = (gateway.learning.promoter.canary, gateway.runtime.config.profiles["auto"].canary)
                 i += 1
                 await asyncio.sleep(0.01)  # a quiet moment: shadow steps run between requests
                 await _drain(gateway) if i % 10 == 0 else None
             await gateway.request_log.flush()
             logged = await gateway.request_log.recent(4000)
-            status = await gateway.learning.status()
+            for _ in range(100):  # the promotion event is written just after the swap
+                status = await gateway.learning.status()
+                if any(e["kind"] == "promotion" for e in status["history"]):
+                    break
+                await asyncio.sleep(0.05)
             return routers, started, gateway.runtime.config.profiles["auto"], logged, status
         finally:
             await gateway.close()

@@ -3,10 +3,10 @@ collector and an eval report directory holding a frontier plot; plus one burst o
 from __future__ import annotations
 
 import http.server
+import struct
 import textwrap
 import threading
 import zlib
-import struct
 
 import openai
 import pytest

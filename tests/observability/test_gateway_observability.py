@@ -7,7 +7,6 @@ import textwrap
 import time
 
 import httpx
-import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -85,7 +84,9 @@ def test_traces_are_exported_over_otlp(obs_gateway, traffic, collector):
     if importlib.util.find_spec("opentelemetry.sdk") is None:
         assert "tracing is unavailable" in obs_gateway.log_text()
         pytest.skip("opentelemetry-sdk is not installed (the 'otel' extra): checked the log line instead")
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
     deadline, spans = time.monotonic() + 10, []
     while time.monotonic() < deadline:
         spans = []

@@ -7,10 +7,10 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router_gateway.logging_setup import JsonFormatter
 from router_gateway.observability import Observability
 from router_gateway.observability.live import LiveView, percentiles
-from router_gateway.services.expert_state import ExpertState
+from router_gateway.observability.logging_setup import JsonFormatter
+from router_gateway.state.expert_state import ExpertState
 
 NOW = 1_700_000_000.0
 

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from router_gateway.api.ops import frontier_tables
 from router_gateway.app import create_app
-from router_gateway.auth import KeyStore
-from router_gateway.gateway import GatewayOptions
-from router_gateway.ops_routes import frontier_tables
+from router_gateway.container import GatewayOptions
+from router_gateway.state.keys import KeyStore
 from tests.conftest import write_config
 
 
@@ -62,7 +61,9 @@ def test_tracing_off_imports_no_opentelemetry():
 
 def test_tracing_spans_from_a_record():
     pytest.importorskip("opentelemetry.sdk")
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        InMemorySpanExporter,
+    )
 
     from router_gateway.observability.tracing import make_tracer
     exporter = InMemorySpanExporter()

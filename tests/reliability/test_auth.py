@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from router_gateway.auth import KeyStore, hash_secret
 from router_gateway.cli import main as cli
+from router_gateway.state.keys import KeyStore, hash_secret
 from tests.support.fakes import fake_transport
 from tests.support.keyed_app import keyed_gateways
 

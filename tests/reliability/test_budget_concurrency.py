@@ -11,10 +11,10 @@ import httpx
 import orjson
 import pytest
 
-from router_gateway.auth import KeyStore
-from router_gateway.config import load_config
-from router_gateway.protocol import ChatRequest
-from router_gateway.services.holds import expected_hold
+from router_gateway.domain.config import load_config
+from router_gateway.domain.protocol import ChatRequest
+from router_gateway.state.holds import expected_hold
+from router_gateway.state.keys import KeyStore
 from tests.reliability.conftest import wait_for, write_gateway_config
 from tests.support.servers import start_fake_expert, start_gateway, wait_gateway
 

@@ -20,8 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from router_gateway.json_depth import MAX_JSON_DEPTH
-
+from router_gateway.api.json_depth import MAX_JSON_DEPTH
 from tests.reliability.conftest import write_gateway_config
 from tests.support.servers import start_gateway
 

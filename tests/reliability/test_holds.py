@@ -9,14 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from router_gateway.app import create_app
-from router_gateway.auth import ApiKey, KeyStore
-from router_gateway.config import parse_config
-from router_gateway.errors import RateLimited
-from router_gateway.gateway import GatewayOptions
-from router_gateway.protocol import parse_chat_request
-from router_gateway.services.chat import CallContext
-from router_gateway.services.holds import Hold
-from router_gateway.services.limits import LocalLimiter
+from router_gateway.container import GatewayOptions
+from router_gateway.domain.config import parse_config
+from router_gateway.domain.errors import RateLimited
+from router_gateway.domain.protocol import parse_chat_request
+from router_gateway.pipeline import CallContext
+from router_gateway.state.holds import Hold
+from router_gateway.state.keys import ApiKey, KeyStore
+from router_gateway.state.limits import LocalLimiter
 from tests.support.fakes import HashEmbedder, fake_transport
 
 MSG = [{"role": "user", "content": "hello there"}]
@@ -107,9 +107,9 @@ def test_a_hold_left_behind_lapses():
 
 @pytest.mark.redis
 async def test_a_hold_in_redis_is_shared_then_lapses_when_its_replica_is_gone(redis_server):
-    from router_gateway.services.expert_state import ExpertState
-    from router_gateway.services.limits import SharedLimiter
-    from router_gateway.services.shared_state import SharedState
+    from router_gateway.state.expert_state import ExpertState
+    from router_gateway.state.limits import SharedLimiter
+    from router_gateway.state.shared_state import SharedState
     states = [SharedState(redis_server.url_redis, ExpertState(), prefix="rg-test-holds:") for _ in range(2)]
     for state in states:
         await state.start()

@@ -112,7 +112,7 @@ def test_keys_file_lost_while_serving_fails_closed(env, break_file, caplog):
     mark_experts_up(client)
     assert chat(client, user).status_code == 200 and client.get("/ready").status_code == 200
     good = store.path.read_bytes()
-    caplog.set_level(logging.ERROR, logger="router_gateway.auth")
+    caplog.set_level(logging.ERROR, logger="router_gateway.state.keys")
     break_file(store.path)
     reread(client)
     for response in (chat(client), chat(client, user), client.get("/v1/models"), client.get("/admin/state"),

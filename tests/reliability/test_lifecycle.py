@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from router_gateway.services.request_log import count_records
+from router_gateway.state.request_log import count_records
 from tests.reliability.conftest import write_gateway_config
 from tests.support.servers import start_fake_expert, start_gateway
 

@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 import threading
 
-from router_gateway.services.request_log import RequestLog
+from router_gateway.state.request_log import RequestLog
 
 
 def rows(path) -> list[str]:

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from router_gateway.auth import KeyStore
+from router_gateway.state.keys import KeyStore
 from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
 from tests.support.servers import start_gateway, start_redis, wait_gateway
 
@@ -108,8 +108,8 @@ def test_redis_down_mid_run_then_back(pair):
 
 
 async def test_bandit_stats_are_shared_and_survive_an_outage(redis_server):
-    from router_gateway.services.expert_state import ExpertState
-    from router_gateway.services.shared_state import SharedState
+    from router_gateway.state.expert_state import ExpertState
+    from router_gateway.state.shared_state import SharedState
     one = SharedState(redis_server.url_redis, ExpertState(), prefix="rg-test-bandit:")
     two = SharedState(redis_server.url_redis, ExpertState(), prefix="rg-test-bandit:")
     await one.start()

@@ -8,11 +8,17 @@ import httpx
 import numpy as np
 import pytest
 
-from router_gateway.training.onboarding import Endpoint, config_for_endpoint, config_from_yaml, grade, onboard
+from router_gateway.training.onboarding import (
+    Endpoint,
+    config_for_endpoint,
+    config_from_yaml,
+    grade,
+    onboard,
+)
 from routers.artifact import load_artifact, save_artifact
 from routers.base import RouterError
 from routers.cluster import ClusterRouter
-from tests.training.conftest import FAKE_INFO, fake_embed
+from tests.training.conftest import fake_embed
 
 
 def fake_openai(calls):

@@ -1,0 +1,1 @@
+"""The HTTP surface: handlers, auth and body dependencies, and the one renderer of JSON, errors and SSE."""

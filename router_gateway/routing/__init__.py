@@ -1,0 +1,1 @@
+"""Choosing experts: the routing service, eligibility, router sets, session affinity, key reach."""

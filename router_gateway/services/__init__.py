@@ -1,1 +1,0 @@
-"""Services behind the thin API handlers: routing, forwarding, request log, expert state."""
