@@ -34,11 +34,17 @@ class CanaryCheck:
     def __init__(self, min_graded: int, z: float):
         self.min_graded, self.z = int(min_graded), float(z)
         self.utilities: dict[str, list[float]] = {"canary": [], "live": []}
+        self.trial: str | None = None  # the canary artifact these grades belong to
 
     def reset(self) -> None:
         self.utilities = {"canary": [], "live": []}
 
-    def observe(self, arm: str, utility: float) -> None:
+    def observe(self, arm: str, utility: float, trial: str | None = None) -> None:
+        """``trial`` names the canary on trial: grades of an earlier one (ended by a revert, the CLI
+        or another replica) never count for the next."""
+        if trial != self.trial:
+            self.reset()
+            self.trial = trial
         if arm in self.utilities and math.isfinite(utility):
             self.utilities[arm].append(float(utility))
 

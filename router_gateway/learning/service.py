@@ -340,7 +340,7 @@ class LearningService:
         if arm is None or grade is None:
             return
         expert = self.experts.index(record["chosen_expert"])
-        self.canary.observe(arm, grade.score - self.cost_weight * self.norm_cost[expert])
+        self.canary.observe(arm, grade.score - self.cost_weight * self.norm_cost[expert], self.promoter.canary)
         verdict = self.canary.verdict()
         if verdict is not None and not self._ending_canary:
             await self.end_canary(verdict.passed, {"check": verdict.as_dict()})

@@ -124,3 +124,13 @@ def test_overlay_puts_the_canary_beside_the_live_router_and_removes_it():
     off = overlay(on, "auto", "strong", "art/v0002", "knn")
     assert off.profiles["auto"].canary is None and canary_router_name("auto") not in off.routers
     assert off.profiles["auto"].router == "learned:auto"
+
+
+def test_grades_of_an_earlier_canary_never_count_for_the_next():
+    check = CanaryCheck(min_graded=3, z=1.0)
+    for _ in range(3):
+        check.observe("canary", 0.9, "art/v0001")
+        check.observe("live", 0.5, "art/v0001")
+    assert check.verdict().passed
+    check.observe("canary", 0.1, "art/v0002")  # v0001 ended without this replica's check deciding it
+    assert check.verdict() is None and check.utilities == {"canary": [0.1], "live": []}
