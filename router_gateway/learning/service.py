@@ -13,7 +13,10 @@ Promotion: the loop writes the candidate to ``promote.artifacts/vNNNN`` and upda
 ``current.json``; the gateway then rebuilds its runtime with the profile pointing at that artifact
 (router ``learned:<profile>``), exactly like a config reload. With Redis, a retrain holds the lock
 ``<prefix>learning:lock`` (one replica retrains at a time) and the pointer is published under
-``<prefix>learning:pointer``; every replica polls it and swaps too.
+``<prefix>learning:pointer``; every replica polls it and swaps too. Label rows reach the replica that
+retrains through a Redis stream (learning.replicas). With ``promote.canary.share``, an automatic
+promotion first puts the candidate on trial for that share of the requests (router
+``learned-canary:<profile>``) and the canary check on realised grades decides (learning.canary).
 """
 from __future__ import annotations
 
@@ -274,8 +277,8 @@ class LearningService:
                 return False
             await self.yield_to_clients()
             await self.work.run(self.store.add, prompt_digest(prompt), x, grades.values(),
-                                    answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
-                                    prompt=prompt, answers=answers)
+                                answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
+                                prompt=prompt, answers=answers)
             await self._share_labels(prompt, x, grades.values(), costs, record["request_id"], live_name)
         finally:
             self.budget.settle(estimate, spent)
