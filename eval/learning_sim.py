@@ -1,6 +1,6 @@
 """Replay a routing table as live traffic through the learning loop (issue 20's figures).
 
-    python -m eval.learning_sim                       # llmrouter, value policy and random, clean and noisy grades
+    python -m eval.learning_sim                       # llmrouter, seeds 0..4: value clean/noisy, random, shuffled
 
 The real classes run: ``LabelStore`` (SQLite), ``ShadowPolicy``, ``ShadowBudget``, ``LearningLoop``
 (retrain -> gate -> promote) and ``ArtifactPromoter`` (artifacts written and loaded back). Only the
@@ -81,14 +81,14 @@ class Measure:
 
 
 def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, policy_mode: str, flip: float,
-             workdir: Path, shuffle: bool = False) -> dict:
+             workdir: Path, shuffle: bool = False, seed: int = 0) -> dict:
     """One pass of the traffic; returns the curve and the totals. ``shuffle``: every grade is the
     score of another (random) prompt, so the labels carry no information (the gate's control)."""
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     held = table.folds == args.held_fold
     traffic = rng.permutation(np.flatnonzero(~held))
     S, C, experts = table.scores, table.costs, list(table.models)
-    G = S[np.random.default_rng(args.seed + 2).permutation(len(S))] if shuffle else S  # what the judge says
+    G = S[np.random.default_rng(seed + 2).permutation(len(S))] if shuffle else S  # what the judge says
     measure = Measure(S[held], C[held], experts)
     norm_cost = prices / prices.max()
     judge = experts.index(args.judge)
@@ -99,9 +99,7 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
                               usd_per_day=1e9, max_share=args.max_share),
         retrain=RetrainSettings(router=args.router, params=json.loads(args.params), every_labels=args.every,
                                 min_labels=args.min_labels, folds=args.folds),
-        promote=PromoteSettings(gate=GateSettings(min_gain=0.0, z=args.z, min_rows=args.min_rows,
-                                                  halves=bool(args.halves), confirm=args.confirm,
-                                                  refresh_z=args.refresh_z if args.refresh_z >= 0 else None)))
+        promote=PromoteSettings(gate=GateSettings()))  # the shipped gate, as a gateway runs it
     store = LabelStore(workdir / "labels.db", store_prompts=False)
     priors = np.nanmean(S[traffic], axis=0)
     baseline = StrongestRouter.from_priors(experts, priors.tolist(), X.shape[1])
@@ -110,9 +108,9 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
     clock = [0.0]
     loop = LearningLoop(settings, store, experts, norm_cost, args.cost_weight, promoter, clock=lambda: clock[0])
     policy = ShadowPolicy(len(experts), norm_cost, policy_mode, args.max_experts, warmup=args.warmup,
-                          rate=args.rate, seed=args.seed)
+                          rate=args.rate, seed=seed, explore=args.explore)
     budget = ShadowBudget(settings.shadow.max_share, settings.shadow.usd_per_day, clock=lambda: clock[0])
-    flips = np.random.default_rng(args.seed + 1)
+    flips = np.random.default_rng(seed + 1)
     curve = [{"prompts": 0, "labelled": 0, "shadow_usd": 0.0, "live_usd": 0.0, "share": 0.0,
               "gap_closed": measure.gap(promoter.live_scores(X[held])), "promotion": 0}]
     candidates, promotions = [], 0
@@ -148,15 +146,15 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
                 curve.append({"prompts": t, "labelled": out.labelled, "shadow_usd": budget.shadow_usd,
                               "live_usd": budget.live_usd, "share": budget.share(),
                               "gap_closed": measure.gap(promoter.live_scores(X[held])), "promotion": promotions})
-                log(f"{policy_mode} flip={flip}: promotion {promotions} after {t} prompts, {out.labelled} labelled, "
+                log(f"seed {seed} {policy_mode} flip={flip}: promotion {promotions} after {t} prompts, {out.labelled} labelled, "
                     f"share {budget.share():.3f}, gap closed {curve[-1]['gap_closed']:.3f}")
     store.close()
     final = {"prompts": len(traffic), "labelled": store_count(workdir), "shadow_usd": budget.shadow_usd,
              "live_usd": budget.live_usd, "share": budget.share(),
              "gap_closed": measure.gap(promoter.live_scores(X[held])), "promotions": promotions,
              "grades": int(policy.counts.sum()), "grades_per_expert": dict(zip(experts, policy.counts.astype(int).tolist()))}
-    return {"policy": policy_mode, "flip": flip, "shuffled": shuffle, "curve": curve, "candidates": candidates,
-            "final": final}
+    return {"seed": seed, "policy": policy_mode, "flip": flip, "shuffled": shuffle, "curve": curve,
+            "candidates": candidates, "final": final}
 
 
 def store_count(workdir: Path) -> int:
@@ -215,43 +213,97 @@ def run_name(r: dict) -> str:
     return f"{r['policy']}, {r['flip']:.0%} grades flipped" + (", labels shuffled (control)" if r["shuffled"] else "")
 
 
+def summary_rows(runs: list[dict]) -> list[str]:
+    """Per kind of run over the seeds: mean and worst final gap closed, spend share, promotions."""
+    kinds = list(dict.fromkeys(run_name(r) for r in runs))
+    lines = ["| run | gap closed, mean | worst seed | shadow / live spend, mean (max) | promotions per seed |",
+             "| --- | --- | --- | --- | --- |"]
+    for kind in kinds:
+        rs = [r for r in runs if run_name(r) == kind]
+        gaps = [r["final"]["gap_closed"] for r in rs]
+        shares = [r["final"]["share"] or 0.0 for r in rs]
+        worst = min(rs, key=lambda r: r["final"]["gap_closed"])
+        lines.append(f"| {kind} | {np.mean(gaps):.3f} | {min(gaps):.3f} (seed {worst['seed']}) | "
+                     f"{np.mean(shares):.3f} ({max(shares):.3f}) | "
+                     + ", ".join(str(r["final"]["promotions"]) for r in rs) + " |")
+    return lines
+
+
+def noise_loss(runs: list[dict]) -> tuple[list[str], list[float]]:
+    """Per seed: how much of the clean value run's gap closed the 10%-flipped run loses."""
+    clean = {r["seed"]: r for r in runs if r["policy"] == "value" and r["flip"] == 0 and not r["shuffled"]}
+    losses, parts = [], []
+    for r in runs:
+        if r["policy"] == "value" and r["flip"] > 0 and r["seed"] in clean:
+            c = clean[r["seed"]]["final"]["gap_closed"]
+            losses.append(1.0 - r["final"]["gap_closed"] / c if c > 0 else float("nan"))
+            parts.append(f"seed {r['seed']} {losses[-1]:+.0%}")
+    return parts, losses
+
+
+def null_z_lines(out: dict) -> list[str]:
+    """The gate's permutation statistic (the candidate's lead over its shuffled-label controls, in
+    their sd) over every retrain the gate judged, per kind of run: how far a shuffled run gets."""
+    need, limit = out["gate"]["min_rows"], out["gate"]["null_z"]
+    lines = []
+    for kind in dict.fromkeys(run_name(r) for r in out["runs"]):
+        z = np.array([c["gate"]["null_z"] for r in out["runs"] if run_name(r) == kind for c in r["candidates"]
+                      if c["gate"]["rows"] >= need and c["gate"].get("null_z") == c["gate"].get("null_z")])
+        if len(z):
+            lines.append(f"- {kind}: {len(z)} retrains, max {z.max():+.2f} sd, {int((z > limit).sum())} above "
+                         f"null_z {limit}")
+    return lines
+
+
 def markdown(out: dict) -> str:
-    """The report page: the protocol, the final figures per run and each promotion's point."""
+    """The report page: the protocol, the figures over seeds, per seed, and the first seed's promotions."""
     ref = out["full_table_knn"]
     a = out["args"]
+    runs = out["runs"]
+    first = runs[0]["seed"]
+    gate = ", ".join(f"{k} {v}" for k, v in out["gate"].items())
     lines = [f"# Learning loop replay: `{out['table']}`", "",
-             f"Command: `python -m eval.learning_sim` (seed {a['seed']}, held-out fold {a['held_fold']}, judge "
+             f"Command: `python -m eval.learning_sim` (seeds {a['seeds']}, held-out fold {a['held_fold']}, judge "
              f"{a['judge']}, profile cost weight {a['cost_weight']}, candidate {a['router']} {a['params']}, "
-             f"retrain every {a['every']} labelled prompts, gate z {a['z']} confirmed by {a.get('confirm', 1)} retrains "
-             f"in a row, refresh not-worse z {a.get('refresh_z')}, shadow cap {a['max_share']:.0%} of live "
-             "spend). Traffic: the other four folds once, in a seeded random order, starting on `strongest`.", "",
+             f"retrain every {a['every']} labelled prompts, shadow cap {a['max_share']:.0%} of live spend). "
+             f"The gate is the shipped default (learning.promote.gate: {gate}). Traffic: the other four folds "
+             "once, in a seeded random order per seed, starting on `strongest`.", "",
              "Full-table knn on the same held-out fold (all traffic prompts, all models): "
              + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", "",
-             "| run | live router's gap closed (final) | best candidate's gap closed | shadow / live spend | "
-             "labelled prompts | grades | promotions |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in out["runs"]:
+             "Over the seeds (final live router):", ""] + summary_rows(runs)
+    parts, losses = noise_loss(runs)
+    if losses:
+        lines += ["", f"Gap closed lost to 10% flipped grades (value policy): mean {np.nanmean(losses):+.0%}, worst "
+                  f"{np.nanmax(losses):+.0%} ({', '.join(parts)}).", ""]
+    lines += ([""] if lines[-1] else []) + ["The gate's permutation statistic over the retrains it judged (all seeds):",
+                                            ""] + null_z_lines(out)
+    lines += ["", "Per seed:", "", "| seed | run | live router's gap closed (final) | best candidate's gap closed | "
+              "shadow / live spend | labelled prompts | grades | promotions | first promotion at labelled |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in runs:
         f = r["final"]
         best = max([c["gap_closed"] or 0.0 for c in r["candidates"]] or [0.0])
-        lines.append(f"| {run_name(r)} | {f['gap_closed']:.3f} | {best:.3f} | {f['share']:.3f} | {f['labelled']} | "
-                     f"{f['grades']} | {f['promotions']} |")
-    lines += ["", "Each promotion (cumulative, at the moment of the promotion):", "",
+        at = next((p["labelled"] for p in r["curve"][1:]), "-")
+        lines.append(f"| {r['seed']} | {run_name(r)} | {f['gap_closed']:.3f} | {best:.3f} | {f['share']:.3f} | "
+                     f"{f['labelled']} | {f['grades']} | {f['promotions']} | {at} |")
+    lines += ["", f"Each promotion of seed {first} (cumulative, at the moment of the promotion):", "",
               "| run | after prompts | labelled | shadow / live spend | live gap closed |", "| --- | --- | --- | --- | --- |"]
-    for r in out["runs"]:
+    for r in (r for r in runs if r["seed"] == first):
         for p in r["curve"][1:]:
             lines.append(f"| {run_name(r)} | {p['prompts']} | {p['labelled']} | {p['share']:.3f} | {p['gap_closed']:.3f} |")
-    lines += ["", "Grades per expert (value policy, clean grades): "
-              + ", ".join(f"{k} {v}" for k, v in out["runs"][0]["final"]["grades_per_expert"].items()), "",
-              "![learning curve](learning.png)", ""]
+    lines += ["", f"Grades per expert (seed {first}, value policy, clean grades): "
+              + ", ".join(f"{k} {v}" for k, v in runs[0]["final"]["grades_per_expert"].items()), "",
+              f"![learning curve, seed {first}](learning.png)", ""]
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="../shared/data/bench/llmrouter.csv")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0,1,2,3,4", help="one pass per seed (traffic order, flips, policy draws)")
     p.add_argument("--held-fold", type=int, default=0)
-    p.add_argument("--policies", default="value,random")
-    p.add_argument("--flips", default="0,0.1")
+    p.add_argument("--runs", default="value:0,value:0.1,random:0,shuffled",
+                   help="policy:flip per run; 'shuffled': the value policy on shuffled grades (the gate's control)")
     p.add_argument("--judge", default="gemma-2-9b-it", help="the judge expert (its price is charged per grade)")
     p.add_argument("--cost-weight", type=float, default=0.0, help="the profile's cost weight")
     p.add_argument("--sample", type=float, default=1.0)
@@ -259,6 +311,8 @@ def parse_args(argv=None):
     p.add_argument("--max-experts", type=int, default=9)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rate", type=float, default=0.3)
+    p.add_argument("--explore", type=float, default=ShadowSettings().explore,
+                   help="value policy: share of prompts shadowed whatever their value (learning.shadow.explore)")
     p.add_argument("--optimism", type=float, default=1.0)
     p.add_argument("--local", type=int, default=1, help="1: also label experts that could be chosen on the prompt")
     p.add_argument("--router", default="knn")
@@ -266,15 +320,19 @@ def parse_args(argv=None):
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--min-labels", type=int, default=50)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--z", type=float, default=0.25)
-    p.add_argument("--min-rows", type=int, default=20)
-    p.add_argument("--refresh-z", type=float, default=1.0, help="z of the not-worse test for a refit of the "
-                   "live learned router (-1: off, every candidate must show a gain)")
-    p.add_argument("--confirm", type=int, default=2, help="passing retrains in a row before a promotion")
-    p.add_argument("--halves", type=int, default=0, help="1: the gate's gain must also show on each half")
-    p.add_argument("--shuffled-control", type=int, default=1, help="1: also a run whose grades are shuffled")
     p.add_argument("--out", default=None, help="folder for learning.json / learning.md / learning.png")
     return p.parse_args(argv)
+
+
+def parse_runs(spec: str) -> list[tuple[str, float, bool]]:
+    runs = []
+    for item in spec.split(","):
+        if item == "shuffled":
+            runs.append(("value", 0.0, True))
+        else:
+            mode, flip = item.split(":")
+            runs.append((mode, float(flip), False))
+    return runs
 
 
 def main(argv=None) -> int:
@@ -287,24 +345,26 @@ def main(argv=None) -> int:
     prices = read_prices(table, Path(args.table).with_suffix(".models.csv"))
     reference = full_table_reference(table, X, args)
     log(f"full-table reference: {', '.join(f'{k} {v:.3f}' for k, v in reference.items())}")
-    runs = [(mode, float(f), False) for mode in args.policies.split(",") for f in args.flips.split(",")]
-    runs += [("value", 0.0, True)] if args.shuffled_control else []
     results = []
-    for mode, flip, shuffle in runs:
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.time()
-            r = simulate(table, X, prices, args, mode, flip, Path(tmp), shuffle)
-            r["seconds"] = round(time.time() - t0, 1)
-        f = r["final"]
-        log(f"{mode} flip={flip}{' shuffled labels' if shuffle else ''}: final gap closed {f['gap_closed']:.3f}, "
-            f"share {f['share']:.3f}, {f['labelled']} prompts labelled, {f['promotions']} promotions")
-        results.append(r)
-    out = {"table": table.name, "args": vars(args), "full_table_knn": reference, "runs": results}
+    for seed in (int(x) for x in args.seeds.split(",")):
+        for mode, flip, shuffle in parse_runs(args.runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.time()
+                r = simulate(table, X, prices, args, mode, flip, Path(tmp), shuffle, seed)
+                r["seconds"] = round(time.time() - t0, 1)
+            f = r["final"]
+            log(f"seed {seed} {mode} flip={flip}{' shuffled labels' if shuffle else ''}: final gap closed "
+                f"{f['gap_closed']:.3f}, share {f['share']:.3f}, {f['labelled']} prompts labelled, "
+                f"{f['promotions']} promotions ({r['seconds']} s)")
+            results.append(r)
+    out = {"table": table.name, "args": vars(args), "gate": GateSettings().model_dump(),
+           "full_table_knn": reference, "runs": results}
     if args.out:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "learning.json").write_text(json.dumps(out, indent=2) + "\n")
-        plot([r for r in results if not r["shuffled"]], reference["knn k=80"], folder / "learning.png")
+        plot([r for r in results if not r["shuffled"] and r["seed"] == results[0]["seed"]], reference["knn k=80"],
+             folder / "learning.png")
         (folder / "learning.md").write_text(markdown(out))
     print(markdown(out))
     return 0

@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample", type=int, help="only the first N prompts of a seeded (0) permutation")
     p.add_argument("--extra", default="", help="other tables whose prompts join every fold's corpus")
     p.add_argument("--extra-exclude-task", help="regex: extra rows with a matching task are left out")
-    p.add_argument("--json")
+    p.add_argument("--only-variants", action="store_true",
+                   help="score only the tuned variants (not MiniLM nor the isolated-token start)")
+    p.add_argument("--seed", type=int, default=0, help="the routers' seed (its spread is the noise of a comparison)")
+    p.add_argument("--json", help="results so far, rewritten after every router")
     args = p.parse_args(argv)
     fit_kw = {k: getattr(args, k) for k in ("epochs", "anchor", "lr") if getattr(args, k) is not None}
     init = np.load(args.init)
@@ -164,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         folds = fold_ids(table, 5, 0)
         Y = embed_table(table, args.minilm)
         enc = encode(table.prompts, args.max_tokens)
-        embeddings = {"minilm": lambda f: Y, "static-init": (lambda E: lambda f: E)(pool(init, enc))}
+        embeddings = {} if args.only_variants else {
+            "minilm": lambda f: Y, "static-init": (lambda E: lambda f: E)(pool(init, enc))}
         if args.baseline:
             base_E = pool(np.load(args.baseline), encode(table.prompts, 512))
             embeddings["static-shipped"] = lambda f: base_E
@@ -174,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             embeddings[f"static {label}{' +extra' if args.extra else ''} (cross-fitted)"] = (lambda E: lambda f: E[int(f)])(E)
         for router in args.routers.split(","):
             for label, X_of_fold in embeddings.items():
-                m = score(oof_predictions(router, X_of_fold, table, folds, 0), table)
+                m = score(oof_predictions(router, X_of_fold, table, folds, args.seed), table)
                 results.setdefault(name, {}).setdefault(router, {})[label] = m["auc"]
                 log(f"{name} {router} {label}: auc {m['auc']:.4f}")
+                if args.json:
+                    Path(args.json).write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from router_gateway.capacity.load import CapacityBook
 from router_gateway.capacity.pacing import BudgetPacer
@@ -21,19 +18,24 @@ from router_gateway.capacity.poller import EnginePoller
 from router_gateway.capacity.spend import SpendView
 from router_gateway.domain.config import GatewayConfig, load_config
 from router_gateway.domain.config_yaml import ConfigError
+from router_gateway.domain.record import RecordObserver
 from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.forwarding.breaker_probe import BreakerProber
 from router_gateway.forwarding.forwarder import Forwarder
+from router_gateway.http.get import GetClient
+from router_gateway.http.http1 import Connector
 from router_gateway.routing.affinity import Affinity
 from router_gateway.routing.router_set import build_router_set
 from router_gateway.routing.service import RoutingService
 from router_gateway.runtime import Runtime
 from router_gateway.state.expert_state import BreakerSettings, ExpertState
+from router_gateway.state.health_checks import HealthChecker
 from router_gateway.state.keys import ApiKey, KeyStore
 from router_gateway.state.limits import LocalLimiter, SharedLimiter
 from router_gateway.state.request_log import RequestLog
 from router_gateway.state.sessions import AffinityStore
 from router_gateway.state.shared_state import SharedState
+from router_gateway.state.usage_settlement import UsageSettler
 
 log = logging.getLogger("router_gateway")
 
@@ -44,7 +46,9 @@ class GatewayOptions:
 
     config_path: Path | None = None
     config: GatewayConfig | None = None
-    transport: httpx.AsyncBaseTransport | None = None  # injected in unit tests
+    #: the HTTP client's connection factory for experts (forwarding, health checks, engine metrics):
+    #: real TCP/TLS when None; unit tests pass an in-memory one (router_gateway.http.memory)
+    connect: Connector | None = None
     embedder: object | None = None  # a ready Embedder, injected in tests
     health_interval_s: float | None = None  # None: server.health_interval_s from the config
     watch_config: bool = True
@@ -69,9 +73,9 @@ class Gateway:
         self._version = 0
         self._reload_lock = asyncio.Lock()
         self.draining = False
-        self._usage_tasks: set[asyncio.Task] = set()
-        #: objects with on_record(record: dict) and on_embed_batch(size: int): metrics, live view
-        self.observers: list = []
+        self.usage: UsageSettler | None = None  # per-key usage and holds settled as requests end
+        #: metrics, traces, live view, request log lines (domain.record.RecordObserver)
+        self.observers: list[RecordObserver] = []
         self.online = None  # OnlineLearner: feedback -> routers that learn online
         self.capacity = CapacityBook(inflight=self.state.inflight)  # engines' load (vLLM /metrics)
         self.pacer = BudgetPacer()  # budget pacing state per key
@@ -79,6 +83,8 @@ class Gateway:
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
         self.clients_in_flight = 0  # HTTP requests to the OpenAI endpoints, until their answer is sent (app.py)
         self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
+        self.http = GetClient(options.connect)  # health checks and engine-metrics scrapes
+        self.health = HealthChecker(self.state, self.http)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -95,12 +101,14 @@ class Gateway:
         await self.request_log.start()
         self._apply_breaker(config)
         await self._start_access_control(config)
-        poller = EnginePoller(self.capacity, self.shared, self.options.transport)
+        poller = EnginePoller(self.capacity, self.shared, self.http)
         self._tasks.append(asyncio.create_task(
             poller.run(lambda: self.runtime.config.experts, lambda: self.runtime.config.server.metrics_poll_s),
             name="engine-metrics"))
         if self._health_interval() > 0:
-            self._tasks.append(asyncio.create_task(self._health_loop(), name="health-checks"))
+            self._tasks.append(asyncio.create_task(
+                self.health.run(lambda: self.runtime.config.experts, lambda: self._health_interval() or 5.0),
+                name="health-checks"))
         # half-open breakers are probed by the gateway, never by requests (services.breaker_probe)
         self._tasks.append(asyncio.create_task(BreakerProber(self).run(), name="breaker-probes"))
         if self.options.watch_config and self.options.config_path:
@@ -125,26 +133,14 @@ class Gateway:
         self.limiter = SharedLimiter(self.shared, local) if self.shared.enabled else local
         self.shared.limiter = self.limiter if self.shared.enabled else None
         self.spend = SpendView(self.limiter, self.shared)
+        self.usage = UsageSettler(self.limiter)
         self.affinity.store.shared = self.shared
         await self.shared.start()
 
     def settle_usage(self, key: ApiKey, hold, tokens: int, cost: float) -> None:
-        """Replace a finished request's hold with what it used (off the request path when shared).
-        Called once per request whatever its end; a second call for the same hold does nothing."""
-        if self.limiter is None or (hold is not None and hold.settled):
-            return
-        if hold is not None:
-            hold.settled = True
-        # usage is clamped upstream of here (services.usage); this keeps a credit out whatever the caller
-        tokens = max(0, int(tokens))
-        cost = cost if math.isfinite(cost) and cost > 0 else 0.0
-        if isinstance(self.limiter, SharedLimiter):
-            task = asyncio.get_running_loop().create_task(self.limiter.settle(key, hold, tokens, cost))
-            self._usage_tasks.add(task)
-            task.add_done_callback(self._usage_tasks.discard)
-        else:
-            self.limiter.release(key.id, hold)
-            self.limiter.add(key.id, tokens, cost)
+        """The pipeline's end of a request with a key: state.usage_settlement does the work."""
+        if self.usage is not None:
+            self.usage.settle(key, hold, tokens, cost)
 
     def _apply_breaker(self, config: GatewayConfig) -> None:
         self.state.settings = BreakerSettings(config.server.breaker.failure_threshold,
@@ -159,8 +155,8 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._usage_tasks:
-            await asyncio.gather(*self._usage_tasks, return_exceptions=True)
+        if self.usage is not None:
+            await self.usage.aclose()
         if self.learning:  # pending shadow work is dropped; every client answer was logged already
             await self.learning.close()
         await self.affinity.store.flush()
@@ -172,6 +168,7 @@ class Gateway:
             await self.runtime.forwarder.aclose()
         if self.embedder:
             await self.embedder.close()
+        await self.http.aclose()
 
     async def _make_embedder(self, config: GatewayConfig) -> BatchingEmbedder:
         settings = config.embedder
@@ -196,7 +193,7 @@ class Gateway:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
         routing = RoutingService(config, routers, self.embedder, self.state, self.capacity, self.affinity)
-        forwarder = Forwarder(config, self.state, self.options.transport)
+        forwarder = Forwarder(config, self.state, self.options.connect)
         return Runtime(self._version, config, routing, forwarder)
 
     # -- requests use a runtime for their whole life ---------------------------------------
@@ -259,28 +256,6 @@ class Gateway:
         async for changes in awatch(path.parent, debounce=300, step=100):
             if any(Path(p).resolve() == path for _, p in changes):
                 await self.reload()
-
-    # -- active health checks --------------------------------------------------------------
-    async def _health_loop(self) -> None:
-        async with httpx.AsyncClient(timeout=2.0, transport=self.options.transport) as client:
-            while True:
-                config = self.runtime.config
-                await asyncio.gather(*(self._check(client, name, e) for name, e in config.experts.items()))
-                await asyncio.sleep(self._health_interval() or 5.0)
-
-    async def _check(self, client: httpx.AsyncClient, name: str, expert) -> None:
-        headers = {"authorization": f"Bearer {expert.api_key}"} if expert.api_key else {}
-        try:
-            # only the status counts: the body is never read (an endless or huge one cannot hold the
-            # check), and the whole check is bounded, not just each read
-            async with asyncio.timeout(4.0), client.stream("GET", expert.base_url + expert.health_path,
-                                                           headers=headers) as response:
-                status = response.status_code
-            self.state.set_health(name, None if status < 500 else f"HTTP {status}")
-        except TimeoutError:
-            self.state.set_health(name, "health check timed out")
-        except httpx.HTTPError as exc:
-            self.state.set_health(name, type(exc).__name__)
 
     def ready(self) -> tuple[bool, dict]:
         """Config loaded, embedder warm, at least one expert reachable."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from router_gateway.capacity.pacing import budget_pacing
+from router_gateway.capacity.profile_budget import admit_profile, settle_profile
 from router_gateway.cascade import service as cascade
 from router_gateway.domain.errors import (
     ClientClosedRequest,
@@ -15,6 +16,8 @@ from router_gateway.domain.errors import (
     GatewayShuttingDown,
 )
 from router_gateway.domain.protocol import ChatRequest
+from router_gateway.domain.record import Attempt, RecordObserver, RequestRecord
+from router_gateway.forwarding.relay import StreamOutcome
 from router_gateway.forwarding.result import ForwardResult
 from router_gateway.forwarding.usage import clean_usage
 from router_gateway.routing.key_access import check_model_allowed, reachable_experts
@@ -68,6 +71,7 @@ class CallContext:
     #: (uvicorn cancels what is still running when the shutdown's drain timeout ends)
     client_gone: bool = False
     hold: Hold | None = None  # what the request holds against the key's budgets and TPM until it ends
+    profile_hold: Hold | None = None  # ... and against its profile's budget (profiles.<name>.budget)
     started: float = field(default_factory=time.perf_counter)
     ts: float = field(default_factory=time.time)
     endpoint: Endpoint = CHAT
@@ -84,7 +88,7 @@ class GatewayServices(Protocol):
     limiter: Any  # state.limits LocalLimiter | SharedLimiter
     request_log: Any  # state.request_log.RequestLog
     learning: Any  # learning.service.LearningService | None
-    observers: list
+    observers: list[RecordObserver]
     pacer: Any  # capacity.pacing.BudgetPacer (read by budget_pacing with spend)
     spend: Any
 
@@ -107,9 +111,11 @@ class ChatService:
         try:
             if ctx.api_key is not None:
                 await self._admit(ctx, chat, runtime)
+            ctx.profile_hold = await admit_profile(self.gateway, runtime.config, chat, ctx.body_size,
+                                                   ctx.allowed_experts)
             decision = await runtime.routing.decide(chat, ctx.body_size, ctx.request_id,
                                                     ctx.cost_weight_header, ctx.allowed_experts,
-                                                    pace=budget_pacing(self.gateway, ctx.api_key),
+                                                    pace=budget_pacing(self.gateway, ctx.api_key, chat.model),
                                                     session=ctx.session)
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
             experts = [c.expert for c in decision.candidates]
@@ -119,10 +125,7 @@ class ChatService:
             else:
                 result = await runtime.forwarder.forward(experts if ctx.endpoint.fallbacks else experts[:1],
                                                          ctx.body, chat.stream, deadline, ctx.endpoint.path)
-            if runtime.routing.affinity is not None:
-                runtime.routing.affinity.settle(decision, result.expert)
-            if ctx.on_result is not None:
-                ctx.on_result(result)
+            await self._hand_over(runtime, decision, ctx, result)
         except GatewayError as exc:
             exc.headers = {**exc.headers, "x-request-id": ctx.request_id}  # errors are logged too: link them
             exc.param = dict(ctx.endpoint.params).get(exc.param, exc.param)
@@ -145,41 +148,48 @@ class ChatService:
             self.gateway.release(runtime)
             raise
         if result.stream is None:
-            result.usage = self._clean_usage(runtime, chat, ctx, result)
+            result.usage = self._clean_usage(runtime, chat, ctx, result, result.usage)
         headers = self._headers(ctx, decision, result, runtime)
         if result.stream is None:
             self._log(runtime, ctx, chat, decision, result, result.status)
             self.gateway.release(runtime)
             return ChatOutcome(headers, body=result.body)
-        return ChatOutcome(headers, stream=self._stream(runtime, ctx, chat, decision, result))
+        # from here the stream's relay owns the end: it calls _stream_ended once, however the stream ends
+        result.stream.on_end(lambda outcome: self._stream_ended(runtime, ctx, chat, decision, result, outcome))
+        return ChatOutcome(headers, stream=result.stream)
 
-    async def _stream(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision,
-                      result: ForwardResult) -> AsyncIterator[bytes]:
-        stream_error = None
+    @staticmethod
+    async def _hand_over(runtime: Runtime, decision: Decision, ctx: CallContext, result: ForwardResult) -> None:
+        """Session affinity and the endpoint's hook see the result. If either fails while the result holds
+        a stream, nobody will read that stream: close it here (the expert's slot is given back and the
+        upstream connection closed), then let the failure take its usual path (logged, runtime released)."""
         try:
-            async for event in result.stream:
-                yield event
-        except (asyncio.CancelledError, GeneratorExit):
-            # the client went away mid-stream (not the expert's failure, but not a complete answer
-            # either), or the gateway cut the stream at the end of its drain timeout
-            error = cancelled_error(ctx, "mid-stream")
-            result.status, stream_error = error.status, error.message
+            if runtime.routing.affinity is not None:
+                runtime.routing.affinity.settle(decision, result.expert)
+            if ctx.on_result is not None:
+                ctx.on_result(result)
+        except BaseException:
+            if result.stream is not None:
+                await result.stream.aclose()
             raise
-        except Exception as exc:  # a bug mid-stream: chat_endpoint ends the stream with an error event
-            error = internal_error(exc)
-            result.status, stream_error = error.status, error.message
-            raise
+
+    def _stream_ended(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision,
+                      result: ForwardResult, outcome: StreamOutcome) -> None:
+        """The pipeline's part of a stream's end (forwarding.relay): the record, then the runtime back."""
+        try:
+            status, error = outcome.status, outcome.expert_error
+            if outcome.cut:  # the client went away (not the expert's failure, but not a complete answer
+                # either), or the gateway cut the stream at the end of its drain timeout
+                cut = cancelled_error(ctx, "mid-stream")
+                status, error = cut.status, error or cut.message
+            elif outcome.bug is not None:  # a bug mid-stream: chat_endpoint ends the stream with an error event
+                bug = internal_error(outcome.bug)
+                status, error = bug.status, error or bug.message
+            usage = self._clean_usage(runtime, chat, ctx, result,
+                                      outcome.usage if outcome.usage is not None else result.usage)
+            self._log(runtime, ctx, chat, decision, result, status, stream_error=error, usage=usage or {})
         finally:
-            try:
-                # closing the relay closes the upstream response, so the expert stops generating
-                aclose = getattr(result.stream, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            finally:  # the record is written and the runtime released even if closing failed
-                result.usage = self._clean_usage(runtime, chat, ctx, result)
-                self._log(runtime, ctx, chat, decision, result, result.status,
-                          stream_error=result.stream_state.get("error") or stream_error)
-                self.gateway.release(runtime)
+            self.gateway.release(runtime)
 
     def log_unexpected_before_routing(self, exc: Exception) -> None:
         """A bug while reading or checking the request (before a CallContext exists): still one record."""
@@ -200,17 +210,19 @@ class ChatService:
         ctx.hold = await self.gateway.limiter.admit(key, hold)
 
     def _settle(self, ctx: CallContext, usage: dict, cost: float | None) -> None:
+        settle_profile(self.gateway, ctx.profile_hold, cost)
         if ctx.api_key is None or not ctx.api_key.has_limits:
             return
         tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")) if isinstance(v, int))
         self.gateway.settle_usage(ctx.api_key, ctx.hold, tokens, cost or 0.0)
 
     @staticmethod
-    def _clean_usage(runtime: Runtime, chat: ChatRequest, ctx: CallContext, result: ForwardResult) -> dict | None:
+    def _clean_usage(runtime: Runtime, chat: ChatRequest, ctx: CallContext, result: ForwardResult,
+                     usage: dict | None) -> dict | None:
         if cascade.is_cascade(result):  # each tier's usage was clamped before the tiers were summed
-            return result.usage
+            return usage
         expert = runtime.config.experts.get(result.expert)
-        return clean_usage(result.usage, result.expert, expert.context_window if expert else 0, chat.n,
+        return clean_usage(usage, result.expert, expert.context_window if expert else 0, chat.n,
                            ctx.request_id)
 
     def _headers(self, ctx: CallContext, decision: Decision, result: ForwardResult,
@@ -232,48 +244,65 @@ class ChatService:
 
     def _log(self, runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
              result: ForwardResult | None, status: int | None = None, error: GatewayError | None = None,
-             stream_error: str | None = None) -> None:
+             stream_error: str | None = None, usage: dict | None = None) -> None:
+        """Write the request's record (``usage``: the cleaned usage, default the result's) and hand it
+        to the learning service, the key's settlement and the observers."""
         if status is None:
             status = error.status if error is not None else 500
         if self.gateway.request_log is None:
             self._settle(ctx, {}, None)
             return
-        usage = (result.usage if result else None) or {}
-        expert = result.expert if result else None
         attempts = (result.attempts if result else getattr(error, "attempts", [])) or []
-        text = decision.prompt_text if decision else ""
-        # a fallback's answer was not the policy's choice: no propensity, so OPE skips the row
-        propensity = decision.propensity if decision and result and result.expert == decision.chosen else None
-        record = {
-            "request_id": ctx.request_id, "ts": ctx.ts, "model": chat.model,
-            "profile": decision.profile if decision else None, "router": decision.router if decision else None,
-            "candidates": [c.as_dict() for c in decision.candidates] if decision else [],
-            "ineligible": decision.ineligible if decision else {},
-            "chosen_expert": expert, "propensity": propensity, "explored": decision.explored if decision else False,
-            "cost_weight": decision.cost_weight if decision else None,
-            "pacing": decision.extra.get("pacing") if decision else None,
-            "prompt_digest": prompt_digest(text) if text else None, "prompt": text or None,
-            "status": status, "error": (error.message if error else stream_error),
-            "stream": chat.stream, "attempts": [a.as_dict() for a in attempts],
-            "ttft_ms": result.ttft_ms if result else None,
-            "latency_ms": round((time.perf_counter() - ctx.started) * 1e3, 3),
-            "embed_ms": decision.embed_ms if decision else None, "route_ms": decision.route_ms if decision else None,
-            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-            "cost_usd": price_usage(runtime, expert, usage) if expert else None,
-            "key_id": ctx.key_id, "config_version": runtime.version,
-        }
-        # tiers, confidences, the labelled pair and all tiers' cost
-        record.update(cascade.log_fields(result, runtime.config.logging.store_prompts))
-        if ctx.endpoint is not CHAT:
-            record["endpoint"] = ctx.endpoint.name
-        if decision is not None and decision.affinity is not None:
-            record.update(decision.affinity.as_dict())
+        usage = (usage if usage is not None else result.usage if result else None) or {}
+        record = request_record(runtime, ctx, chat, decision, result, status,
+                                error.message if error else stream_error, attempts, usage)
         self.gateway.request_log.record(record)
         if self.gateway.learning is not None and result is not None:  # enqueue only: shadow work runs later
             self.gateway.learning.offer(record, ctx.body, result.body if result.stream is None else None)
-        self._settle(ctx, usage, record["cost_usd"])
+        self._settle(ctx, usage, record.cost_usd)
         for observer in self.gateway.observers:
             observer.on_record(record)
+
+
+def request_record(runtime: Runtime, ctx: CallContext, chat: ChatRequest, decision: Decision | None,
+                   result: ForwardResult | None, status: int, error: str | None,
+                   attempts: list[Attempt], usage: dict) -> RequestRecord:
+    """The one place a request's record is written (domain.record says what each field means)."""
+    expert = result.expert if result else None
+    record = RequestRecord(
+        request_id=ctx.request_id, ts=ctx.ts, model=chat.model, chosen_expert=expert, status=status, error=error,
+        stream=chat.stream, attempts=list(attempts), ttft_ms=result.ttft_ms if result else None,
+        latency_ms=round((time.perf_counter() - ctx.started) * 1e3, 3),
+        prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+        cost_usd=price_usage(runtime, expert, usage) if expert else None,
+        key_id=ctx.key_id, config_version=runtime.version)
+    if decision is not None:
+        _record_decision(record, decision, result)
+    record.cascade = cascade.record_fields(result, runtime.config.logging.store_prompts)
+    if record.cascade is not None:
+        record.cost_usd = cascade.total_cost(result)  # every tier's cost, not only the answer's
+    if ctx.endpoint is not CHAT:
+        record.endpoint = ctx.endpoint.name
+    return record
+
+
+def _record_decision(record: RequestRecord, decision: Decision, result: ForwardResult | None) -> None:
+    """The routing decision's part of the record."""
+    text = decision.prompt_text
+    record.profile, record.router = decision.profile, decision.router
+    record.candidates = [c.as_dict() for c in decision.candidates]
+    record.ineligible = decision.ineligible
+    # a fallback's answer was not the policy's choice: no propensity, so OPE skips the row
+    record.propensity = decision.propensity if result and result.expert == decision.chosen else None
+    record.explored, record.cost_weight = decision.explored, decision.cost_weight
+    record.pacing = decision.extra.get("pacing")
+    record.prompt_digest, record.prompt = (prompt_digest(text), text) if text else (None, None)
+    record.embed_ms, record.route_ms = decision.embed_ms, decision.route_ms
+    affinity = decision.affinity
+    if affinity is not None:  # requests in a session: which one, and what affinity did
+        record.session, record.session_source = affinity.ref.key, affinity.ref.source
+        record.affinity, record.affinity_previous_expert = affinity.state, affinity.pinned
+        record.affinity_moved_reason = affinity.moved_reason
 
 
 def cancelled_error(ctx: CallContext, when: str) -> GatewayError:

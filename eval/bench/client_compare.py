@@ -75,7 +75,7 @@ async def with_raw(url: str, n: int, concurrency: int, pool: int) -> tuple[float
 
 
 async def with_http1(url: str, n: int, concurrency: int, pool: int) -> tuple[float, float]:
-    from router_gateway.forwarding.http1 import Http1Pool
+    from router_gateway.http.http1 import Http1Pool
     client = Http1Pool(url + "/v1", {"content-type": "application/json"}, limit=pool * 2, connect_timeout=5,
                        read_timeout=60, keepalive_s=4)
 

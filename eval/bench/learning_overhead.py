@@ -5,7 +5,7 @@
 In process, through the real ASGI app (the HTTP handler, routing, forwarding, the request log,
 ``LearningService.offer`` on the request path, the answer's send, and the shadow workers, label
 writes and retrains competing for the same process in the background), with experts and the judge
-behind an in-memory transport that answers after ``--expert-ms``, and a deterministic hash
+behind an in-memory connection that answers after ``--expert-ms``, and a deterministic hash
 embedder (no model load). ``--clients`` clients each send a request, wait for the answer, then think
 for an exponential time (mean ``--think-ms``), so background work runs in the gaps and sometimes
 collides with a request, as in real traffic.
@@ -42,7 +42,9 @@ import orjson
 from router_gateway.app import create_app
 from router_gateway.container import GatewayOptions
 from router_gateway.domain.config import parse_config
+from router_gateway.domain.record import RequestRecord
 from router_gateway.embedding.base import EmbedderInfo
+from router_gateway.http.memory import InMemoryConnector
 from routers.policy import unit_hash
 
 QUANTILES = (50, 95, 99)
@@ -59,7 +61,7 @@ class HashEmbedder:
         return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
-def transport(expert_ms: float) -> httpx.MockTransport:
+def connect(expert_ms: float) -> InMemoryConnector:
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(200, json={"data": []})
@@ -70,7 +72,7 @@ def transport(expert_ms: float) -> httpx.MockTransport:
         return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": model,
                                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                          "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)  # under the gateway's real HTTP client
 
 
 def config_text(tmp: Path, learning: bool, sample: float, retrain_every: int) -> str:
@@ -108,7 +110,7 @@ class Arm:
             before = learning.stats["queued"]
             offer(record, body, answer)
             if learning.stats["queued"] > before:
-                self.shadowed.add(record["request_id"])
+                self.shadowed.add(record.request_id)
         learning.offer = recording_offer
 
 
@@ -147,7 +149,7 @@ async def measure(args) -> dict:
         arms, contexts = {}, []
         for name, learning in (("learning", True), ("plain", False)):
             config = parse_config(config_text(tmp, learning, args.sample, args.retrain_every))
-            app = create_app(GatewayOptions(config=config, transport=transport(args.expert_ms),
+            app = create_app(GatewayOptions(config=config, connect=connect(args.expert_ms),
                                             embedder=HashEmbedder(), health_interval_s=0, watch_config=False))
             ctx = app.router.lifespan_context(app)
             await ctx.__aenter__()
@@ -194,10 +196,11 @@ async def measure(args) -> dict:
 
 def time_offer(learning, n: int = 20000) -> float:
     """Microseconds ``offer`` takes on the request path (queue full after the first few: the drop path)."""
-    record = {"request_id": "x", "profile": "auto", "status": 200, "cost_usd": 1e-6, "chosen_expert": "a"}
+    records = [RequestRecord(f"o{i}", time.time(), profile="auto", status=200, cost_usd=1e-6, chosen_expert="a")
+               for i in range(n)]  # built before the clock starts
     t0 = time.perf_counter()
-    for i in range(n):
-        learning.offer({**record, "request_id": f"o{i}"}, {}, b"")
+    for record in records:
+        learning.offer(record, {}, b"")
     return (time.perf_counter() - t0) / n * 1e6
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -35,6 +36,7 @@ import numpy as np
 import yaml
 
 from eval.bench.procs import Proc, free_port, python_module
+from router_gateway.domain.record import RequestRecord
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE = REPO.parent / "shared" / "data" / "bench" / "llmrouter.csv"
@@ -123,39 +125,76 @@ async def gateway_traffic(base: str, prompts: list[str], rate: float, seconds: f
     return results
 
 
+async def expert_floor(urls: dict[str, str], prompts: list[str], n: int, max_tokens: int) -> dict[str, dict]:
+    """Each expert's own latency, one request at a time and nothing else sent to it: no routing can
+    serve faster than this on the host as it is (other work on the host included)."""
+    out = {}
+    async with httpx.AsyncClient(timeout=300) as client:
+        for name, url in urls.items():
+            latencies = []
+            for prompt in prompts[:n]:
+                t0 = time.perf_counter()
+                r = await client.post(f"{url}/chat/completions", json={
+                    "model": name, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]})
+                r.raise_for_status()
+                latencies.append((time.perf_counter() - t0) * 1000)
+            out[name] = {"n": len(latencies), "p50_ms": float(np.percentile(latencies, 50)),
+                         "p95_ms": float(np.percentile(latencies, 95)), "load_average": os.getloadavg()[0]}
+    return out
+
+
 def served_quality(db: Path) -> tuple[float, int]:
     """Mean router score of the expert that answered, over the run's successful requests."""
     rows = sqlite3.connect(db).execute("SELECT data FROM requests").fetchall()
     scores = []
     for (data,) in rows:
-        rec = json.loads(data)
-        if rec.get("status") != 200:
+        rec = RequestRecord.from_row(json.loads(data))
+        if rec.status != 200:
             continue
-        by_name = {c["expert"]: c["score"] for c in rec.get("candidates") or []}
-        if rec.get("chosen_expert") in by_name:
-            scores.append(by_name[rec["chosen_expert"]])
+        by_name = {c["expert"]: c["score"] for c in rec.candidates or []}
+        if rec.chosen_expert in by_name:
+            scores.append(by_name[rec.chosen_expert])
     return (float(np.mean(scores)) if scores else float("nan")), len(scores)
 
 
 async def run_once(work: Path, tag: str, urls: dict[str, str], router: dict, latency_weight: float | None,
                    prompts: list[str], args) -> dict:
-    config = write_config(work, urls, router, latency_weight, tag)
-    port = free_port()
-    gw = Proc(f"gateway-{tag}", python_module("router_gateway.cli", "serve", "--config", str(config),
-                                              "--port", str(port)), work, cwd=str(REPO))
+    return (await run_together(work, [(tag, latency_weight)], urls, router, prompts, args))[0]
+
+
+async def run_together(work: Path, settings: list[tuple[str, float | None]], urls: dict[str, str], router: dict,
+                       prompts: list[str], args) -> list[dict]:
+    """One gateway per setting, all at once: each gets the same open-loop traffic at the same instants,
+    under the same outside load and the same unrelated load on the host."""
+    gateways = []
     try:
-        gw.wait_ready(f"http://127.0.0.1:{port}/ready", timeout=180)
+        for tag, weight in settings:
+            config, port = write_config(work, urls, router, weight, tag), free_port()
+            gateways.append((Proc(f"gateway-{tag}", python_module("router_gateway.cli", "serve", "--config",
+                                                                  str(config), "--port", str(port)),
+                                  work, cwd=str(REPO)), port))
+        for gw, port in gateways:
+            gw.wait_ready(f"http://127.0.0.1:{port}/ready", timeout=180)
         stop = asyncio.Event()
         strong_name, strong_url = next(iter(urls.items()))
         load = asyncio.create_task(outside_load(strong_url, strong_name, args.outside, stop, args.max_tokens))
         await asyncio.sleep(args.warmup)  # the queue builds and the poller sees it
-        results = await gateway_traffic(f"http://127.0.0.1:{port}", prompts, args.rate, args.seconds,
-                                        args.max_tokens)
+        load_before = os.getloadavg()[0]  # other work on the host slows every expert: say how much there was
+        results = await asyncio.gather(*(gateway_traffic(f"http://127.0.0.1:{port}", prompts, args.rate,
+                                                         args.seconds, args.max_tokens) for _, port in gateways))
         stop.set()
         outside_sent = await load
+        load_after = os.getloadavg()[0]
         await asyncio.sleep(0.5)  # the last log batch
     finally:
-        gw.stop()
+        for gw, _ in gateways:
+            gw.stop()
+    return [summarize(work, tag, weight, urls, res, outside_sent, [load_before, load_after])
+            for (tag, weight), res in zip(settings, results)]
+
+
+def summarize(work: Path, tag: str, latency_weight: float | None, urls: dict[str, str], results: list[dict],
+              outside_sent: int, load_average: list[float]) -> dict:
     ok = [r for r in results if r["status"] == 200]
     lat = np.array([r["latency"] for r in ok]) * 1000
     quality, n_logged = served_quality(work / f"requests-{tag}.db")
@@ -163,7 +202,7 @@ async def run_once(work: Path, tag: str, urls: dict[str, str], router: dict, lat
     return {"setting": tag, "latency_weight": latency_weight, "requests": len(results), "ok": len(ok),
             "p50_ms": float(np.percentile(lat, 50)), "p95_ms": float(np.percentile(lat, 95)),
             "p99_ms": float(np.percentile(lat, 99)), "share": share, "predicted_quality": quality,
-            "logged": n_logged, "outside_requests": outside_sent}
+            "logged": n_logged, "outside_requests": outside_sent, "load_average": load_average}
 
 
 def start_queue_experts(work: Path, args) -> tuple[dict[str, str], list[Proc]]:
@@ -193,11 +232,15 @@ async def main_async(args) -> dict:
             prompts, artifact = train_two_model_router(work)
             router = {"type": "knn", "artifact": artifact}
         prompts = [prompts[i] for i in np.random.default_rng(0).permutation(len(prompts))]
-        runs = [await run_once(work, "max_concurrency", urls, router, None, prompts, args)]
-        for weight in args.latency_weights:
-            runs.append(await run_once(work, f"engine_metrics_lw{weight:g}", urls, router, weight, prompts, args))
+        floor = await expert_floor(urls, prompts, args.floor, args.max_tokens) if args.floor else None
+        settings = [("max_concurrency", None)] + [(f"engine_metrics_lw{w:g}", w) for w in args.latency_weights]
+        if args.together:
+            runs = await run_together(work, settings, urls, router, prompts, args)
+        else:
+            runs = [await run_once(work, tag, urls, router, weight, prompts, args) for tag, weight in settings]
         return {"experts": list(urls), "vllm": bool(args.vllm), "rate": args.rate, "seconds": args.seconds,
-                "outside_concurrency": args.outside, "runs": runs}
+                "together": args.together,
+                "outside_concurrency": args.outside, "runs": runs, "floor": floor}
     finally:
         for proc in procs:
             proc.stop()
@@ -209,14 +252,20 @@ def _served_name(url: str) -> str:
 
 def report(out: dict) -> str:
     base = out["runs"][0]["p95_ms"]
-    lines = [f"{out['rate']} req/s through the gateway for {out['seconds']} s; outside load: "
+    how = "all settings at once, each through its own gateway" if out.get("together") else "one setting after another"
+    lines = [f"{out['rate']} req/s through the gateway for {out['seconds']} s ({how}); outside load: "
              f"{out['outside_concurrency']} clients straight to {out['experts'][0]}", "",
              "| setting | ok | p50 ms | p95 ms | p99 ms | p95 vs max_concurrency | share " + " / ".join(out["experts"])
-             + " | predicted quality served |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             + " | predicted quality served | host load average (start, end) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in out["runs"]:
         shares = " / ".join(f"{r['share'][e]:.2f}" for e in out["experts"])
         lines.append(f"| {r['setting']} | {r['ok']}/{r['requests']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-                     f"{r['p99_ms']:.0f} | {r['p95_ms'] / base - 1:+.1%} | {shares} | {r['predicted_quality']:.4f} |")
+                     f"{r['p99_ms']:.0f} | {r['p95_ms'] / base - 1:+.1%} | {shares} | {r['predicted_quality']:.4f} | "
+                     + (" / ".join(f"{x:.1f}" for x in r["load_average"]) if "load_average" in r else "n/a") + " |")
+    for name, f in (out.get("floor") or {}).items():
+        lines.append(f"\n{name} alone (one request at a time, no outside load, host load average "
+                     f"{f['load_average']:.1f}): p50 {f['p50_ms']:.0f} ms, p95 {f['p95_ms']:.0f} ms over {f['n']}")
     return "\n".join(lines)
 
 
@@ -232,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--latency-weights", type=lambda s: [float(x) for x in s.split(",")], default=[0.1, 0.3, 1.0])
     ap.add_argument("--vllm", help="DENSE_URL,MOE_URL: real vLLM experts (the first gets the outside load)")
+    ap.add_argument("--together", action="store_true",
+                    help="run every setting at once (one gateway each, the same traffic to each): the settings "
+                         "then share the host's unrelated load instead of meeting different moments of it")
+    ap.add_argument("--floor", type=int, default=0,
+                    help="first time N requests to each expert alone (the latency no routing can beat)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
     out = asyncio.run(main_async(args))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -76,17 +77,25 @@ async def handle_chat(app, scope: dict[str, Any], receive, send: Send, path: str
     await _serve_watching_disconnect(app.state.chat, chat, ctx, receive, send)
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """What the disconnect watcher needs to know about the response being sent."""
+
+    finished: bool = False  # the response is complete: a disconnect now is the end of the exchange
+    gone: bool = False  # the client left first: the watcher cancelled the request
+
+
 async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, send: Send) -> None:
     task = asyncio.current_task()
-    state = {"finished": False, "gone": False}
+    state = _Exchange()
 
     async def watch() -> None:
         # the body is read, so the next message is http.disconnect: the client left, or (servers that
         # say so after the last send) the response is complete, which ``finished`` tells apart
         while (await receive())["type"] != "http.disconnect":
             pass
-        if not state["finished"]:
-            state["gone"] = True
+        if not state.finished:
+            state.gone = True
             ctx.client_gone = True  # what the log record says: the client left, the gateway did not cut it
             task.cancel()
 
@@ -94,32 +103,31 @@ async def _serve_watching_disconnect(service, chat, ctx: CallContext, receive, s
     try:
         outcome = await service.handle(chat, ctx)
         if outcome.stream is None:
-            state["finished"] = True
+            state.finished = True
             await send_body(send, 200, outcome.body, [JSON_HEADER], outcome.headers)
         else:
             await _send_stream(send, outcome, state)
     except asyncio.CancelledError:
-        if not state["gone"]:
+        if not state.gone:
             raise  # the server is stopping this task: let it
         task.uncancel()  # our own cancel: the request ended with its client
     except GatewayError as exc:
-        state["finished"] = True
+        state.finished = True
         await send_error(send, exc)
     except Exception:
-        state["finished"] = True
+        state.finished = True
         await internal_error(send, PATH)
     finally:
-        state["finished"] = True
+        state.finished = True
         watcher.cancel()
 
 
-async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
+async def _send_stream(send: Send, outcome: ChatOutcome, state: _Exchange) -> None:
     stream = outcome.stream
     started = False
     try:
-        # the first events are already in hand, so this costs no wait; it starts the generator before any
-        # send can fail: closing a generator that never started skips its cleanup (log record, runtime
-        # release, closing the upstream connection)
+        # the first events are already in hand, so this costs no wait; a bug in relaying them is still a
+        # plain 500 here, before the headers are out
         first = await anext(stream, None)
         await send({"type": "http.response.start", "status": 200,
                     "headers": SSE_HEADERS + encode_headers(outcome.headers)})
@@ -128,15 +136,16 @@ async def _send_stream(send: Send, outcome: ChatOutcome, state: dict) -> None:
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in stream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        state["finished"] = True
+        state.finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except Exception:
         if not started:
             raise
         # headers are out, so no status can change: end the stream with an error event instead
         log.exception("unexpected error while streaming %s", PATH)
-        state["finished"] = True
+        state.finished = True
         await send({"type": "http.response.body", "more_body": False,
                     "body": sse_error_event(GatewayError("internal error in the gateway"))})
     finally:
-        await stream.aclose()  # a stream left early still logs its record and closes its upstream
+        # a stream left early ends here: its relay closes the upstream, logs the record, frees the runtime
+        await stream.aclose()

@@ -138,20 +138,19 @@ def response_recorder(body: dict, result_store: Callable[[str, str], None]) -> C
             if isinstance(rid, str):
                 result_store(rid, result.expert)
         else:
-            result.stream = _watch_created(result.stream, lambda rid: result_store(rid, result.expert))
+            result.stream.tap(_created_watcher(lambda rid: result_store(rid, result.expert)))
     return on_result
 
 
-async def _watch_created(inner, remember: Callable[[str], None]):
-    """Pass the event stream through untouched; take the response id from ``response.created``."""
+def _created_watcher(remember: Callable[[str], None]) -> Callable[[bytes], None]:
+    """A tap on the event stream (it passes untouched): take the response id from ``response.created``."""
     seen = False
-    try:
-        async for chunk in inner:
-            if not seen and b"response.created" in chunk:
-                seen = _remember_created(chunk, remember)
-            yield chunk
-    finally:
-        await inner.aclose()  # closing this relay must close the expert's stream too
+
+    def watch(chunk: bytes) -> None:
+        nonlocal seen
+        if not seen and b"response.created" in chunk:
+            seen = _remember_created(chunk, remember)
+    return watch
 
 
 def _remember_created(chunk: bytes, remember: Callable[[str], None]) -> bool:

@@ -106,7 +106,8 @@ def live_payload(gateway: Any) -> dict[str, Any]:
     data["config_version"] = runtime.version if runtime else None
     data["routers"] = {n: r.type for n, r in config.routers.items()} if config else {}
     data["profiles"] = {n: {"router": p.router, "cost_weight": p.cost_weight, "latency_weight": p.latency_weight,
-                            "pacing": p.pacing.model_dump() if p.pacing else None}
+                            "pacing": p.pacing.model_dump() if p.pacing else None,
+                            "budget": p.budget.model_dump() if p.budget else None}
                         for n, p in config.profiles.items()} if config else {}
     pacer = getattr(gateway, "pacer", None)
     data["pacing"] = pacer.snapshot() if pacer is not None else {}

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 SOFTEN = 0.1  # c above: lets a base weight of 0 be paced
+PROFILE_PREFIX = "profile:"  # a profile's budget subject (capacity.profile_budget.subject)
 
 
 @dataclass(frozen=True)
@@ -55,23 +56,24 @@ class PacingDecision:
     period: str  # "day" or "month": the budget that binds
     spent_share: float  # spend so far / budget
     planned_share: float  # target x elapsed share of the period
+    subject: str = ""  # whose budget binds: a key id, or "profile:<name>"
 
     def as_dict(self) -> dict:
         return {"base_cost_weight": self.base, "effective_cost_weight": round(self.effective, 6),
                 "period": self.period, "spent_share": round(self.spent_share, 6),
-                "planned_share": round(self.planned_share, 6)}
+                "planned_share": round(self.planned_share, 6), "budget": self.subject}
 
 
 @dataclass
 class BudgetPacer:
-    """The controller's state per (subject, budget period); subject = key id (or profile)."""
+    """The controller's state per (subject, budget period); subject = key id or "profile:<name>"."""
 
     clock: callable = time.time
     _states: dict[tuple[str, str], _State] = field(default_factory=dict)
     _last: dict[str, PacingDecision] = field(default_factory=dict)  # subject -> latest decision (UI, metrics)
 
     def snapshot(self) -> dict[str, dict]:
-        """The latest decision per key, for the live view and /metrics."""
+        """The latest decision per key (or "profile:<name>"), for the live view and /metrics."""
         return {subject: d.as_dict() for subject, d in self._last.items()}
 
     def effective(self, subject: str, base: float, params: PacingParams,
@@ -106,7 +108,7 @@ class BudgetPacer:
         effective = min(max(raw, p.min_cost_weight), p.max_cost_weight)
         if effective == raw or (raw > p.max_cost_weight) == (error < 0):
             state.integral = candidate_integral  # integrate only when not pushing further into a bound
-        return PacingDecision(base, effective, kind, spent / budget, planned)
+        return PacingDecision(base, effective, kind, spent / budget, planned, subject)
 
 
 def period_position(kind: str, now: float) -> tuple[str, float]:
@@ -120,16 +122,32 @@ def period_position(kind: str, now: float) -> tuple[str, float]:
     return dt.strftime("%Y%m"), (now - start) / (end - start)
 
 
-def budget_pacing(gateway, key) -> "callable | None":
-    """For a key with a budget: a function (profile, base weight) -> PacingDecision for routing."""
-    if key is None or gateway.spend is None or (key.budget_usd_day is None and key.budget_usd_month is None):
+def budget_pacing(gateway, key, profile_name: str | None = None) -> "callable | None":
+    """A function (profile, base weight) -> PacingDecision for routing, when the key or the profile
+    (``profile_name``: the request's model) has a budget. When both pace, the greater effective weight
+    wins: the budget furthest ahead of its plan decides, as between a key's day and month."""
+    if gateway.spend is None:
+        return None
+    subjects = []
+    if key is not None and (key.budget_usd_day is not None or key.budget_usd_month is not None):
+        subjects.append((key.id, key.budget_usd_day, key.budget_usd_month))
+    profiles = gateway.runtime.config.profiles if gateway.runtime is not None else {}
+    budget = profiles[profile_name].budget if profile_name in profiles else None
+    if budget is not None:
+        subjects.append((PROFILE_PREFIX + profile_name, budget.usd_per_day, budget.usd_per_month))
+    if not subjects:
         return None
 
     def pace(profile, base: float) -> PacingDecision | None:
         settings = profile.pacing
         params = PacingParams(settings.min_cost_weight, settings.max_cost_weight, settings.target,
                               settings.kp, settings.ki)
-        day, month = gateway.spend.spent(key.id)
-        return gateway.pacer.effective(key.id, base, params, [("day", key.budget_usd_day, day),
-                                                              ("month", key.budget_usd_month, month)])
+        best = None
+        for subject, per_day, per_month in subjects:
+            day, month = gateway.spend.spent(subject)
+            decision = gateway.pacer.effective(subject, base, params, [("day", per_day, day),
+                                                                       ("month", per_month, month)])
+            if decision is not None and (best is None or decision.effective > best.effective):
+                best = decision
+        return best
     return pace

@@ -4,7 +4,8 @@ Alone, a gateway scrapes every expert that has a ``metrics_url``. With Redis, th
 each interval, per expert, the replica that wins a short lock (SET NX PX) scrapes and publishes the
 sample and estimate; the others read what it published. An engine is then scraped once per interval
 however many replicas there are, and every replica routes on the same view. If Redis is away each
-replica scrapes for itself (the same answers, more scrapes).
+replica scrapes for itself (the same answers, more scrapes). Scrapes go through the gateway's HTTP
+client (router_gateway/http/get.py), the one the forwarder uses.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import dataclasses
 import logging
 import time
 
-import httpx
 import orjson
 
 from router_gateway.capacity.engine_metrics import (
@@ -22,35 +22,38 @@ from router_gateway.capacity.engine_metrics import (
     parse_engine_metrics,
 )
 from router_gateway.capacity.load import CapacityBook, LoadEstimate, estimate
+from router_gateway.http.errors import UpstreamTransportError
+from router_gateway.http.get import GetClient
 
 log = logging.getLogger("router_gateway.capacity")
+
+#: a metrics page larger than this is not an engine's (far above what vLLM serves)
+MAX_METRICS_BYTES = 16 * 1024 * 1024
 
 
 class EnginePoller:
     """Fills a CapacityBook from the experts' ``/metrics`` pages."""
 
-    def __init__(self, book: CapacityBook, shared=None, transport: httpx.AsyncBaseTransport | None = None,
-                 clock=time.time):
+    def __init__(self, book: CapacityBook, shared=None, http: GetClient | None = None, clock=time.time):
         self.book = book
         self.shared = shared  # services.shared_state.SharedState, or None
-        self.transport = transport
+        self.http = http or GetClient()
         self.clock = clock
         self._prev: dict[str, tuple[EngineSample, float | None]] = {}  # last sample and drain rate
         self._warned: set[str] = set()
 
     async def run(self, experts_fn, interval_fn) -> None:
         """Poll forever: ``experts_fn()`` gives the current {name: Expert} (reloads change it)."""
-        async with httpx.AsyncClient(timeout=2.0, transport=self.transport) as client:
-            while True:
-                interval = interval_fn()
-                await self.poll_once(client, experts_fn(), interval)
-                await asyncio.sleep(interval)
+        while True:
+            interval = interval_fn()
+            await self.poll_once(experts_fn(), interval)
+            await asyncio.sleep(interval)
 
-    async def poll_once(self, client: httpx.AsyncClient, experts: dict, interval: float) -> None:
+    async def poll_once(self, experts: dict, interval: float) -> None:
         targets = {n: e.metrics_url for n, e in experts.items() if getattr(e, "metrics_url", None)}
-        await asyncio.gather(*(self._one(client, name, url, interval) for name, url in targets.items()))
+        await asyncio.gather(*(self._one(name, url, interval) for name, url in targets.items()))
 
-    async def _one(self, client: httpx.AsyncClient, name: str, url: str, interval: float) -> None:
+    async def _one(self, name: str, url: str, interval: float) -> None:
         redis = self.shared.client() if self.shared is not None else None
         if redis is not None:
             try:
@@ -60,16 +63,17 @@ class EnginePoller:
             except Exception as exc:  # noqa: BLE001 - Redis trouble: scrape locally this round
                 self.shared.mark_down(exc)
                 redis = None
-        est = await self._scrape(client, name, url)
+        est = await self._scrape(name, url)
         if est is not None and redis is not None:
             await self._publish(redis, name, est, interval)
 
-    async def _scrape(self, client: httpx.AsyncClient, name: str, url: str) -> LoadEstimate | None:
+    async def _scrape(self, name: str, url: str) -> LoadEstimate | None:
         try:
-            response = await client.get(url)
-            response.raise_for_status()
-            sample = parse_engine_metrics(response.text, self.clock())
-        except (httpx.HTTPError, NoEngineMetrics, ValueError) as exc:
+            fetched = await self.http.get(url, max_bytes=MAX_METRICS_BYTES)
+            if not 200 <= fetched.status < 300:
+                raise ValueError(f"HTTP {fetched.status}")
+            sample = parse_engine_metrics(fetched.body.decode("utf-8", "replace"), self.clock())
+        except (UpstreamTransportError, NoEngineMetrics, ValueError) as exc:
             if name not in self._warned:  # once per expert: a misconfigured URL must not flood the log
                 log.warning("engine metrics of %s unavailable at %s: %s", name, url, exc)
                 self._warned.add(name)

@@ -16,7 +16,7 @@ class SpendView:
     """``spent(key_id) -> (day USD, month USD)`` without waiting on Redis."""
 
     def __init__(self, limiter, shared=None, refresh_s: float = 1.0, clock=time.monotonic):
-        self.limiter = limiter  # services.limits LocalLimiter or SharedLimiter
+        self.limiter = limiter  # state.limits LocalLimiter or SharedLimiter
         self.shared = shared
         self.refresh_s = refresh_s
         self.clock = clock

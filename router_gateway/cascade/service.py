@@ -1,7 +1,8 @@
 """The glue between a cascade profile and the chat service (kept here so pipeline.py only calls in).
 
 ``cascade_forward`` replaces the forwarder call for a profile with a ``cascade:`` block; ``headers``,
-``log_fields`` and ``route_view`` add what the response headers, the log record and ``/v1/route`` show.
+``record_fields``/``total_cost`` and ``route_view`` add what the response headers, the request record
+and ``/v1/route`` show.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from router_gateway.cascade.runner import (
     run_cascade,
 )
 from router_gateway.cascade.settings import CascadeSettings
+from router_gateway.forwarding.relay import Relay, StreamOutcome
 from router_gateway.forwarding.result import ForwardResult
 from router_gateway.forwarding.usage import clean_usage
 
@@ -83,13 +85,16 @@ async def cascade_forward(runtime, decision, body: dict[str, Any], stream: bool,
                                lambda expert, usage: price(runtime, expert, usage), clean)
     if stream:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        result.stream = _replay(replay_sse(result.body, include_usage))
+        events = replay_sse(result.body, include_usage)
+        result.stream = Relay(lambda outcome: _replay(events, outcome), outcome=StreamOutcome(usage=result.usage))
     return result
 
 
-async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+async def _replay(events: list[bytes], outcome: StreamOutcome) -> AsyncIterator[bytes]:
+    """The chosen tier's answer, already complete, as a stream."""
     for event in events:
         yield event
+    outcome.done = True
 
 
 def is_cascade(result: ForwardResult | None) -> bool:
@@ -105,10 +110,15 @@ def headers(result: ForwardResult | None) -> dict[str, str]:
     return out
 
 
-def log_fields(result: ForwardResult | None, store_text: bool = True) -> dict[str, Any]:
-    if not isinstance(result, CascadeResult):
-        return {}
-    return {"cascade": result.record_fields(store_text), "cost_usd": result.cost_usd}
+def record_fields(result: ForwardResult | None, store_text: bool = True) -> dict[str, Any] | None:
+    """The record's ``cascade`` part (tiers, confidences, the labelled pair), None for other results."""
+    return result.record_fields(store_text) if isinstance(result, CascadeResult) else None
+
+
+def total_cost(result: ForwardResult) -> float | None:
+    """What every tier of a cascade result cost together (a cascade result only)."""
+    assert isinstance(result, CascadeResult)
+    return result.cost_usd
 
 
 def route_view(runtime, decision) -> dict[str, Any]:

@@ -36,16 +36,17 @@ def _table_rows(path: str, expert: str) -> tuple[list[str], list[str], list[floa
 def _log_rows(path: str, expert: str) -> tuple[list[str], list[str], list[float], list[int]]:
     import orjson
 
+    from router_gateway.domain.record import RequestRecord
+
     prompts, answers, labels, groups = [], [], [], []
     with open(path, "rb") as f:
         for line in f:
-            rec = orjson.loads(line)
-            cascade, feedback = rec.get("cascade") or {}, rec.get("feedback") or {}
-            text = (cascade.get("answers") or {}).get(expert)
-            if rec.get("chosen_expert") != expert or text is None or feedback.get("score") is None \
-                    or not rec.get("prompt"):
+            row = orjson.loads(line)
+            record, feedback = RequestRecord.from_row(row), row.get("feedback") or {}  # the export adds feedback
+            text = ((record.cascade or {}).get("answers") or {}).get(expert)
+            if record.chosen_expert != expert or text is None or feedback.get("score") is None or not record.prompt:
                 continue
-            prompts.append(rec["prompt"])
+            prompts.append(record.prompt)
             answers.append(text)
             labels.append(float(feedback["score"]))
             groups.append(len(groups) % 5)

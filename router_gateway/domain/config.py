@@ -145,6 +145,19 @@ class PacingSettings(_Strict):
         return self
 
 
+class ProfileBudget(_Strict):
+    """A USD ceiling on what a profile serves (router_gateway.capacity.profile_budget), shared by replicas."""
+
+    usd_per_day: float | None = Field(default=None, gt=0, le=1e12)
+    usd_per_month: float | None = Field(default=None, gt=0, le=1e12)
+
+    @model_validator(mode="after")
+    def _some(self) -> "ProfileBudget":
+        if self.usd_per_day is None and self.usd_per_month is None:
+            raise ValueError("a budget needs usd_per_day or usd_per_month")
+        return self
+
+
 class AffinitySettings(_Strict):
     """Session affinity (services/sessions.py): a conversation keeps its expert while it stays eligible."""
 
@@ -172,7 +185,8 @@ class Profile(_Strict):
     cascade: CascadeSettings | None = None  # verified escalation (router_gateway/cascade)
     # quality given up per second of expected queueing at an expert (engine metrics); 0: ignore queues
     latency_weight: float = Field(default=0.0, ge=0, le=100)
-    pacing: PacingSettings | None = None  # route cheaper as a key's budget runs ahead of its period
+    pacing: PacingSettings | None = None  # route cheaper as a key's (or this profile's) budget runs ahead
+    budget: ProfileBudget | None = None  # hard ceiling on the profile's spend (and pacing's target)
     affinity: AffinitySettings = AffinitySettings()
     canary: ProfileCanary | None = None  # set by the learning loop while a candidate is on trial
 

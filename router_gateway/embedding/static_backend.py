@@ -32,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f"the static embedder needs `pip install tokenizers`: {exc}") from exc
 
 from router_gateway.embedding.base import DEFAULT_MODEL, EmbedderInfo, normalise
+from router_gateway.embedding.word_pieces import WordPieceCache
 
 #: word pieces kept per prompt (no position limit for a static table; this bounds the cost)
 MAX_TOKENS = 512
@@ -159,18 +160,23 @@ class StaticEmbedder:
     """Token table lookup: tokenizers -> rows -> mean -> L2 norm. ``threads`` is accepted for the
     common interface and ignored (one prompt is a few microseconds of numpy)."""
 
+    #: cheap enough to run on the event loop (tens of microseconds per prompt): the batcher skips
+    #: its queue and worker thread, whose hand-offs cost more than the embedding (batcher.py)
+    inline = True
+
     def __init__(self, model: str = DEFAULT_MODEL, threads: int | None = None,
                  table_path: str | Path | None = None, *, suffix: str = STATIC_SUFFIX,
                  max_tokens: int = MAX_TOKENS, backend: str = "static"):
         model_dir = model_dir_for(model)
         path = Path(table_path) if table_path else ensure_static(model)
-        self._table = np.load(path, mmap_mode=None).astype(np.float32, copy=False)
+        # float32 in memory: averaging float16 rows was ~5x slower (numpy converts half floats in
+        # software); a memory-mapped table made each row lookup go through np.memmap's __getitem__
+        self._table = np.load(path).astype(np.float32, copy=False)
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=max_tokens)
         if self._tokenizer.get_vocab_size() != self._table.shape[0]:
             raise ValueError(f"static table {path} has {self._table.shape[0]} rows, "
                              f"tokenizer has {self._tokenizer.get_vocab_size()} tokens")
+        self._pieces = WordPieceCache(self._tokenizer, max_tokens)  # takes over the tokenizer's settings
         base = DEFAULT_MODEL if model == DEFAULT_MODEL else os.path.basename(str(model).rstrip("/"))
         self.info = EmbedderInfo(name=base + suffix, dim=int(self._table.shape[1]), backend=backend)
 
@@ -178,11 +184,10 @@ class StaticEmbedder:
         if not texts:
             return np.zeros((0, self.info.dim), dtype=np.float32)
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
-        encodings = (self._tokenizer.encode_batch(list(texts), add_special_tokens=False) if len(texts) > 1
-                     else [self._tokenizer.encode(texts[0], add_special_tokens=False)])
-        for row, encoding in enumerate(encodings):
-            if encoding.ids:  # empty text: a zero vector
-                out[row] = self._table[encoding.ids].mean(axis=0)
+        for row, text in enumerate(texts):
+            ids = self._pieces.ids(text)  # the tokenizer's ids, cached per word (word_pieces.py)
+            if ids:  # empty text: a zero vector
+                out[row] = self._table[ids].mean(axis=0)
         return normalise(out)
 
 

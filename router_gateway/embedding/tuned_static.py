@@ -5,7 +5,9 @@ a millisecond for 200 tokens, numpy + tokenizers only); only the table differs. 
 table (each word piece's MiniLM vector alone, SIF-weighted, 384 dims) is moved by one affine map,
 fitted by ridge regression so that each prompt's mean row lands on MiniLM's sentence embedding of
 that prompt (``static_tuning.linear_start``), over a corpus of real prompts: every prompt under a
-data directory (``../shared/data``: the routing tables and the labelled domain sets, de-duplicated).
+data directory, de-duplicated. Point it at the prompts the routers are trained on: fitted on all of
+``../shared/data`` (59k, mostly other distributions) the map routed worse than fitted on the routing
+table's own training prompts (eval/static_tuned_report.md, second session).
 A mean of mapped rows is the map of the mean, so the table *is* "static embedding, then a learned
 linear map", at no serving cost. Why a map and not per-token training: cross-fitted on llmrouter,
 the map keeps more routing auc (per-token training memorises its corpus), see
@@ -168,6 +170,8 @@ def _save(out_path: Path, table: np.ndarray, meta: dict) -> None:
         np.save(f, table)
         tmp = f.name
     os.replace(tmp, out_path)
+    st = out_path.stat()  # the digest, recorded for the file as written: no start-up hashes 23 MB
+    meta = {**meta, "table_sha256": _sha256(out_path), "table_bytes": st.st_size, "table_mtime_ns": st.st_mtime_ns}
     out_path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 
@@ -186,12 +190,25 @@ def ensure_tuned(model: str = DEFAULT_MODEL) -> Path:
 
 def table_digest(path: Path) -> str:
     """8 hex digits of the table file's sha256: part of the embedder's name, so routers trained on
-    one build refuse another (a rebuild on other data is another embedding space)."""
+    one build refuse another (a rebuild on other data is another embedding space). Read from the
+    build's .json while the file is the one it describes (same size and mtime), else computed."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        st = path.stat()
+        if meta.get("table_sha256") and (meta.get("table_bytes"), meta.get("table_mtime_ns")) == \
+                (st.st_size, st.st_mtime_ns):
+            return meta["table_sha256"][:8]
+    except (OSError, ValueError):
+        pass
+    return _sha256(path)[:8]
+
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
-    return h.hexdigest()[:8]
+    return h.hexdigest()
 
 
 def make_tuned_static(model: str = DEFAULT_MODEL, table_path: str | Path | None = None):

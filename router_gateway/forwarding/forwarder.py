@@ -15,7 +15,6 @@ import asyncio
 import time
 from typing import Any, AsyncIterator
 
-import httpx
 import orjson
 
 from router_gateway.domain.config import Expert, GatewayConfig
@@ -26,6 +25,7 @@ from router_gateway.domain.errors import (
     UpstreamTimeout,
     sse_error_event,
 )
+from router_gateway.forwarding.relay import EndHook, Relay, StreamOutcome
 from router_gateway.forwarding.result import Attempt, ForwardResult
 from router_gateway.forwarding.sse import (
     RESPONSES_PATH,
@@ -45,6 +45,7 @@ from router_gateway.forwarding.upstream import (
     UpstreamResponse,
     make_upstream,
 )
+from router_gateway.http.http1 import Connector
 from router_gateway.state.expert_state import ExpertState
 
 CHAT_PATH = "/chat/completions"
@@ -81,11 +82,11 @@ class ClientError(GatewayError):
 class Forwarder:
     """Holds one pooled upstream client per expert; built per config version."""
 
-    def __init__(self, config: GatewayConfig, state: ExpertState,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, config: GatewayConfig, state: ExpertState, connect: Connector | None = None):
         self.config = config
         self.state = state
-        self._clients = {name: make_upstream(e, transport) for name, e in config.experts.items()
+        # ``connect``: the HTTP client's connection factory (real TCP/TLS when None; in-memory in unit tests)
+        self._clients = {name: make_upstream(e, connect) for name, e in config.experts.items()
                          if e.provider == "openai"}
         self._litellm = None
         if any(e.provider == "litellm" for e in config.experts.values()):
@@ -143,7 +144,7 @@ class Forwarder:
             attempts.append(Attempt(name, "ok", (time.perf_counter() - started) * 1e3))
             result.attempts = attempts
             if stream and expert.provider == "litellm":
-                result.stream = self._release_after(name, result, result.stream)
+                result.stream.on_end(self._stream_ended(name, complete_if_unbroken=True))
             if not stream:
                 self.state.release(name)
                 self.state.record_success(name)
@@ -208,7 +209,7 @@ class Forwarder:
         started = time.perf_counter()
         response = None
         # the whole stream ends by the expert's total timeout and the request deadline: the upstream
-        # body fails with UpstreamBodyTimeout there, which _relay turns into the final error event
+        # body fails with UpstreamBodyTimeout there, which _upstream_events turns into the final error event
         total = min(expert.timeout.total, remaining)
         try:
             async with asyncio.timeout(min(expert.timeout.first_byte, total)):
@@ -224,11 +225,11 @@ class Forwarder:
                     raise _Retryable("protocol_error", UpstreamError(
                         f"expert {name} answered a stream request with content-type "
                         f"{response.content_type[:100]!r}, not text/event-stream"))
-                batches = sse_batches(response.chunks)
+                batches = sse_batches(response.chunks())
                 first = await batches.__anext__()
                 if first and counts_against_expert(first[0]):
                     # the expert failed before it answered anything (and before the client got a byte):
-                    # the next expert may answer. An error after content is relayed (_relay counts it)
+                    # the next expert may answer. An error after content is relayed (and counted)
                     raise _Retryable("protocol_error", UpstreamError(
                         f"expert {name} opened its stream with an error event"))
         except (TimeoutError, UpstreamBodyTimeout):
@@ -242,71 +243,66 @@ class Forwarder:
         except BaseException:
             await _close(response)
             raise
-        result = ForwardResult(name, response.status, [], ttft_ms=(time.perf_counter() - started) * 1e3)
-        result.stream = self._relay(name, expert, response, batches, first, result, wants_usage)
-        return result
+        relay = Relay(self._upstream_events(name, expert, batches, first, wants_usage), response.close,
+                      StreamOutcome(status=response.status))
+        relay.on_end(self._stream_ended(name))
+        return ForwardResult(name, response.status, [], stream=relay, ttft_ms=(time.perf_counter() - started) * 1e3)
 
-    async def _relay(self, name: str, expert: Expert, response: UpstreamResponse,
-                     batches: AsyncIterator[list[bytes]], first: list[bytes], result: ForwardResult,
-                     client_wants_usage: bool) -> AsyncIterator[bytes]:
-        """Yield events to the client as they arrive (those of one upstream read in one piece); record
-        usage; end with an error event on failure."""
+    def _upstream_events(self, name: str, expert: Expert, batches: AsyncIterator[list[bytes]],
+                         first: list[bytes], client_wants_usage: bool):
+        """The events source of a relayed expert stream (see forwarding.relay): yield events to the
+        client as they arrive (those of one upstream read in one piece), record usage and the expert's
+        errors in the outcome, end with an error event on an upstream failure."""
         rename = ModelRenamer(expert.model, name)
-        ok = False
-        try:
-            batch = first
-            while True:
-                out = []
-                for event in batch:
-                    if counts_against_expert(event):  # the stream may still end with [DONE]
-                        result.stream_state["error"] = "the expert sent an error event mid-stream"
-                    usage = usage_of(event)
-                    if usage is not None:
-                        result.usage = usage
-                    if usage is None or client_wants_usage or not is_usage_only(event):
-                        out.append(rename(event))
-                    if is_done(event):
-                        ok = True
-                        break
-                if out:
-                    yield out[0] if len(out) == 1 else b"".join(out)
-                if ok:
-                    break
-                try:
-                    batch = await batches.__anext__()
-                except StopAsyncIteration:
-                    # without [DONE] the answer may be cut short (a close-delimited body that broke off
-                    # ends like a complete one): an upstream failure, not a success
-                    raise UpstreamBodyError("the stream ended without data: [DONE]") from None
-        except UpstreamBodyTimeout as exc:
-            result.stream_state["error"] = f"upstream timeout mid-stream: {exc}"
-            result.status = UpstreamTimeout.status
-            yield sse_error_event(UpstreamTimeout(
-                f"expert {name} was still streaming at its total timeout or the request deadline"))
-        except (UpstreamConnectError, UpstreamBodyError) as exc:
-            result.stream_state["error"] = f"mid-stream failure: {exc}"
-            result.status = 502
-            yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({exc})"))
-        finally:
-            await _close(response)
-            self.state.release(name)
-            if "error" in result.stream_state:
-                self.state.record_failure(name, "mid_stream", stream=True)
-            elif ok:
-                self.state.record_success(name, stream=True)
 
-    async def _release_after(self, name: str, result: ForwardResult,
-                             inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Streams from litellm: release the in-flight slot and record health when they end."""
-        try:
-            async for event in inner:
-                yield event
-        finally:
+        async def events(outcome: StreamOutcome) -> AsyncIterator[bytes]:
+            try:
+                batch = first
+                while True:
+                    out = []
+                    for event in batch:
+                        if counts_against_expert(event):  # the stream may still end with [DONE]
+                            outcome.expert_error = "the expert sent an error event mid-stream"
+                        usage = usage_of(event)
+                        if usage is not None:
+                            outcome.usage = usage
+                        if usage is None or client_wants_usage or not is_usage_only(event):
+                            out.append(rename(event))
+                        if is_done(event):
+                            outcome.done = True
+                            break
+                    if out:
+                        yield out[0] if len(out) == 1 else b"".join(out)
+                    if outcome.done:
+                        return
+                    try:
+                        batch = await batches.__anext__()
+                    except StopAsyncIteration:
+                        # without [DONE] the answer may be cut short (a close-delimited body that broke
+                        # off ends like a complete one): an upstream failure, not a success
+                        raise UpstreamBodyError("the stream ended without data: [DONE]") from None
+            except UpstreamBodyTimeout as exc:
+                outcome.expert_error = f"upstream timeout mid-stream: {exc}"
+                outcome.status = UpstreamTimeout.status
+                yield sse_error_event(UpstreamTimeout(
+                    f"expert {name} was still streaming at its total timeout or the request deadline"))
+            except (UpstreamConnectError, UpstreamBodyError) as exc:
+                outcome.expert_error = f"mid-stream failure: {exc}"
+                outcome.status = 502
+                yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({exc})"))
+        return events
+
+    def _stream_ended(self, name: str, complete_if_unbroken: bool = False) -> EndHook:
+        """The forwarder's part of a stream's end: the expert's in-flight slot back, and its health. A
+        relayed HTTP stream is a success only once its [DONE] arrived; a litellm stream is one unless
+        it broke (``complete_if_unbroken``)."""
+        def ended(outcome: StreamOutcome) -> None:
             self.state.release(name)
-            if "error" in result.stream_state:
+            if outcome.expert_error is not None:
                 self.state.record_failure(name, "mid_stream", stream=True)
-            else:
+            elif outcome.done or complete_if_unbroken:
                 self.state.record_success(name, stream=True)
+        return ended
 
     async def _litellm_call(self, name: str, expert: Expert, payload: dict, stream: bool,
                             remaining: float) -> ForwardResult:

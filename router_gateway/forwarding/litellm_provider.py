@@ -15,6 +15,7 @@ import orjson
 
 from router_gateway.domain.config import Expert
 from router_gateway.domain.errors import UpstreamError, UpstreamTimeout, sse_error_event
+from router_gateway.forwarding.relay import Relay, StreamOutcome
 from router_gateway.forwarding.result import ForwardResult
 
 # what a client may send that litellm must not receive twice or at all
@@ -58,16 +59,18 @@ class LiteLLMProvider:
             data = response.model_dump()
             data["model"] = name
             return ForwardResult(name, 200, [], body=orjson.dumps(data), usage=data.get("usage"))
-        result = ForwardResult(name, 200, [], ttft_ms=(time.perf_counter() - started) * 1e3)
         deadline = time.monotonic() + min(expert.timeout.total, remaining)
-        result.stream = self._relay(name, response, result, bool(
-            (payload.get("stream_options") or {}).get("include_usage")), deadline)
-        return result
+        wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        relay = Relay(lambda outcome: self._events(name, response, outcome, wants_usage, deadline),
+                      lambda: _close(response))
+        return ForwardResult(name, 200, [], stream=relay, ttft_ms=(time.perf_counter() - started) * 1e3)
 
-    async def _relay(self, name: str, response: AsyncIterator, result, wants_usage: bool,
-                     deadline: float) -> AsyncIterator[bytes]:
-        """Relay litellm's chunks as SSE; a stream still running at ``deadline`` (the expert's total
-        timeout or the request deadline) ends with a timeout error event."""
+    @staticmethod
+    async def _events(name: str, response: AsyncIterator, outcome: StreamOutcome, wants_usage: bool,
+                      deadline: float) -> AsyncIterator[bytes]:
+        """Relay litellm's chunks as SSE (the events source of a forwarding.relay.Relay); a stream still
+        running at ``deadline`` (the expert's total timeout or the request deadline) ends with a
+        timeout error event."""
         chunks = aiter(response)
         try:
             while True:
@@ -80,24 +83,28 @@ class LiteLLMProvider:
                 data["model"] = name
                 usage = data.get("usage")
                 if usage:
-                    result.usage = usage
+                    outcome.usage = usage
                     if not wants_usage and not data.get("choices"):
                         continue
                 yield b"data: " + orjson.dumps(data) + b"\n\n"
+            outcome.done = True
             yield b"data: [DONE]\n\n"
         except TimeoutError:
-            result.stream_state["error"] = "upstream timeout mid-stream"
-            result.status = UpstreamTimeout.status
+            outcome.expert_error = "upstream timeout mid-stream"
+            outcome.status = UpstreamTimeout.status
             yield sse_error_event(UpstreamTimeout(
                 f"expert {name} was still streaming at its total timeout or the request deadline"))
         except Exception as exc:
-            result.stream_state["error"] = f"mid-stream failure: {type(exc).__name__}"
-            result.status = 502
+            outcome.expert_error = f"mid-stream failure: {type(exc).__name__}"
+            outcome.status = 502
             yield sse_error_event(UpstreamError(f"expert {name} failed mid-stream ({type(exc).__name__})"))
-        finally:
-            aclose = getattr(response, "aclose", None)  # closes the upstream connection: generation stops
-            if aclose is not None:
-                try:
-                    await aclose()
-                except Exception:  # closing a broken stream must not mask how it ended
-                    pass
+
+
+async def _close(response: AsyncIterator) -> None:
+    """Close litellm's stream (and so the upstream connection: generation stops)."""
+    aclose = getattr(response, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken stream must not mask how it ended
+            pass

@@ -5,31 +5,24 @@ without importing the forwarder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
 
+from router_gateway.domain.record import Attempt
+from router_gateway.forwarding.relay import Relay
 
-@dataclass
-class Attempt:
-    """One try at one expert, for the log and the response headers."""
-
-    expert: str
-    outcome: str  # ok | connect_error | timeout | http_<status> | protocol_error
-    ms: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"expert": self.expert, "outcome": self.outcome, "ms": round(self.ms, 2)}
+__all__ = ["Attempt", "ForwardResult"]
 
 
 @dataclass
 class ForwardResult:
-    """What came back: a whole body, or a stream whose first event is already in hand."""
+    """What came back: a whole body, or a stream whose first event is already in hand. A stream's
+    status and usage as it ends are its relay's (``stream.outcome``): ``status`` here is the status it
+    opened with."""
 
     expert: str
     status: int
     attempts: list[Attempt]
     body: bytes = b""
     usage: dict | None = None
-    stream: AsyncIterator[bytes] | None = None
+    stream: Relay | None = None
     ttft_ms: float | None = None
-    stream_state: dict[str, Any] = field(default_factory=dict)

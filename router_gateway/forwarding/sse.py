@@ -9,7 +9,7 @@ from typing import AsyncIterator
 
 import orjson
 
-from router_gateway.forwarding.upstream import UpstreamBodyError
+from router_gateway.http.errors import UpstreamBodyError
 
 #: the largest SSE event accepted from an expert. A chat chunk is well under 1 KiB (a whole tool
 #: call's arguments rarely pass 100 KiB); an expert that sends more without a blank line is broken.

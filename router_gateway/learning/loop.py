@@ -16,14 +16,11 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from router_gateway.learning.gate import GateResult, gate
+from router_gateway.learning.gate import GateResult, gate, gate_weights
 from router_gateway.learning.settings import LearningSettings
 from router_gateway.learning.store import LabelStore
 from routers.base import Router
 from routers.registry import make_router, router_class
-
-#: shuffled-label controls per retrain: the gate subtracts the largest gain any of them shows
-NULL_SHUFFLES = 3
 
 
 class Promoter(Protocol):
@@ -113,13 +110,15 @@ class LearningLoop:
         cv_pred = self._cross_fit(data.X, data.Y, folds)
         rng = np.random.default_rng(len(data.digests))  # the controls: same recipe, labels shuffled
         null_preds = [self._cross_fit(data.X, data.Y[rng.permutation(len(data.digests))], folds)
-                      for _ in range(NULL_SHUFFLES)]
+                      for _ in range(g.controls)]
         live_pred = self._live_out_of_sample(data, folds)
         rows = ~np.isnan(cv_pred).any(axis=1) & ~np.isnan(live_pred).any(axis=1)
+        for p in null_preds:  # the same prompts for every router, or the comparison is not paired
+            rows &= ~np.isnan(p).any(axis=1)
         refresh = self._is_refresh(data.digests)
         result = gate(live_pred[rows], cv_pred[rows], data.Y[rows], self.norm_cost, g.min_gain,
                       g.refresh_z if refresh else g.z, g.min_rows, null_preds=[p[rows] for p in null_preds],
-                      halves=g.halves, not_worse=refresh)
+                      null_z_min=g.null_z, not_worse=refresh, weights=gate_weights(g.max_weight, self.cost_weight))
         router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router
         by_hand = promote is not None

@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 
 from router_gateway.domain.config import GatewayConfig, ProfileCanary, RouterSpec
+from router_gateway.domain.record import RequestRecord
 from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
 from router_gateway.learning.canary import CanaryCheck
@@ -99,7 +100,8 @@ class LearningService:
         prices = np.array([e.price.input_per_mtok + e.price.output_per_mtok for e in config.experts.values()])
         self.norm_cost = prices / max(prices.max(), 1e-12)
         allowed = np.array([not s.shadow.experts or e in s.shadow.experts for e in self.experts])
-        self.policy = ShadowPolicy(len(self.experts), self.norm_cost, s.shadow.policy, s.shadow.max_experts, allowed)
+        self.policy = ShadowPolicy(len(self.experts), self.norm_cost, s.shadow.policy, s.shadow.max_experts, allowed,
+                                   explore=s.shadow.explore)
         self.budget = ShadowBudget(s.shadow.max_share, s.shadow.usd_per_day)
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=s.shadow.queue)
         self.store: LabelStore | None = None
@@ -172,13 +174,13 @@ class LearningService:
         return graders  # "feedback" is merged by the label store when the training set is built
 
     # -- request path ----------------------------------------------------------------------
-    def offer(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> None:
+    def offer(self, record: RequestRecord, body: dict[str, Any], answer: bytes | None) -> None:
         """Called with every finished request's record; must stay cheap (no await, no I/O)."""
-        if record.get("profile") != self.settings.profile or record.get("status") != 200:
+        if record.profile != self.settings.profile or record.status != 200:
             return
-        self.budget.add_live(record.get("cost_usd") or 0.0)
+        self.budget.add_live(record.cost_usd or 0.0)
         self.stats["offered"] += 1
-        if unit_hash(record["request_id"], "shadow") >= self.settings.shadow.sample or self.budget.available() <= 0:
+        if unit_hash(record.request_id, "shadow") >= self.settings.shadow.sample or self.budget.available() <= 0:
             return
         try:
             self.queue.put_nowait((record, body, answer))
@@ -228,15 +230,15 @@ class LearningService:
                 raise
             except Exception:  # one bad job must not stop the worker
                 self.stats["failed"] += 1
-                log.exception("shadow job for %s failed", record.get("request_id"))
+                log.exception("shadow job for %s failed", record.request_id)
             finally:
                 self.queue.task_done()  # queue.join() waits for the backlog (benchmarks, tests)
 
-    async def shadow(self, record: dict[str, Any], body: dict[str, Any], answer: bytes | None) -> bool:
+    async def shadow(self, record: RequestRecord, body: dict[str, Any], answer: bytes | None) -> bool:
         """Plan, call, grade and store one shadowed request; False when it was not worth (or not
         affordable) to shadow."""
         g = self.gateway
-        prompt, live_name = record.get("prompt"), record.get("chosen_expert")
+        prompt, live_name = record.prompt, record.chosen_expert
         if not prompt or live_name not in self.experts:
             return False
         await self.yield_to_clients()
@@ -277,9 +279,9 @@ class LearningService:
                 return False
             await self.yield_to_clients()
             await self.work.run(self.store.add, prompt_digest(prompt), x, grades.values(),
-                                answer_costs=costs, request_id=record["request_id"], live_expert=live_name,
+                                answer_costs=costs, request_id=record.request_id, live_expert=live_name,
                                 prompt=prompt, answers=answers)
-            await self._share_labels(prompt, x, grades.values(), costs, record["request_id"], live_name)
+            await self._share_labels(prompt, x, grades.values(), costs, record.request_id, live_name)
         finally:
             self.budget.settle(estimate, spent)
             live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
@@ -331,18 +333,18 @@ class LearningService:
             self.loop.last_retrain = float(marker["ts"])
             self.loop.new_labels = max(0, self.loop.total_labels - int(marker["labels"]))
 
-    def _canary_arm(self, record: dict[str, Any]) -> str | None:
+    def _canary_arm(self, record: RequestRecord) -> str | None:
         """"canary" or "live" for a request decided while a canary runs; None otherwise."""
         if not self.promoter.canary:
             return None
-        return "canary" if record.get("router") == canary_router_name(self.settings.profile) else "live"
+        return "canary" if record.router == canary_router_name(self.settings.profile) else "live"
 
-    async def _observe_canary(self, record: dict[str, Any], grade: Grade | None) -> None:
+    async def _observe_canary(self, record: RequestRecord, grade: Grade | None) -> None:
         """Add the live answer's realised utility to its arm; end the canary once the check decides."""
         arm = self._canary_arm(record)
         if arm is None or grade is None:
             return
-        expert = self.experts.index(record["chosen_expert"])
+        expert = self.experts.index(record.chosen_expert)
         self.canary.observe(arm, grade.score - self.cost_weight * self.norm_cost[expert], self.promoter.canary)
         verdict = self.canary.verdict()
         if verdict is not None and not self._ending_canary:
@@ -365,9 +367,9 @@ class LearningService:
         await self._publish_pointer()
         return live
 
-    def _estimate(self, record: dict[str, Any], plan: list[int], live: int) -> float:
+    def _estimate(self, record: RequestRecord, plan: list[int], live: int) -> float:
         config = self.gateway.runtime.config
-        prompt_tokens = record.get("prompt_tokens") or 256
+        prompt_tokens = record.prompt_tokens or 256
         out_tokens = self.settings.shadow.max_tokens
         cost = sum(config.experts[self.experts[j]].price.cost(prompt_tokens, out_tokens) for j in plan if j != live)
         judge = self.settings.grader.judge
@@ -413,11 +415,11 @@ class LearningService:
         cost = (runtime.config.experts[expert].price.cost(prompt_t, completion_t)
                 if isinstance(prompt_t, int) and isinstance(completion_t, int) else 0.0)
         rid = f"{profile.replace(':', '-')}-{int(time.time() * 1e6):x}"
-        self.gateway.request_log.record({
-            "request_id": rid, "ts": time.time(), "model": expert, "profile": profile, "chosen_expert": expert,
-            "status": status, "error": error, "latency_ms": round((time.perf_counter() - started) * 1e3, 3),
-            "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-            "cost_usd": cost})
+        self.gateway.request_log.record(RequestRecord(
+            request_id=rid, ts=time.time(), model=expert, profile=profile, chosen_expert=expert, status=status,
+            error=error, latency_ms=round((time.perf_counter() - started) * 1e3, 3),
+            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+            cost_usd=cost))
         return text, cost
 
     async def _ask_shadow(self, expert: str, body: dict[str, Any]) -> tuple[str | None, float]:

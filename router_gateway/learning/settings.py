@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -21,6 +21,7 @@ class ShadowSettings(_Strict):
     experts: tuple[str, ...] = ()                         # who may answer in shadow; empty = all
     policy: Literal["value", "random"] = "value"          # value: value of a label per dollar
     max_experts: int = Field(default=4, ge=1, le=64)      # shadow answers per prompt at most
+    explore: float = Field(default=0.2, ge=0, le=1)       # value policy: share shadowed whatever their value
     usd_per_day: float = Field(default=1.0, ge=0)         # hard cap on shadow answers + grading, per UTC day
     max_share: float = Field(default=0.25, ge=0, le=10)   # shadow spend <= this share of live spend
     concurrency: int = Field(default=2, ge=1, le=256)     # shadow calls in flight
@@ -65,16 +66,27 @@ class RetrainSettings(_Strict):
 
 
 class GateSettings(_Strict):
-    """Promote when the candidate's cost-quality frontier auc on held-out labelled prompts exceeds
-    the live router's by ``min_gain`` plus ``z`` standard errors (paired bootstrap), on at least
-    ``min_rows`` prompts (learning.gate)."""
+    """Promote when the candidate, on held-out labelled prompts (per-prompt utility at cost weights up
+    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se > -``min_gain``) and
+    beats ``controls`` copies of its recipe trained on shuffled labels by ``null_z`` of their sd (a
+    permutation test), on at least ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate,
+    learning.loop)."""
 
     min_gain: float = 0.0
-    z: float = Field(default=1.0, ge=0)     # first promotion; with confirm (see learning.loop)
-    min_rows: int = Field(default=200, ge=1)  # held-out labelled prompts the gate needs
-    halves: bool = False    # the gain must also show on each half of the prompts (a replication check)
+    z: float = Field(default=1.0, ge=0)     # not worse than the live router by more than z standard errors
+    min_rows: int = Field(default=100, ge=1)  # held-out labelled prompts the gate needs
+    max_weight: float = Field(default=0.05, ge=0)  # judged at cost weights 0..max(this, the profile's)
+    controls: int = Field(default=20, ge=0, le=200)  # shuffled-label controls per retrain (0: no permutation test)
+    null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
+
+    @field_validator("controls")
+    @classmethod
+    def _controls_give_a_spread(cls, v: int) -> int:
+        if v == 1:  # one control has no standard deviation to measure the candidate's lead in
+            raise ValueError("controls: 0 (no permutation test) or at least 2")
+        return v
 
 
 class CanarySettings(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from router_gateway.domain.record import RequestRecord
 from router_gateway.observability.live import LiveView
 from router_gateway.observability.metrics import GatewayMetrics
 from router_gateway.observability.tracing import make_tracer
@@ -26,12 +27,12 @@ class Observability:
         self.tracer = tracer if tracer is not None else make_tracer()
         self._parts = [p for p in (self.metrics, self.live, self.tracer) if p is not None]
 
-    def on_record(self, record: dict) -> None:
+    def on_record(self, record: RequestRecord) -> None:
         for part in self._parts:
             try:
                 part.on_record(record)
             except Exception:  # an observer bug must not fail the request it observes
-                log.exception("observer %s failed on request %s", type(part).__name__, record.get("request_id"))
+                log.exception("observer %s failed on request %s", type(part).__name__, record.request_id)
         self._log_line(record)
 
     def on_embed_batch(self, size: int) -> None:
@@ -42,18 +43,18 @@ class Observability:
                 log.exception("observer %s failed on an embed batch", type(part).__name__)
 
     @staticmethod
-    def _log_line(record: dict) -> None:
-        status = int(record.get("status") or 0)
+    def _log_line(record: RequestRecord) -> None:
+        status = int(record.status or 0)
         level = logging.WARNING if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG
         if not request_log.isEnabledFor(level):
             return
-        request_log.log(level, "request %s -> %s (%s) %s", record.get("profile") or record.get("model"),
-                        record.get("chosen_expert") or "-", status, record.get("error") or "", extra={
-                            "request_id": record.get("request_id"), "expert": record.get("chosen_expert"),
-                            "profile": record.get("profile"), "status": status, "router": record.get("router"),
-                            "latency_ms": record.get("latency_ms"), "ttft_ms": record.get("ttft_ms"),
-                            "attempts": len(record.get("attempts") or []), "cost_usd": record.get("cost_usd"),
-                            "key_id": record.get("key_id"), "model": record.get("model")})
+        request_log.log(level, "request %s -> %s (%s) %s", record.profile or record.model,
+                        record.chosen_expert or "-", status, record.error or "", extra={
+                            "request_id": record.request_id, "expert": record.chosen_expert,
+                            "profile": record.profile, "status": status, "router": record.router,
+                            "latency_ms": record.latency_ms, "ttft_ms": record.ttft_ms,
+                            "attempts": len(record.attempts), "cost_usd": record.cost_usd,
+                            "key_id": record.key_id, "model": record.model})
 
     def close(self) -> None:
         if self.tracer is not None:

@@ -13,6 +13,8 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
+from router_gateway.domain.record import RequestRecord
+
 RECENT_FIELDS = ("request_id", "ts", "model", "profile", "router", "chosen_expert", "status", "error", "latency_ms",
                  "ttft_ms", "embed_ms", "route_ms", "cost_usd", "prompt_tokens", "completion_tokens",
                  "candidates", "ineligible", "attempts", "explored", "stream", "key_id", "cost_weight", "pacing")
@@ -68,19 +70,20 @@ class LiveView:
         self.embedded = 0
         self.total = 0
 
-    def on_record(self, record: dict) -> None:
-        self.recent.append({k: record.get(k) for k in RECENT_FIELDS})
+    def on_record(self, record: RequestRecord) -> None:
+        recent = {k: getattr(record, k) for k in RECENT_FIELDS}
+        recent["attempts"] = [a.as_dict() for a in record.attempts]  # the page gets JSON
+        self.recent.append(recent)
         self.total += 1
-        ts = record.get("ts") or self.clock()
-        cost = record.get("cost_usd") or 0.0
+        ts = record.ts or self.clock()
+        cost = record.cost_usd or 0.0
         minute = int(ts // 60)
         bucket = self.minutes.get(minute)
         if bucket is None:
             bucket = self.minutes[minute] = _Minute()
             while len(self.minutes) > self.keep_minutes:
                 self.minutes.popitem(last=False)
-        bucket.add(record.get("chosen_expert") or "(none)", int(record.get("status") or 0), cost,
-                   record.get("latency_ms"))
+        bucket.add(record.chosen_expert or "(none)", int(record.status or 0), cost, record.latency_ms)
         hour = int(ts // 3600)
         hb = self.hours.get(hour)
         if hb is None:

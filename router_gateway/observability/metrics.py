@@ -22,6 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from router_gateway.domain.record import RequestRecord
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NS = "router_gateway"
 NONE = "none"  # label value for a missing profile / expert / key
@@ -84,7 +86,7 @@ class StateCollector(Collector):
                                     "(its /metrics, every client's)", labels=["expert", *extra])
         wait = GaugeMetricFamily(f"{NS}_engine_expected_wait_seconds", "expected queueing delay at the expert",
                                  labels=["expert", *extra])
-        paced = GaugeMetricFamily(f"{NS}_effective_cost_weight", "cost weight after budget pacing, per key",
+        paced = GaugeMetricFamily(f"{NS}_effective_cost_weight", "cost weight after budget pacing, per key (or profile:<name>)",
                                   labels=["key", "period", *extra])
         for name, row in (capacity.snapshot() if capacity is not None else {}).items():
             waiting.add_metric([name, *pid], row["waiting"])
@@ -132,18 +134,17 @@ class GatewayMetrics:
             r.register(self.state_collector)
 
     # -- observer interface (hot path) -----------------------------------------------------
-    def on_record(self, record: dict) -> None:
-        profile = record.get("profile") or self._known_model(record.get("model"))
-        expert = record.get("chosen_expert") or NONE
-        self._child(self.requests, profile, expert, str(record.get("status"))).inc()
-        candidates = record.get("candidates") or []
+    def on_record(self, record: RequestRecord) -> None:
+        profile = record.profile or self._known_model(record.model)
+        expert = record.chosen_expert or NONE
+        self._child(self.requests, profile, expert, str(record.status)).inc()
+        candidates = record.candidates
         first = candidates[0]["expert"] if candidates else None
         if first is not None:
-            self._child(self.decisions, record.get("router") or NONE, first,
-                        "true" if record.get("explored") else "false").inc()
-        attempts = record.get("attempts") or []
+            self._child(self.decisions, record.router or NONE, first, "true" if record.explored else "false").inc()
+        attempts = record.attempts
         for attempt in attempts:
-            self._child(self.attempts, attempt.get("expert") or NONE, attempt.get("outcome") or NONE).inc()
+            self._child(self.attempts, attempt.expert or NONE, attempt.outcome or NONE).inc()
         if len(attempts) > 1:
             self._child(self.retries, profile).inc(len(attempts) - 1)
         if first is not None and expert != first and attempts:
@@ -166,26 +167,24 @@ class GatewayMetrics:
             return model
         return NONE
 
-    def _timings(self, record: dict, profile: str, expert: str) -> None:
-        if record.get("latency_ms") is not None:
-            self._child(self.latency, profile, expert).observe(record["latency_ms"] / 1e3)
-        if record.get("ttft_ms") is not None and record.get("chosen_expert"):
-            self._child(self.ttft, expert).observe(record["ttft_ms"] / 1e3)
-        for stage in ("embed", "route"):
-            value = record.get(f"{stage}_ms")
+    def _timings(self, record: RequestRecord, profile: str, expert: str) -> None:
+        if record.latency_ms is not None:
+            self._child(self.latency, profile, expert).observe(record.latency_ms / 1e3)
+        if record.ttft_ms is not None and record.chosen_expert:
+            self._child(self.ttft, expert).observe(record.ttft_ms / 1e3)
+        for stage, value in (("embed", record.embed_ms), ("route", record.route_ms)):
             if value is not None:
                 self._child(self.overhead, stage).observe(value / 1e3)
 
-    def _usage(self, record: dict, expert: str) -> None:
+    def _usage(self, record: RequestRecord, expert: str) -> None:
         if expert == NONE:
             return
-        key = record.get("key_id") or NONE
-        for kind in ("prompt", "completion"):
-            value = record.get(f"{kind}_tokens")
+        key = record.key_id or NONE
+        for kind, value in (("prompt", record.prompt_tokens), ("completion", record.completion_tokens)):
             if isinstance(value, int) and value > 0:
                 self._child(self.tokens, expert, key, kind).inc(value)
-        if record.get("cost_usd"):
-            self._child(self.cost, expert, key).inc(record["cost_usd"])
+        if record.cost_usd:
+            self._child(self.cost, expert, key).inc(record.cost_usd)
 
     def on_embed_batch(self, size: int) -> None:
         self.embed_batch.observe(size)

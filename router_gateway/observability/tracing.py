@@ -15,6 +15,8 @@ import logging
 import os
 from typing import Any
 
+from router_gateway.domain.record import RequestRecord
+
 log = logging.getLogger("router_gateway.tracing")
 ENV = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -61,34 +63,34 @@ class RecordTracer:
         self.provider = provider
         self.tracer = provider.get_tracer("router_gateway")
 
-    def on_record(self, record: dict) -> None:
+    def on_record(self, record: RequestRecord) -> None:
         trace = self._trace
-        start = int(float(record.get("ts") or 0) * 1e9)
-        end = start + _ns(record.get("latency_ms"))
-        attrs = {"gateway.request_id": record.get("request_id") or "", "gateway.profile": record.get("profile") or "",
-                 "gateway.router": record.get("router") or "", "gateway.expert": record.get("chosen_expert") or "",
-                 "http.response.status_code": int(record.get("status") or 0),
-                 "gen_ai.request.model": record.get("model") or ""}
-        for key in ("prompt_tokens", "completion_tokens", "cost_usd", "ttft_ms"):
-            if record.get(key) is not None:
-                attrs[f"gateway.{key}"] = record[key]
+        start = int(float(record.ts or 0) * 1e9)
+        end = start + _ns(record.latency_ms)
+        attrs = {"gateway.request_id": record.request_id or "", "gateway.profile": record.profile or "",
+                 "gateway.router": record.router or "", "gateway.expert": record.chosen_expert or "",
+                 "http.response.status_code": int(record.status or 0), "gen_ai.request.model": record.model or ""}
+        for key, value in (("prompt_tokens", record.prompt_tokens), ("completion_tokens", record.completion_tokens),
+                           ("cost_usd", record.cost_usd), ("ttft_ms", record.ttft_ms)):
+            if value is not None:
+                attrs[f"gateway.{key}"] = value
         root = self.tracer.start_span("chat", start_time=start, attributes=attrs, kind=trace.SpanKind.SERVER)
-        if int(record.get("status") or 0) >= 400:
-            root.set_status(trace.Status(trace.StatusCode.ERROR, record.get("error") or ""))
+        if int(record.status or 0) >= 400:
+            root.set_status(trace.Status(trace.StatusCode.ERROR, record.error or ""))
         ctx = trace.set_span_in_context(root)
         t = start
-        for stage in ("embed", "route"):
-            if record.get(f"{stage}_ms") is not None:
-                t = self._child(f"{stage}", ctx, t, _ns(record[f"{stage}_ms"]), {})
-        attempts = record.get("attempts") or []
+        for stage, ms in (("embed", record.embed_ms), ("route", record.route_ms)):
+            if ms is not None:
+                t = self._child(stage, ctx, t, _ns(ms), {})
+        attempts = record.attempts
         if attempts:
             forward = self.tracer.start_span("forward", context=ctx, start_time=t,
                                              attributes={"gateway.attempts": len(attempts)})
             fctx = trace.set_span_in_context(forward)
             for i, a in enumerate(attempts):
-                span_end = self._child("attempt", fctx, t, _ns(a.get("ms")),
-                                       {"gateway.expert": a.get("expert") or "", "gateway.outcome": a.get("outcome")
-                                        or "", "gateway.attempt": i + 1}, error=a.get("outcome") != "ok")
+                span_end = self._child("attempt", fctx, t, _ns(round(a.ms, 2)),
+                                       {"gateway.expert": a.expert or "", "gateway.outcome": a.outcome or "",
+                                        "gateway.attempt": i + 1}, error=a.outcome != "ok")
                 t = span_end
             forward.end(end_time=max(end, t))
         root.end(end_time=max(end, t))

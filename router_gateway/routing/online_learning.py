@@ -12,6 +12,8 @@ import logging
 
 import numpy as np
 
+from router_gateway.domain.record import RequestRecord
+
 log = logging.getLogger("router_gateway.online")
 
 
@@ -39,15 +41,16 @@ class OnlineLearner:
     async def learn(self, request_id: str, score: float) -> bool:
         """Update the router that made this request's decision; False when there is nothing to learn."""
         gateway = self.gateway
-        record = await gateway.request_log.get(request_id)
+        row = await gateway.request_log.get(request_id)
+        record = RequestRecord.from_row(row) if row else None
         runtime = gateway.runtime
-        if not record or not record.get("router") or runtime is None:
+        if record is None or not record.router or runtime is None:
             return False
-        loaded = runtime.routing.routers.get(record["router"])
+        loaded = runtime.routing.routers.get(record.router)
         if loaded is None or not learns_online(loaded):
             return False
         router = loaded.router
-        chosen, propensity, prompt = record.get("chosen_expert"), record.get("propensity"), record.get("prompt")
+        chosen, propensity, prompt = record.chosen_expert, record.propensity, record.prompt
         if chosen not in router.experts_ or not propensity or not prompt or gateway.embedder is None:
             return False  # a fallback answered, or prompts are not stored: nothing attributable
         x = await gateway.embedder.embed_one(prompt)

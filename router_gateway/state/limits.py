@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from router_gateway.domain.errors import BudgetExhausted, PermissionDenied, RateLimited
+from router_gateway.domain.record import json_path
 from router_gateway.state.holds import Hold
 from router_gateway.state.keys import ApiKey
 
@@ -144,7 +145,7 @@ class LocalLimiter:
         return self._spend.get((key_id, day), 0.0), self._spend.get((key_id, month), 0.0)
 
     def seed_from_log(self, path: str | Path) -> int:
-        """Month-to-date spend per key from the request log, so budgets survive restarts."""
+        """Month-to-date spend per key (and per profile) from the request log, so budgets survive restarts."""
         import sqlite3
         if not Path(path).exists():
             return 0
@@ -153,20 +154,24 @@ class LocalLimiter:
         month_start = datetime(dt.year, dt.month, 1, tzinfo=timezone.utc).timestamp()
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            rows = db.execute("SELECT ts, json_extract(data, '$.key_id'), json_extract(data, '$.cost_usd') "
-                              "FROM requests WHERE ts >= ? AND json_extract(data, '$.key_id') IS NOT NULL",
-                              (month_start,)).fetchall()
+            # a profile's spend too (profiles.<name>.budget: subject "profile:<name>", capacity.profile_budget)
+            key_path, cost_path, profile_path = json_path("key_id"), json_path("cost_usd"), json_path("profile")
+            rows = db.execute("SELECT ts, json_extract(data, ?), json_extract(data, ?), json_extract(data, ?) "
+                              "FROM requests WHERE ts >= ? AND (json_extract(data, ?) IS NOT NULL OR "
+                              "json_extract(data, ?) IS NOT NULL)",
+                              (key_path, cost_path, profile_path, month_start, key_path, profile_path)).fetchall()
         except sqlite3.Error as exc:
             log.warning("budgets not seeded from the request log: %s", exc)
             return 0
         finally:
             db.close()
-        for ts, key_id, cost in rows:
+        for ts, key_id, cost, profile in rows:
             # rows written before usage was clamped may hold a negative cost: never a credit
             if isinstance(cost, (int, float)) and math.isfinite(cost) and cost > 0:
                 day, month, _, _ = periods(ts)
-                self._spend[(key_id, day)] += cost
-                self._spend[(key_id, month)] += cost
+                for subject in [s for s in (key_id, profile and f"profile:{profile}") if s]:
+                    self._spend[(subject, day)] += cost
+                    self._spend[(subject, month)] += cost
         return len(rows)
 
 

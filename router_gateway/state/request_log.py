@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import orjson
 
+from router_gateway.domain.record import RequestRecord, json_path
+
 log = logging.getLogger("router_gateway.log")
 
 SCHEMA = """
@@ -76,12 +78,10 @@ class RequestLog:
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._flusher(), name="request-log-flusher")
 
-    def record(self, record: dict[str, Any]) -> None:
-        """Queue one record (must hold ``request_id``); prompts are dropped if not to be stored."""
-        if not self.store_prompts:
-            record = {k: v for k, v in record.items() if k != "prompt"}
-        self._pending.append((record["request_id"], record.get("ts", time.time()),
-                              orjson.dumps(record, default=str).decode()))
+    def record(self, record: RequestRecord) -> None:
+        """Queue one record as its stored row; prompts are dropped if not to be stored."""
+        row = record.to_row(store_prompt=self.store_prompts)
+        self._pending.append((record.request_id, record.ts, orjson.dumps(row, default=str).decode()))
         if len(self._pending) >= self.max_batch and self._wake:
             self._wake.set()
 
@@ -159,8 +159,8 @@ class RequestLog:
                       only_key: str | None = None) -> bool:
         assert self._db is not None
         with self._lock, self._db:
-            row = self._db.execute("SELECT json_extract(data, '$.key_id') FROM requests WHERE request_id = ?",
-                                   (request_id,)).fetchone()
+            row = self._db.execute("SELECT json_extract(data, ?) FROM requests WHERE request_id = ?",
+                                   (json_path("key_id"), request_id)).fetchone()
             if row is None or (only_key is not None and row[0] != only_key):
                 return False
             self._db.execute("INSERT INTO feedback(request_id, ts, score, data) VALUES (?, ?, ?, ?)",

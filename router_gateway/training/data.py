@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from router_gateway.domain.record import RequestRecord
+
 
 @dataclass
 class TrainingData:
@@ -76,24 +78,26 @@ def load_logs(path: str | Path, experts: list[str] | None = None) -> TrainingDat
             if reason:
                 skipped[reason] += 1
                 continue
-            records.append(rec)
-    names = list(experts) if experts else sorted({r["chosen_expert"] for r in records})
+            # checked above; the export adds the request's feedback next to the record's fields
+            records.append((RequestRecord.from_row(rec), float(rec["feedback"]["score"])))
+    names = list(experts) if experts else sorted({r.chosen_expert for r, _ in records})
     index = {n: i for i, n in enumerate(names)}
-    kept = [r for r in records if r["chosen_expert"] in index]
+    kept = [(r, score) for r, score in records if r.chosen_expert in index]
     skipped["unknown_expert"] = len(records) - len(kept)
     n, k = len(kept), len(names)
     Y, cost = np.full((n, k), np.nan), np.full((n, k), np.nan)
-    actions = np.array([index[r["chosen_expert"]] for r in kept], dtype=np.int64)
+    actions = np.array([index[r.chosen_expert] for r, _ in kept], dtype=np.int64)
     rows = np.arange(n)
-    Y[rows, actions] = [min(1.0, max(0.0, float(r["feedback"]["score"]))) for r in kept]
-    cost[rows, actions] = [_num(r.get("cost_usd")) for r in kept]
-    props = np.array([_num(r.get("propensity")) for r in kept])
-    return TrainingData(str(path), [r["prompt"] for r in kept], names, Y, cost, file_digest(path),
-                        actions=actions, propensities=props, request_ids=[str(r.get("request_id")) for r in kept],
+    Y[rows, actions] = [min(1.0, max(0.0, score)) for _, score in kept]
+    cost[rows, actions] = [_num(r.cost_usd) for r, _ in kept]
+    props = np.array([_num(r.propensity) for r, _ in kept])
+    return TrainingData(str(path), [r.prompt for r, _ in kept], names, Y, cost, file_digest(path),
+                        actions=actions, propensities=props, request_ids=[str(r.request_id) for r, _ in kept],
                         skipped={k: v for k, v in skipped.items() if v})
 
 
 def _skip_reason(rec: Any) -> str | None:
+    """Why an exported row cannot be a training row (it is any JSON: checked before it is read as a record)."""
     if not isinstance(rec, dict):
         return "bad_json"
     if not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():

@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 
 from router_gateway.domain.config import Expert, GatewayConfig, Price, load_config
 from router_gateway.domain.errors import GatewayError
+from router_gateway.http.http1 import Connector
 
 
 @dataclass(frozen=True)
@@ -82,12 +82,12 @@ def grade(answer: str | None, reference: str) -> float:
 class ProbeRunner:
     """Sends probe prompts to one expert through the gateway's forwarder (pooled, with its timeouts)."""
 
-    def __init__(self, config: GatewayConfig, transport: httpx.AsyncBaseTransport | None = None,
+    def __init__(self, config: GatewayConfig, connect: Connector | None = None,
                  timeout: float = 120.0):
         from router_gateway.forwarding.forwarder import Forwarder
         from router_gateway.state.expert_state import ExpertState
 
-        self.forwarder = Forwarder(config, ExpertState(), transport)
+        self.forwarder = Forwarder(config, ExpertState(), connect)
         self.timeout = timeout
 
     async def ask(self, expert: str, prompt: str, max_tokens: int = 256) -> str | None:
@@ -115,11 +115,11 @@ class ProbeRunner:
 
 
 def grade_probes(prompts: list[str], references: list[str], expert: str, config: GatewayConfig,
-                 judge: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 judge: str | None = None, connect: Connector | None = None,
                  timeout: float = 120.0) -> tuple[list[float], int]:
     """Run every probe through ``expert`` and grade it; returns (grades, number of failed calls)."""
     async def run() -> tuple[list[float], int]:
-        runner = ProbeRunner(config, transport, timeout)
+        runner = ProbeRunner(config, connect, timeout)
         grades, failed = [], 0
         try:
             for i, (prompt, ref) in enumerate(zip(prompts, references), 1):
@@ -138,7 +138,7 @@ def grade_probes(prompts: list[str], references: list[str], expert: str, config:
 
 
 def onboard(name: str, probes: str | Path, artifact: str | Path, config: GatewayConfig, out: str | Path | None = None,
-            judge: str | None = None, embed=None, transport: httpx.AsyncBaseTransport | None = None) -> dict:
+            judge: str | None = None, embed=None, connect: Connector | None = None) -> dict:
     """Grade the probes on expert ``name`` of ``config``, add it to the cluster artifact, write it to
     ``out`` (default: in place). ``judge``: another expert of ``config`` grades instead of the reference.
 
@@ -162,7 +162,7 @@ def onboard(name: str, probes: str | Path, artifact: str | Path, config: Gateway
     for who in (name, judge):
         if who and who not in config.experts:
             raise RouterError(f"expert {who!r} is not in the config (defined: {', '.join(config.experts)})")
-    grades, failed = grade_probes(prompts, refs, name, config, judge, transport)
+    grades, failed = grade_probes(prompts, refs, name, config, judge, connect)
     if failed == len(prompts):
         raise RouterError(f"every probe call to {config.experts[name].base_url} failed: is expert {name!r} up?")
     X, info = (embed or embed_prompts)(prompts)

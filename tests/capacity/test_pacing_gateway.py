@@ -1,4 +1,4 @@
-"""Budget pacing through the gateway (in process: fake transport, hashing embedder)."""
+"""Budget pacing through the gateway (in process: fake expert behind the in-memory connection, hashing embedder)."""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,7 @@ from router_gateway.app import create_app
 from router_gateway.container import GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.state.keys import KeyStore
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 CONFIG = """
 experts:
@@ -31,7 +31,7 @@ def client(tmp_path):
     secret, _ = store.create(name="team", budget_usd_day=1.0)
     admin, _ = store.create(name="ops", scopes=("admin",))
     config = parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db")))
-    app = create_app(GatewayOptions(config=config, transport=fake_transport(), embedder=HashEmbedder(),
+    app = create_app(GatewayOptions(config=config, connect=fake_connect(), embedder=HashEmbedder(),
                                     health_interval_s=0, watch_config=False, keys_path=store.path))
     with TestClient(app) as c:
         c.headers["authorization"] = f"Bearer {secret}"
@@ -66,11 +66,11 @@ def test_spend_ahead_of_the_day_raises_the_effective_cost_weight_until_the_cheap
 def test_replicas_pace_on_the_spend_of_all_of_them(tmp_path):
     """Two replicas on one Redis: spend made through one raises the other's effective weight."""
     from tests.support.servers import start_redis
-    redis = start_redis()
     store = KeyStore(tmp_path / "keys.json")
     secret, key = store.create(name="team", budget_usd_day=1.0)
     config = parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db")))
-    apps = [create_app(GatewayOptions(config=config, transport=fake_transport(), embedder=HashEmbedder(),
+    redis = start_redis()  # after what can fail: the test stops it only once inside its try
+    apps = [create_app(GatewayOptions(config=config, connect=fake_connect(), embedder=HashEmbedder(),
                                       health_interval_s=0, watch_config=False, keys_path=store.path,
                                       redis_url=f"redis://127.0.0.1:{redis.port}/0")) for _ in range(2)]
     day_start = time.time() // 86400 * 86400

@@ -48,7 +48,7 @@ def learning_gateway(tmp_path_factory):
               f"  grader: {{kinds: [judge], judge: {{expert: {names[0]}, mode: pairwise, "
               f"reference_expert: {names[0]}, max_tokens: 4}}}}",
               "  retrain: {router: knn, params: {k: 2}, every_labels: 2, min_labels: 2, folds: 2}",
-              f"  promote: {{artifacts: {tmp / 'learning'}, gate: {{min_gain: -1, z: 0, min_rows: 1, confirm: 1}}}}"]
+              f"  promote: {{artifacts: {tmp / 'learning'}, gate: {{min_gain: -1, z: 0, min_rows: 1, confirm: 1, controls: 0}}}}"]
     config = tmp / "experts.yaml"
     config.write_text("\n".join(lines) + "\n")
     server = start_gateway(config, tmp)

@@ -113,3 +113,21 @@ def test_missing_table_names_the_build_command(tmp_path, monkeypatch):
 def test_config_accepts_static_tuned_backend():
     from router_gateway.domain.config import EmbedderSettings
     assert EmbedderSettings(backend="static-tuned").backend == "static-tuned"
+
+
+def test_digest_is_read_from_the_build_record_while_the_file_is_unchanged(tmp_path):
+    import hashlib
+
+    from router_gateway.embedding.tuned_static import _save, table_digest
+
+    path = tmp_path / "tuned.npy"
+    _save(path, np.ones((4, 3), np.float16), {"recipe": "test"})
+    real = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["table_sha256"] == real and meta["recipe"] == "test"
+    assert table_digest(path) == real[:8]
+    meta_path.write_text(json.dumps({**meta, "table_sha256": "0123456789"}))
+    assert table_digest(path) == "01234567"  # the record is trusted (no 23 MB hash at start-up) ...
+    np.save(path, np.zeros((5, 3), np.float16))  # ... until the file changes under it
+    assert table_digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:8]

@@ -12,12 +12,13 @@ import pytest
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.routing.router_set import build_router_set
 from router_gateway.routing.service import RoutingService
 from router_gateway.state.expert_state import BreakerSettings, ExpertState
 from tests.gateway.test_routing_unit import MSG, make_config
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 PROFILES = "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n"
 
@@ -89,7 +90,7 @@ def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
     calls: list[dict] = []
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=parse_config(text), transport=fake_transport(calls),
+        gateway = Gateway(GatewayOptions(config=parse_config(text), connect=fake_connect(calls),
                                          embedder=HashEmbedder(), health_interval_s=0))
         await gateway.start()
         try:
@@ -121,7 +122,7 @@ def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
     crashes: list[float] = []
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=parse_config(text), transport=fake_transport(),
+        gateway = Gateway(GatewayOptions(config=parse_config(text), connect=fake_connect(),
                                          embedder=HashEmbedder(), health_interval_s=0))
         await gateway.start()
 
@@ -143,7 +144,7 @@ def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
     assert asyncio.run(go()) == "open" and len(crashes) == 1
 
 
-def _error_event_transport(code: int) -> httpx.MockTransport:
+def _error_event_connect(code: int) -> InMemoryConnector:
     """Streams one chunk, then vLLM's in-band error event with ``code``, then [DONE]."""
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
@@ -154,7 +155,7 @@ def _error_event_transport(code: int) -> httpx.MockTransport:
                            "param": None, "code": code}}
         data = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in (chunk, error)) + b"data: [DONE]\n\n"
         return httpx.Response(200, stream=httpx.ByteStream(data), headers={"content-type": "text/event-stream"})
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)
 
 
 @pytest.mark.parametrize("code, opens", [(500, True), (400, False)])
@@ -164,7 +165,7 @@ def test_an_error_event_inside_a_completed_stream_counts_against_the_expert(tmp_
     text = make_config(tmp_path, {"okx": {}}, PROFILES) + "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n"
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=parse_config(text), transport=_error_event_transport(code),
+        gateway = Gateway(GatewayOptions(config=parse_config(text), connect=_error_event_connect(code),
                                          embedder=HashEmbedder(), health_interval_s=0))
         await gateway.start()
         try:

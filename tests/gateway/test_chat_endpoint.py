@@ -12,7 +12,7 @@ from router_gateway.domain.config import parse_config
 from router_gateway.forwarding.sse import sse_batches
 from router_gateway.pipeline import ChatService
 from tests.gateway.test_routing_unit import MSG, make_config
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 async def _collect(chunks: list[bytes]) -> list[list[bytes]]:
@@ -33,7 +33,7 @@ def test_events_completed_by_one_read_come_out_together():
 def client(tmp_path):
     text = make_config(tmp_path, {"okx": {"model": "okx-served"}},
                        "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
-    app = create_app(GatewayOptions(config=parse_config(text), transport=fake_transport(),
+    app = create_app(GatewayOptions(config=parse_config(text), connect=fake_connect(),
                                     embedder=HashEmbedder(), health_interval_s=0, watch_config=False,
                                     keys_path=tmp_path / "keys.json"))
     with TestClient(app) as test_client:

@@ -1,6 +1,6 @@
 """Client mistakes are 400s, not 500s, and every unexpected 500 still writes its request record.
 
-In process (fake transport, hashing embedder): ``stream_options`` that is not an object, JSON nested
+In process (fake expert behind the in-memory connection, hashing embedder): ``stream_options`` that is not an object, JSON nested
 deeper than the gateway re-encodes (orjson decodes 1,024 levels, encodes 254), on every endpoint that
 takes a JSON body; and bugs injected before routing, while forwarding and mid-stream."""
 from __future__ import annotations
@@ -19,14 +19,14 @@ from router_gateway.domain.config import parse_config
 from router_gateway.forwarding import forwarder as forwarding
 from router_gateway.forwarding.forwarder import Forwarder
 from tests.gateway.test_routing_unit import MSG, make_config
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 @pytest.fixture
 def client(tmp_path):
     text = make_config(tmp_path, {"okx": {"model": "okx-served"}},
                        "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
-    app = create_app(GatewayOptions(config=parse_config(text), transport=fake_transport(),
+    app = create_app(GatewayOptions(config=parse_config(text), connect=fake_connect(),
                                     embedder=HashEmbedder(), health_interval_s=0, watch_config=False,
                                     keys_path=tmp_path / "keys.json"))
     test_client = TestClient(app)

@@ -11,14 +11,13 @@ import time
 
 import pytest
 
-from router_gateway.forwarding.http1 import (
-    HIGH_WATER,
-    BodyFailed,
-    BodyTimedOut,
-    BodyTooLarge,
-    ConnectFailed,
-    Http1Pool,
+from router_gateway.http.errors import (
+    UpstreamBodyError,
+    UpstreamBodyTimeout,
+    UpstreamBodyTooLarge,
+    UpstreamConnectError,
 )
+from router_gateway.http.http1 import HIGH_WATER, Http1Pool
 
 BODY = b'{"model": "m", "messages": []}'
 
@@ -166,7 +165,7 @@ async def test_refused_connection_is_a_connect_failure():
     async with Server(answer_ok) as server:
         url = server.url
     client = Http1Pool(url, {}, limit=2, connect_timeout=2, read_timeout=2, keepalive_s=4)
-    with pytest.raises(ConnectFailed):
+    with pytest.raises(UpstreamConnectError):
         await client.post("/chat/completions", BODY)
 
 
@@ -175,7 +174,7 @@ async def test_a_connect_failure_does_not_name_the_experts_address():
     async with Server(answer_ok) as server:
         url = server.url
     client = Http1Pool(url, {}, limit=2, connect_timeout=2, read_timeout=2, keepalive_s=4)
-    with pytest.raises(ConnectFailed) as failed:
+    with pytest.raises(UpstreamConnectError) as failed:
         await client.post("/chat/completions", BODY)
     port = url.rsplit(":", 1)[1].split("/")[0]
     assert str(failed.value) == "ConnectionRefusedError" and port not in str(failed.value)
@@ -187,7 +186,7 @@ async def test_close_before_headers_is_a_connect_failure_and_mid_body_a_body_fai
 
     async with Server(hang_up) as server:
         client = pool(server)
-        with pytest.raises(ConnectFailed):
+        with pytest.raises(UpstreamConnectError):
             await client.post("/chat/completions", BODY)
 
     async def cut_body(server, conn_no, req_no, writer):
@@ -197,7 +196,7 @@ async def test_close_before_headers_is_a_connect_failure_and_mid_body_a_body_fai
     async with Server(cut_body) as server:
         client = pool(server)
         response = await client.post("/chat/completions", BODY)
-        with pytest.raises(BodyFailed):
+        with pytest.raises(UpstreamBodyError):
             await response.read()
         response.release()
         await client.aclose()
@@ -209,7 +208,7 @@ async def test_invalid_response_is_refused():
 
     async with Server(garbage) as server:
         client = pool(server)
-        with pytest.raises(ConnectFailed):
+        with pytest.raises(UpstreamConnectError):
             await client.post("/chat/completions", BODY)
         await client.aclose()
 
@@ -224,7 +223,7 @@ async def test_an_inactive_body_times_out():
         response = await client.post("/chat/completions", BODY)
         chunks = response.chunks()
         assert await chunks.__anext__() == b"hi"
-        with pytest.raises(BodyFailed, match="read timeout"):
+        with pytest.raises(UpstreamBodyError, match="read timeout"):
             await chunks.__anext__()
         response.release()
         await client.aclose()
@@ -300,7 +299,7 @@ async def test_a_body_still_coming_at_the_deadline_fails_even_while_data_flows()
         response = await client.post("/chat/completions", BODY, deadline=time.monotonic() + 0.5)
         assert response.content_type == "text/event-stream"
         received = 0
-        with pytest.raises(BodyTimedOut, match="deadline"):
+        with pytest.raises(UpstreamBodyTimeout, match="deadline"):
             async for _ in response.chunks():
                 received += 1
         assert received > 5 and 0.5 <= loop.time() - started < 2.0
@@ -321,7 +320,7 @@ async def test_read_refuses_a_body_over_the_limit_and_drops_the_connection():
         client = pool(server)
         for _ in range(2):
             response = await client.post("/chat/completions", BODY)
-            with pytest.raises(BodyTooLarge):
+            with pytest.raises(UpstreamBodyTooLarge):
                 await response.read(max_bytes=100_000)
             response.release()
         assert await post_read(client) == (200, b"x" * 300_000)  # no limit: read whole

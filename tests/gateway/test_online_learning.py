@@ -11,7 +11,7 @@ from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.pipeline import CallContext, ChatService
 from routers.artifact import save_artifact
 from routers.bandit import LinUCBRouter
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 def test_bandit_chooses_with_propensity_and_learns_from_feedback(tmp_path):
@@ -29,7 +29,7 @@ def test_bandit_chooses_with_propensity_and_learns_from_feedback(tmp_path):
         f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}\n")
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=fake_transport(), embedder=embedder,
+        gateway = Gateway(GatewayOptions(config=config, connect=fake_connect(), embedder=embedder,
                                          health_interval_s=0))
         await gateway.start()
         try:

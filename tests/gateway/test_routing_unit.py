@@ -1,4 +1,4 @@
-"""Routing and forwarding in process: fake transport (behaviour by name), hashing embedder."""
+"""Routing and forwarding in process: fake expert behind the in-memory connection (behaviour by name), hashing embedder."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +17,7 @@ from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.routing.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 
 def make_config(tmp_path, experts: dict[str, dict], extra: str = "") -> str:
@@ -37,7 +37,7 @@ def run(tmp_path):
     def _run(config_text: str, body: dict, calls: list | None = None):
         async def go():
             config = parse_config(config_text)
-            gateway = Gateway(GatewayOptions(config=config, transport=fake_transport(calls),
+            gateway = Gateway(GatewayOptions(config=config, connect=fake_connect(calls),
                                              embedder=HashEmbedder(), health_interval_s=0))
             await gateway.start()
             try:

@@ -1,5 +1,5 @@
 """Session affinity in process: key derivation, the store's TTL, and the policy on real routing decisions
-(fake transport, hashing embedder)."""
+(fake expert behind the in-memory connection, hashing embedder)."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +19,7 @@ from router_gateway.domain.errors import BadRequest, NoExpertAvailable
 from router_gateway.domain.protocol import ChatMessage, parse_chat_request
 from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.state.sessions import AffinityStore, session_ref
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 SYSTEM = {"role": "system", "content": "You are a helpful travel assistant."}
 TURN1 = [SYSTEM, {"role": "user", "content": "Plan two days in Lisbon."}]
@@ -88,7 +88,7 @@ def conversation(tmp_path):
     def _run(steps, profile_extra: str = ""):
         async def go():
             gateway = Gateway(GatewayOptions(config=parse_config(config_text(tmp_path, profile_extra)),
-                                             transport=fake_transport(), embedder=HashEmbedder(),
+                                             connect=fake_connect(), embedder=HashEmbedder(),
                                              health_interval_s=0))
             await gateway.start()
             service = ChatService(gateway)

@@ -6,7 +6,6 @@ import numpy as np
 
 from router_gateway.domain.config import Profile, ProfileCanary
 from router_gateway.learning.canary import CanaryCheck
-from router_gateway.learning.graders import Grade
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
 from router_gateway.learning.service import canary_router_name, overlay
@@ -59,14 +58,7 @@ def test_revert_stops_the_canary_and_keeps_the_live_router(tmp_path):
     loop.labels_added(300)
     live = loop.retrain(promote=True).promoted  # by hand: straight to live, no canary
     assert live and promoter.canary is None
-    X2, Y2 = topic_data(200, seed=1)
-    for i in range(200):  # new prompts since the promotion
-        store.add(f"e{i:05d}", X2[i], [Grade(EXPERTS[j], float(Y2[i, j]), "judge:x") for j in range(3)],
-                  answer_costs={}, ts=1000.0 + i)
-    loop.labels_added(200)
-    out = loop.retrain()
-    trial = out.canary
-    assert out.gate.passed, out.gate.reason
+    trial = promoter.start_canary(loop.candidate, {"by": "test"})  # (the loop's path: the test above)
     assert trial and promoter.canary == trial
     assert promoter.revert() == live  # stops the canary only
     assert read_pointer(tmp_path / "art")["canary"] is None and read_pointer(tmp_path / "art")["current"] == live
@@ -74,10 +66,10 @@ def test_revert_stops_the_canary_and_keeps_the_live_router(tmp_path):
     store.close()
 
 
-def test_another_replica_follows_a_canary_start():
+def test_another_replica_follows_a_canary_start(tmp_path):
     seen = []
     baseline = StrongestRouter.from_priors(EXPERTS, [0.3, 0.3, 0.4], 16)
-    promoter = ArtifactPromoter("/nonexistent-dir-for-test", EXPERTS, {"name": "t", "dim": 16}, baseline,
+    promoter = ArtifactPromoter(tmp_path / "art", EXPERTS, {"name": "t", "dim": 16}, baseline,
                                 on_swap=seen.append)
     assert promoter.adopt({"current": None, "history": [], "version": 1, "canary": "somewhere/v0001"})
     assert seen == [None] and promoter.canary == "somewhere/v0001"

@@ -12,7 +12,7 @@ from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
-from tests.learning.test_service import TopicEmbedder, _drain, _serve, config_text, judge_transport
+from tests.learning.test_service import TopicEmbedder, _drain, _serve, config_text, judge_connect
 from tests.support.servers import start_redis
 
 
@@ -38,7 +38,7 @@ def test_labels_from_replica_a_train_replica_b_and_both_swap(tmp_path, redis_url
     async def go():
         replicas = []
         for name in ("a", "b"):
-            g = Gateway(GatewayOptions(config=replica_config(tmp_path, name), transport=judge_transport(calls),
+            g = Gateway(GatewayOptions(config=replica_config(tmp_path, name), connect=judge_connect(calls),
                                        embedder=TopicEmbedder(), health_interval_s=0, redis_url=redis_url))
             await g.start()
             replicas.append(g)

@@ -13,6 +13,7 @@ from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
 
 
@@ -32,7 +33,7 @@ class TopicEmbedder:
         return np.asarray(out, dtype=np.float32)
 
 
-def judge_transport(calls: list) -> httpx.MockTransport:
+def judge_connect(calls: list) -> InMemoryConnector:
     """cheap is right on maths only, dear on everything; the judge grades by that rule."""
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -52,7 +53,7 @@ def judge_transport(calls: list) -> httpx.MockTransport:
                                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
                                          "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
 
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)
 
 
 def config_text(tmp_path, share: float = 10.0, min_labels: int = 16, promote_extra: str = "") -> str:
@@ -69,7 +70,9 @@ def config_text(tmp_path, share: float = 10.0, min_labels: int = 16, promote_ext
         f"  shadow: {{sample: 1.0, experts: [cheap, dear], policy: random, max_share: {share}, usd_per_day: 1.0}}\n"
         "  grader: {kinds: [judge], judge: {expert: judge}}\n"
         f"  retrain: {{router: knn, params: {{k: 5}}, every_labels: 8, min_labels: {min_labels}, folds: 3}}\n"
-        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0}}{promote_extra}}}\n")
+        # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
+        # safety at its shipped setting are checked in test_loop.py
+        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0, null_z: 1.0}}{promote_extra}}}\n")
 
 
 async def _serve(gateway: Gateway, n: int, start: int = 0) -> list[str]:
@@ -96,7 +99,7 @@ def test_shadow_labels_promote_and_revert(tmp_path):
     config = parse_config(config_text(tmp_path))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -139,7 +142,7 @@ def test_budget_caps_shadow_spend(tmp_path):
     config = parse_config(config_text(tmp_path, share=0.05, min_labels=1000))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -161,7 +164,7 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
     config = parse_config(config_text(tmp_path, min_labels=1000))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         try:
@@ -188,7 +191,7 @@ def test_shadow_work_waits_until_the_answer_is_sent(tmp_path):
 
     calls: list = []
     options = GatewayOptions(config=parse_config(config_text(tmp_path, min_labels=1000)),
-                             transport=judge_transport(calls), embedder=TopicEmbedder(), health_interval_s=0)
+                             connect=judge_connect(calls), embedder=TopicEmbedder(), health_interval_s=0)
     app = create_app(options)
     body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "math 1"}]})
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
@@ -228,7 +231,7 @@ def test_canary_serves_its_share_then_goes_live_on_its_realised_grades(tmp_path)
     config = parse_config(config_text(tmp_path, promote_extra=", canary: {share: 0.5, min_graded: 5}"))
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=config, transport=judge_transport(calls), embedder=TopicEmbedder(),
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
                                          health_interval_s=0))
         await gateway.start()
         chat = ChatService(gateway)

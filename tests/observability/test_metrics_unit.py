@@ -7,6 +7,7 @@ import logging
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from router_gateway.domain.record import RequestRecord
 from router_gateway.observability import Observability
 from router_gateway.observability.live import LiveView, percentiles
 from router_gateway.observability.logging_setup import JsonFormatter
@@ -15,7 +16,8 @@ from router_gateway.state.expert_state import ExpertState
 NOW = 1_700_000_000.0
 
 
-def record(**over) -> dict:
+def record(**over) -> RequestRecord:
+    """A record as the pipeline writes it, from its stored row's fields (``over`` replaces some)."""
     base = {"request_id": "req-1", "ts": NOW, "model": "auto", "profile": "auto", "router": "strong",
             "candidates": [{"expert": "a", "score": 0.9, "cost_usd": 1e-5, "utility": 0.9},
                            {"expert": "b", "score": 0.5, "cost_usd": 1e-6, "utility": 0.5}],
@@ -24,7 +26,7 @@ def record(**over) -> dict:
             "ttft_ms": 10.0, "latency_ms": 15.0, "embed_ms": 1.0, "route_ms": 0.2, "prompt_tokens": 10,
             "completion_tokens": 8, "cost_usd": 0.002, "key_id": "k1", "config_version": 1}
     base.update(over)
-    return base
+    return RequestRecord.from_row(base)
 
 
 class FakeGateway:
@@ -118,10 +120,11 @@ def test_multiprocess_mode_sums_workers(tmp_path):
     import subprocess
     import sys
     code = (
+        "from router_gateway.domain.record import RequestRecord\n"
         "from router_gateway.observability.metrics import GatewayMetrics\n"
         "m = GatewayMetrics()\n"
-        "m.on_record({'profile': 'auto', 'chosen_expert': 'a', 'status': 200, 'latency_ms': 5.0,\n"
-        "             'candidates': [{'expert': 'a'}], 'attempts': [], 'router': 'r'})\n"
+        "m.on_record(RequestRecord('req-1', 1.0, profile='auto', chosen_expert='a', status=200, latency_ms=5.0,\n"
+        "                          candidates=[{'expert': 'a'}], router='r'))\n"
         "import sys; sys.stdout.buffer.write(m.render())\n")
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from router_gateway.api.ops import frontier_tables
 from router_gateway.app import create_app
 from router_gateway.container import GatewayOptions
+from router_gateway.domain.record import Attempt, RequestRecord
 from router_gateway.state.keys import KeyStore
 from tests.conftest import write_config
 
@@ -68,10 +69,9 @@ def test_tracing_spans_from_a_record():
     from router_gateway.observability.tracing import make_tracer
     exporter = InMemorySpanExporter()
     tracer = make_tracer(exporter)
-    tracer.on_record({"request_id": "req-1", "ts": 1000.0, "profile": "auto", "router": "r", "status": 200,
-                      "chosen_expert": "b", "latency_ms": 50.0, "embed_ms": 2.0, "route_ms": 1.0,
-                      "attempts": [{"expert": "a", "outcome": "timeout", "ms": 20.0},
-                                   {"expert": "b", "outcome": "ok", "ms": 25.0}]})
+    tracer.on_record(RequestRecord("req-1", 1000.0, profile="auto", router="r", status=200, chosen_expert="b",
+                                   latency_ms=50.0, embed_ms=2.0, route_ms=1.0,
+                                   attempts=[Attempt("a", "timeout", 20.0), Attempt("b", "ok", 25.0)]))
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"chat", "embed", "route", "forward", "attempt"}
     root = spans["chat"]

@@ -1,5 +1,5 @@
 """API keys, scopes, allow-lists, per-key rate limits and budgets, saturation: in process (TestClient,
-fake transport, hashing embedder), so each case costs milliseconds."""
+fake expert behind the in-memory connection, hashing embedder), so each case costs milliseconds."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ import pytest
 
 from router_gateway.cli import main as cli
 from router_gateway.state.keys import KeyStore, hash_secret
-from tests.support.fakes import fake_transport
+from tests.support.fakes import fake_connect
 from tests.support.keyed_app import keyed_gateways
 
 MSG = [{"role": "user", "content": "hello there"}]
@@ -26,7 +26,7 @@ logging: {path: LOG, flush_interval_ms: 20}
 @pytest.fixture
 def env(tmp_path):
     """(client factory, key store): the app is built on demand so a test can create keys first."""
-    with keyed_gateways(tmp_path, CONFIG, fake_transport) as pair:
+    with keyed_gateways(tmp_path, CONFIG, fake_connect) as pair:
         yield pair
 
 

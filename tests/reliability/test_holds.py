@@ -1,5 +1,5 @@
 """Holds (services.holds): every way a request ends gives its hold back, and a hold left behind by a
-replica that died lapses. In process (fake transport) and on a real Redis."""
+replica that died lapses. In process (fake expert behind the in-memory connection) and on a real Redis."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +17,7 @@ from router_gateway.pipeline import CallContext
 from router_gateway.state.holds import Hold
 from router_gateway.state.keys import ApiKey, KeyStore
 from router_gateway.state.limits import LocalLimiter
-from tests.support.fakes import HashEmbedder, fake_transport
+from tests.support.fakes import HashEmbedder, fake_connect
 
 MSG = [{"role": "user", "content": "hello there"}]
 CONFIG = """
@@ -39,7 +39,7 @@ def one_at_a_time(tmp_path):
     store = KeyStore(tmp_path / "keys.json")
     secret, record = store.create("one", budget_usd_day=3e-4)
     app = create_app(GatewayOptions(config=parse_config(CONFIG.replace("LOG", str(tmp_path / "log.db"))),
-                                    transport=fake_transport(), embedder=HashEmbedder(), health_interval_s=0,
+                                    connect=fake_connect(), embedder=HashEmbedder(), health_interval_s=0,
                                     watch_config=False, keys_path=store.path))
     with TestClient(app) as client:
         yield client, secret, record

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from router_gateway.cli import main as cli
-from tests.support.fakes import fake_transport
+from router_gateway.http.memory import InMemoryConnector
+from tests.support.fakes import fake_handler
 from tests.support.keyed_app import keyed_gateways
 
 MSG = [{"role": "user", "content": "hello there"}]
@@ -32,9 +33,9 @@ logging: {path: LOG, flush_interval_ms: 20}
 LIAR_USAGE: dict = {}  # what the 'liar' expert reports as usage (a test sets it)
 
 
-def transport() -> httpx.MockTransport:
-    """fake_transport, plus an expert ('liar') whose reported usage the test chooses."""
-    inner = fake_transport()
+def connect() -> InMemoryConnector:
+    """fake_handler, plus an expert ('liar') whose reported usage the test chooses."""
+    inner = fake_handler()
 
     async def handler(request: httpx.Request) -> httpx.Response:
         body = orjson.loads(request.content) if request.method == "POST" else {}
@@ -48,14 +49,14 @@ def transport() -> httpx.MockTransport:
                                              "choices": [{"index": 0, "message": {"role": "assistant",
                                                                                   "content": "hi"}}],
                                              "usage": LIAR_USAGE})
-        return await inner.handle_async_request(request)
-    return httpx.MockTransport(handler)
+        return await inner(request)
+    return InMemoryConnector(handler)
 
 
 @pytest.fixture
 def env(tmp_path):
     """(client factory, key store): the app is built on demand so a test can create keys first."""
-    with keyed_gateways(tmp_path, CONFIG, transport) as pair:
+    with keyed_gateways(tmp_path, CONFIG, connect) as pair:
         yield pair
 
 

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 
+from router_gateway.domain.record import RequestRecord
 from router_gateway.state.request_log import RequestLog
 
 
@@ -22,7 +23,7 @@ async def cancel_a_flush_queued_behind_a_busy_writer(log: RequestLog):
     Returns the gate that frees the writer and the blocking job."""
     gate = threading.Event()
     blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)  # the one writer is busy
-    log.record({"request_id": "a", "ts": 1.0})
+    log.record(RequestRecord("a", 1.0))
     flushing = asyncio.create_task(log.flush())
     await asyncio.sleep(0.05)  # the write is queued behind the blocker, not started
     flushing.cancel()
@@ -76,12 +77,12 @@ def test_failed_write_keeps_the_batch_for_the_next_flush(tmp_path):
                 raise sqlite3.OperationalError("database is locked")
             real_write(batch)
         log._write = failing_once
-        log.record({"request_id": "a", "ts": 1.0})
+        log.record(RequestRecord("a", 1.0))
         try:
             await log.flush()
         except sqlite3.OperationalError:
             pass
-        log.record({"request_id": "b", "ts": 2.0})
+        log.record(RequestRecord("b", 2.0))
         await log.close()
         return calls
 
@@ -105,7 +106,7 @@ def test_a_failed_write_of_a_cancelled_flush_is_retried_at_close(tmp_path):
                 raise sqlite3.OperationalError("database is locked")
             real_write(batch)
         log._write = slow_then_failing_once
-        log.record({"request_id": "a", "ts": 1.0})
+        log.record(RequestRecord("a", 1.0))
         flushing = asyncio.create_task(log.flush())
         await asyncio.sleep(0.05)
         flushing.cancel()  # nobody awaits the write any more when it fails

@@ -22,10 +22,12 @@ def pair(experts, redis_server, tmp_path_factory):
     store = KeyStore(tmp / "keys.json")
     keys = {"admin": store.create("ops", ("admin",))[0], "rpm": store.create("rpm5", rpm=5)[0],
             # good costs (11 * 0.1 + 7 * 0.2) / 1e6 = 2.5e-6 USD a request
-            "budget": store.create("budget", budget_usd_day=4e-6, allowed_experts=("good",))[0]}
+            "budget": store.create("budget", budget_usd_day=4e-6, allowed_experts=("good",))[0],
+            "plain": store.create("plain")[0]}
     spec = {"good": {"url": experts["good"].url, "prior": 0.5},
             "switch": {"url": experts["switch"].url, "prior": 0.9}}
-    profiles = {"auto": "{router: strong, cost_weight: 0, experts: [switch, good]}"}
+    profiles = {"auto": "{router: strong, cost_weight: 0, experts: [switch, good]}",
+                "capped": "{router: strong, cost_weight: 0, experts: [good], budget: {usd_per_day: 4.0e-6}}"}
     server = "server: {health_interval_s: 30, breaker: {failure_threshold: 2, cooldown_s: 30}}"
     env = {"REDIS_URL": redis_server.url_redis, "ROUTER_GATEWAY_KEYS": str(store.path)}
     gateways = []
@@ -64,6 +66,31 @@ def test_budget_holds_in_total_across_replicas(pair):
     for g in (a, b):
         spent = chat(g, keys["budget"])
         assert spent.status_code == 429 and spent.json()["error"]["code"] == "insufficient_quota"
+
+
+def test_a_profile_budget_holds_in_total_across_replicas(pair):
+    """profiles.capped.budget (4e-6 USD a day, 2.5e-6 a request) counts the spend of both replicas."""
+    import openai
+    (a, b), keys, _ = pair
+    a_client, b_client = (openai.OpenAI(base_url=f"{g.url}/v1", api_key=keys["plain"], max_retries=0, timeout=10)
+                          for g in (a, b))
+    assert a_client.chat.completions.create(model="capped", messages=MSG).choices[0].message.content
+    refusals = []
+
+    def b_refuses() -> bool:
+        try:
+            b_client.chat.completions.create(model="capped", messages=MSG)
+            return False
+        except openai.RateLimitError as exc:
+            refusals.append(exc)
+            return True
+    assert wait_for(b_refuses, timeout=10, step=0.2)
+    with pytest.raises(openai.RateLimitError) as refused_on_a:
+        a_client.chat.completions.create(model="capped", messages=MSG)
+    for exc in (refusals[0], refused_on_a.value):
+        assert exc.code == "insufficient_quota" and "profile capped" in exc.message
+    # the key itself has no budget: the same key still gets answers through another profile's experts
+    assert a_client.chat.completions.create(model="good", messages=MSG).choices
 
 
 def test_circuit_opened_on_one_replica_is_open_on_the_other(pair, experts):

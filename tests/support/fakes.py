@@ -1,5 +1,7 @@
-"""In-process fakes for unit tests: a hashing embedder and an httpx transport whose behaviour
-is chosen by the expert's served model name (ok, slow, error, reject, stream, ...)."""
+"""In-process fakes for unit tests: a hashing embedder and a fake expert server whose behaviour is
+chosen by the expert's served model name (ok, slow, error, reject, stream, ...). The server is a
+handler behind the gateway's in-memory connection (router_gateway/http/memory.py): the gateway's
+real HTTP client parses its answers."""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +12,7 @@ import numpy as np
 import orjson
 
 from router_gateway.embedding.base import EmbedderInfo, normalise
+from router_gateway.http.memory import InMemoryConnector
 
 
 class HashEmbedder:
@@ -29,7 +32,12 @@ class HashEmbedder:
         return normalise(np.asarray(rows))
 
 
-def fake_transport(calls: list | None = None) -> httpx.MockTransport:
+def fake_connect(calls: list | None = None) -> InMemoryConnector:
+    """A connection factory (``GatewayOptions.connect``) whose server is ``fake_handler(calls)``."""
+    return InMemoryConnector(fake_handler(calls))
+
+
+def fake_handler(calls: list | None = None):
     """Behaviour by the served model name's prefix: ok*, slow*, error*, ratelimit*, stream responses
     for stream requests, 'down*' raises a connection error."""
 
@@ -65,7 +73,7 @@ def fake_transport(calls: list | None = None) -> httpx.MockTransport:
                                                                               "content": "hi"}}],
                                          "usage": usage})
 
-    return httpx.MockTransport(handler)
+    return handler
 
 
 def other_api(api: str, body: dict, model: str) -> httpx.Response:

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "router_gateway.training": 40, "router_gateway.runtime": 40,
     "router_gateway.routing": 30, "router_gateway.forwarding": 30,
     "router_gateway.state": 20, "router_gateway.capacity": 20, "router_gateway.embedding": 20,
+    "router_gateway.http": 15,  # the HTTP client: forwarding, health checks and capacity's scrapes use it
     "router_gateway.domain": 10, "router_gateway.cascade.settings": 10, "router_gateway.learning.settings": 10,
     "router_gateway": 0,
     "routers": 0,  # the routers are a library of their own: they never import the gateway (checked below)

@@ -15,15 +15,15 @@ from tests.support.fakes import HashEmbedder
 
 
 @contextmanager
-def keyed_gateways(tmp_path: Path, config_text: str, transport: Callable) -> Iterator[tuple[Callable, KeyStore]]:
-    """(client factory, key store). ``config_text`` names the request log as LOG; ``transport()`` makes
+def keyed_gateways(tmp_path: Path, config_text: str, connect: Callable) -> Iterator[tuple[Callable, KeyStore]]:
+    """(client factory, key store). ``config_text`` names the request log as LOG; ``connect()`` makes
     each app's fake upstream. Every client made is closed on exit."""
     store = KeyStore(tmp_path / "keys.json")
     config = parse_config(config_text.replace("LOG", str(tmp_path / "log.db")))
     clients = []
 
     def make() -> TestClient:
-        app = create_app(GatewayOptions(config=config, transport=transport(), embedder=HashEmbedder(),
+        app = create_app(GatewayOptions(config=config, connect=connect(), embedder=HashEmbedder(),
                                         health_interval_s=0, watch_config=False, keys_path=store.path))
         client = TestClient(app).__enter__()
         clients.append(client)

@@ -1,5 +1,5 @@
 """Onboarding an expert into a cluster artifact through the gateway's forwarder, against a fake OpenAI
-server (httpx.MockTransport injected into the forwarder's upstream clients)."""
+server (a handler behind the in-memory connection injected into the forwarder's HTTP client)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
+from router_gateway.http.memory import InMemoryConnector
 from router_gateway.training.onboarding import (
     Endpoint,
     config_for_endpoint,
@@ -29,7 +30,7 @@ def fake_openai(calls):
         prompt = body["messages"][-1]["content"]
         answer = "The answer is 42." if "math" in prompt else "I do not know."
         return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": answer}}]})
-    return httpx.MockTransport(handler)
+    return InMemoryConnector(handler)
 
 
 def make_artifact(tmp_path):
@@ -56,7 +57,7 @@ def test_onboard_adds_expert(tmp_path):
     calls = []
     ep = Endpoint("http://expert.test/v1", "new-model")
     result = onboard("newbie", probes, art, config_for_endpoint("newbie", ep), out=tmp_path / "out",
-                     embed=fake_embed, transport=fake_openai(calls))
+                     embed=fake_embed, connect=fake_openai(calls))
     assert len(calls) == 40 and calls[0] == ("http://expert.test/v1/chat/completions", "new-model", None)
     assert result["probes"] == 40 and result["mean_grade"] == pytest.approx(0.5)
     router, meta = load_artifact(tmp_path / "out")
@@ -76,12 +77,12 @@ def test_onboard_refuses_duplicate_and_dead_expert(tmp_path):
     calls = []
     with pytest.raises(RouterError, match="already"):
         onboard("a", probes, art, config_for_endpoint("a", Endpoint("http://x/v1", "m")), embed=fake_embed,
-                transport=fake_openai(calls))
+                connect=fake_openai(calls))
     assert calls == []  # refused before any probe was sent
-    dead = httpx.MockTransport(lambda r: httpx.Response(503))
+    dead = InMemoryConnector(lambda r: httpx.Response(503))
     with pytest.raises(RouterError, match="failed"):
         onboard("c", probes, art, config_for_endpoint("c", Endpoint("http://x/v1", "m")), embed=fake_embed,
-                transport=dead)
+                connect=dead)
 
 
 def test_onboard_calls_the_expert_as_experts_yaml_defines_it(tmp_path, monkeypatch):
@@ -99,7 +100,7 @@ def test_onboard_calls_the_expert_as_experts_yaml_defines_it(tmp_path, monkeypat
     probes.write_text("prompt,reference\nmath 1,42\nchat 2,42\n")
     calls = []
     result = onboard("new", probes, art, config_from_yaml(cfg, "new"), out=tmp_path / "out", embed=fake_embed,
-                     transport=fake_openai(calls))
+                     connect=fake_openai(calls))
     assert calls == [("http://gpu.test:8000/v1/chat/completions", "m1", "Bearer sk-new")] * 2
     assert result["mean_grade"] == pytest.approx(0.5) and result["failed_calls"] == 0
     with pytest.raises(ValueError, match="no expert 'other'"):

@@ -12,9 +12,13 @@ What a pooled client must get right, and where it is done here:
 - a request that fails on a *reused* connection before any byte of the answer came back is sent once
   more on a fresh connection: the server closed the idle connection as we picked it up;
 - a slow reader pauses the socket (bounded buffering); an inactive body times out (``read_timeout``), and
-  a body still coming at the caller's ``deadline`` fails with ``BodyTimedOut`` (an upstream that never
+  a body still coming at the caller's ``deadline`` fails with ``UpstreamBodyTimeout`` (an upstream that never
   stops streaming is cut there); ``read(max_bytes)`` refuses a body larger than the caller's limit;
 - at most ``limit`` connections are open; further requests wait for one.
+
+Connections come from a connection factory (``Connector``, the signature of ``loop.create_connection``
+cut to what is used): real TCP/TLS by default (``tcp_connect``), an in-memory one in unit tests
+(router_gateway/http/memory.py), so tests exercise everything above the socket.
 """
 from __future__ import annotations
 
@@ -22,29 +26,35 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httptools
 
+from router_gateway.http.errors import (
+    UpstreamBodyError,
+    UpstreamBodyTimeout,
+    UpstreamBodyTooLarge,
+    UpstreamConnectError,
+)
+
 #: pause reading from the socket while this many body bytes wait for the consumer
 HIGH_WATER = 256 * 1024
+#: below uvicorn's (and so vLLM's) 5 s idle timeout, so a pooled connection is never reused
+#: just as the server closes it
+KEEPALIVE_S = 4.0
+
+#: makes a connection: (protocol factory, host, port, TLS context or None) -> (transport, protocol)
+Connector = Callable[[Callable[[], asyncio.Protocol], str, int, "ssl.SSLContext | None"],
+                     Awaitable[tuple[asyncio.BaseTransport, asyncio.Protocol]]]
 
 
-class ConnectFailed(Exception):
-    """No response: the connection could not be made or broke before the response headers."""
-
-
-class BodyFailed(Exception):
-    """The response broke off after its headers (connection lost, bad framing, read timeout)."""
-
-
-class BodyTimedOut(BodyFailed):
-    """The body was not complete within the read timeout or by the caller's deadline."""
-
-
-class BodyTooLarge(BodyFailed):
-    """The body is larger than the caller's limit (``Response.read(max_bytes)``)."""
+async def tcp_connect(protocol_factory: Callable[[], asyncio.Protocol], host: str, port: int,
+                      ssl_context: ssl.SSLContext | None) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+    """The default connection factory: a real TCP (or TLS) connection."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_connection(protocol_factory, host, port, ssl=ssl_context,
+                                        server_hostname=host if ssl_context else None)
 
 
 class _Connection(asyncio.Protocol):
@@ -80,12 +90,12 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         if self.headers_done is None or self.complete:  # bytes nobody asked for: the connection is unusable
-            self._fail(BodyFailed("unexpected data from the server"))
+            self._fail(UpstreamBodyError("unexpected data from the server"))
             return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(BodyFailed(f"invalid HTTP response: {exc}"))
+            self._fail(UpstreamBodyError(f"invalid HTTP response: {exc}"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -97,7 +107,7 @@ class _Connection(asyncio.Protocol):
             self.complete = True  # a body delimited by the end of the connection ends here
             self._wake()
             return
-        self._fail(BodyFailed("the server closed the connection" + (f": {exc}" if exc else "")))
+        self._fail(UpstreamBodyError("the server closed the connection" + (f": {exc}" if exc else "")))
 
     def pause_writing(self) -> None:  # the request is written in one call; nothing to pause
         pass
@@ -143,7 +153,7 @@ class _Connection(asyncio.Protocol):
         if self.error is None and not self.complete:
             self.error = error
         if self.headers_done is not None and not self.headers_done.done():
-            self.headers_done.set_exception(ConnectFailed(str(error)))
+            self.headers_done.set_exception(UpstreamConnectError(str(error)))
             self.headers_done.exception()  # retrieved: the caller may already be gone
         self._wake()
         self.close()
@@ -166,7 +176,7 @@ class _Connection(asyncio.Protocol):
             if self.complete:
                 return None
             if self.error is not None:
-                raise BodyFailed(str(self.error))
+                raise UpstreamBodyError(str(self.error))
             timeout, why = read_timeout, f"read timeout: no data from the server for {read_timeout} s"
             if deadline is not None and (timeout is None or deadline - time.monotonic() < timeout):
                 timeout, why = deadline - time.monotonic(), "the body was still coming at the deadline"
@@ -175,13 +185,13 @@ class _Connection(asyncio.Protocol):
                 async with asyncio.timeout(timeout):
                     await self.waiter
             except TimeoutError:
-                self._fail(BodyTimedOut(why))
-                raise BodyTimedOut(why) from None
+                self._fail(UpstreamBodyTimeout(why))
+                raise UpstreamBodyTimeout(why) from None
             finally:
                 self.waiter = None
         if deadline is not None and time.monotonic() > deadline:  # data that never stops still ends here
-            self._fail(BodyTimedOut("the body was still coming at the deadline"))
-            raise BodyTimedOut("the body was still coming at the deadline")
+            self._fail(UpstreamBodyTimeout("the body was still coming at the deadline"))
+            raise UpstreamBodyTimeout("the body was still coming at the deadline")
         chunk = self.body.popleft()
         self.buffered -= len(chunk)
         if self.paused and self.buffered <= HIGH_WATER // 4 and self.transport is not None:
@@ -204,7 +214,7 @@ class Response:
     """Status after the headers; the body is streamed with ``chunks()`` or read whole with ``read()``.
     ``release()`` must be called once: it returns the connection to the pool or closes it."""
 
-    def __init__(self, pool: "Http1Pool", conn: _Connection, deadline: float | None = None):
+    def __init__(self, pool: Http1Pool, conn: _Connection, deadline: float | None = None):
         self._pool = pool
         self._conn = conn
         self.status = conn.status
@@ -212,7 +222,12 @@ class Response:
         self.deadline = deadline
         self._released = False
 
+    @property
+    def is_event_stream(self) -> bool:
+        return self.content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
     async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (iterate once)."""
         while True:
             chunk = await self._conn.next_chunk(self._pool.read_timeout, self.deadline)
             if chunk is None:
@@ -220,7 +235,7 @@ class Response:
             yield chunk
 
     async def read(self, max_bytes: int | None = None) -> bytes:
-        """The whole body; ``BodyTooLarge`` (and the connection closed) beyond ``max_bytes``."""
+        """The whole body; ``UpstreamBodyTooLarge`` (and the connection closed) beyond ``max_bytes``."""
         declared = self._conn.content_length
         if max_bytes is not None and declared is not None and declared > max_bytes:
             self._too_large(max_bytes, f"declares {declared} bytes")
@@ -235,8 +250,8 @@ class Response:
             parts.append(chunk)
 
     def _too_large(self, max_bytes: int, what: str) -> None:
-        self._conn._fail(BodyTooLarge(f"body over the limit of {max_bytes} bytes ({what})"))
-        raise BodyTooLarge(f"the body {what}, over the limit of {max_bytes} bytes")
+        self._conn._fail(UpstreamBodyTooLarge(f"body over the limit of {max_bytes} bytes ({what})"))
+        raise UpstreamBodyTooLarge(f"the body {what}, over the limit of {max_bytes} bytes")
 
     def release(self) -> None:
         """Done with this response: a fully read, keep-alive connection goes back to the pool."""
@@ -244,12 +259,16 @@ class Response:
             self._released = True
             self._pool._put_back(self._conn)
 
+    async def close(self) -> None:
+        """``release()`` for async callers (the forwarder closes every response it opened)."""
+        self.release()
+
 
 class Http1Pool:
     """Keep-alive connections to one origin (``scheme://host:port``), at most ``limit`` open at once."""
 
     def __init__(self, base_url: str, headers: dict[str, str], limit: int, connect_timeout: float,
-                 read_timeout: float | None, keepalive_s: float):
+                 read_timeout: float | None, keepalive_s: float = KEEPALIVE_S, connect: Connector | None = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme in {base_url!r}")
@@ -266,33 +285,42 @@ class Http1Pool:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalive_s = keepalive_s
+        self._connect_to = connect or tcp_connect
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(limit)
         self._open: set[_Connection] = set()
         self._closed = False
 
-    def _request_bytes(self, path: str, body: bytes) -> bytes:
-        head = f"POST {self.prefix}{path} HTTP/1.1\r\n{self._fixed_headers}content-length: {len(body)}\r\n\r\n"
+    def _request_bytes(self, method: str, path: str, body: bytes, headers: dict[str, str] | None) -> bytes:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items()) if headers else ""
+        length = f"content-length: {len(body)}\r\n" if body or method == "POST" else ""
+        head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._fixed_headers}{extra}{length}\r\n"
         return head.encode("latin-1") + body
 
-    async def post(self, path: str, body: bytes, deadline: float | None = None) -> Response:
-        """Send the request; returns once the response headers are in (``ConnectFailed`` if they never come).
-        The body must be complete by ``deadline`` (time.monotonic()), else ``BodyTimedOut``."""
+    def post(self, path: str, body: bytes, deadline: float | None = None) -> Awaitable[Response]:
+        """Send the request; returns once the response headers are in (``UpstreamConnectError`` if they
+        never come). The body must be complete by ``deadline`` (time.monotonic()), else
+        ``UpstreamBodyTimeout``. (Not a coroutine itself: no extra frame on the hot path.)"""
+        return self.request("POST", path, body, deadline)
+
+    async def request(self, method: str, path: str, body: bytes = b"", deadline: float | None = None,
+                      headers: dict[str, str] | None = None) -> Response:
+        """``post`` for any method; ``headers`` are sent besides the pool's own."""
         if self._closed:
-            raise ConnectFailed("client closed")
+            raise UpstreamConnectError("client closed")
         await self._slots.acquire()
         try:
-            request = self._request_bytes(path, body)
+            request = self._request_bytes(method, path, body, headers)
             loop = asyncio.get_running_loop()
             conn = self._take_idle()
             if conn is not None:
                 try:
                     return await self._exchange(conn, request, loop, deadline)
-                except ConnectFailed:
+                except UpstreamConnectError:
                     if conn.got_bytes:
                         raise
                     # the server closed the idle connection as we reused it: once more, on a new one
-            return await self._exchange(await self._connect(loop), request, loop, deadline)
+            return await self._exchange(await self._connect(), request, loop, deadline)
         except BaseException:
             self._slots.release()
             raise
@@ -316,18 +344,16 @@ class Http1Pool:
             self._discard(conn)
         return None
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+    async def _connect(self) -> _Connection:
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None)
+                _, conn = await self._connect_to(_Connection, self.host, self.port, self.ssl)
         except TimeoutError:
-            raise ConnectFailed(f"connect timeout after {self.connect_timeout} s") from None
+            raise UpstreamConnectError(f"connect timeout after {self.connect_timeout} s") from None
         except OSError as exc:
             # the error's text names the expert's address ("Connect call failed ('10.0.0.7', 8000)"): it
             # reaches the client in the 502, so only its kind is kept (the expert's name says which)
-            raise ConnectFailed(type(exc).__name__) from None
+            raise UpstreamConnectError(type(exc).__name__) from None
         self._open.add(conn)
         return conn
 
