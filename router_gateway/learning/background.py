@@ -12,9 +12,10 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("router_gateway.learning")
 NICE = 19

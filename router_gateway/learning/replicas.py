@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import orjson

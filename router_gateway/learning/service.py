@@ -307,7 +307,7 @@ class LearningService:
         try:
             if not await self.label_stream.publish(row):
                 self.stats["share_failed"] += 1
-        except Exception as exc:  # Redis down: the label is still here, the others miss it
+        except Exception as exc:  # noqa: BLE001 - Redis down: the label stays here, the others miss it
             self.stats["share_failed"] += 1
             log.warning("learning: could not share a label row: %s", exc)
 

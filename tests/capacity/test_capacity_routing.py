@@ -3,13 +3,13 @@ gateway process reading their /metrics, outside load on the better one."""
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
-import yaml
 
 from eval.bench.procs import Proc, free_port, python_module
+from tests.support.configs import ONE_THREAD_EMBEDDER, expert, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import ROOT, Server, start_gateway
 
 
@@ -32,16 +32,12 @@ def queue_experts(tmp_path_factory):
 def _gateway(tmp_path, urls: dict[str, str], latency_weight: float, metrics: bool) -> tuple[Server, str]:
     experts = {}
     for name, prior in (("strong", 0.8), ("weak", 0.7)):
-        experts[name] = {"base_url": urls[name] + "/v1", "model": name, "price": {"input_per_mtok": 0.1,
-                         "output_per_mtok": 0.1}, "prior_quality": prior, "max_concurrency": 16}
+        experts[name] = expert(urls[name] + "/v1", name, 0.1, 0.1, prior_quality=prior, max_concurrency=16)
         if metrics:
             experts[name]["metrics_url"] = urls[name] + "/metrics"
-    config = {"experts": experts, "routers": {"best": {"type": "strongest"}},
-              "profiles": {"auto": {"router": "best", "cost_weight": 0.0, "latency_weight": latency_weight}},
-              "logging": {"path": str(tmp_path / "requests.db")}, "embedder": {"backend": "auto", "threads": 1},
-              "server": {"metrics_poll_s": 0.2}}
-    path = tmp_path / "experts.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path / "experts.yaml", experts, routers={"best": {"type": "strongest"}},
+                        profiles={"auto": {"router": "best", "cost_weight": 0.0, "latency_weight": latency_weight}},
+                        flush_interval_ms=None, embedder=ONE_THREAD_EMBEDDER, server={"metrics_poll_s": 0.2})
     server = start_gateway(path, tmp_path)
     return server, server.url
 
@@ -76,14 +72,11 @@ def _route(base: str) -> dict:
     return r.json()
 
 
-def _wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+def _wait_for(predicate):
+    """The route once ``predicate`` holds for it (the metrics poll is 0.2 s); fails the test after 20 s."""
+    value = wait_for(predicate, timeout=20.0, step=0.2)
+    assert value, "condition not met in time"
+    return value
 
 
 def test_a_queue_at_the_better_expert_moves_requests_to_the_idle_one(queue_experts, tmp_path):

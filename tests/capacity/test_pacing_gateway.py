@@ -11,6 +11,7 @@ from router_gateway.container import GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.state.keys import KeyStore
 from tests.support.fakes import HashEmbedder, fake_connect
+from tests.support.polling import wait_for
 
 CONFIG = """
 experts:
@@ -91,9 +92,8 @@ def test_replicas_pace_on_the_spend_of_all_of_them(tmp_path):
 
             async def b_view() -> float:
                 return apps[1].state.gateway.spend.spent(key.id)[0]
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and b.portal.call(b_view) < total * 0.99:
-                time.sleep(0.2)  # b refreshes the key's spend from Redis in the background
+            # b refreshes the key's spend from Redis in the background
+            wait_for(lambda: b.portal.call(b_view) >= total * 0.99, timeout=10, step=0.2)
             assert b.portal.call(b_view) == pytest.approx(total, rel=0.01)
             assert weight(b) > first_b
     finally:

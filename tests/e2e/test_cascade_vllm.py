@@ -6,14 +6,12 @@ probability is below it). The verifier's own time is measured by eval/bench/casc
 """
 from __future__ import annotations
 
-import sqlite3
-import time
 
 import openai
-import orjson
 import pytest
 
-from tests.e2e.conftest import expert_lines
+from tests.support.configs import ranked_vllm_experts, write_config
+from tests.support.request_log import logged_record
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -23,17 +21,14 @@ MSG = [{"role": "user", "content": "What is 2 + 3? Answer with the number only."
 @pytest.fixture(scope="module")
 def cascade_gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e-cascade")
-    lines = expert_lines(vllm_experts)
-    lines += ["routers: {strong: {type: strongest}}", "profiles:",
-              "  accept-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, "
-              "floor: 0}}",
-              "  escalate-logprob: {router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.9999, "
-              "floor: 0}}",
-              "  accept-consistency: {router: strong, cost_weight: 0, cascade: {verifier: consistency, "
-              "threshold: 0.0, floor: 0, samples: 3}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
-    config = tmp / "experts.yaml"
-    config.write_text("\n".join(lines) + "\n")
+    profiles = {
+        "accept-logprob": "{router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.0, floor: 0}}",
+        "escalate-logprob": "{router: strong, cost_weight: 0, cascade: {verifier: logprob, threshold: 0.9999, "
+                            "floor: 0}}",
+        "accept-consistency": "{router: strong, cost_weight: 0, cascade: {verifier: consistency, threshold: 0.0, "
+                              "floor: 0, samples: 3}}"}
+    config = write_config(tmp / "experts.yaml", ranked_vllm_experts(vllm_experts),
+                          routers={"strong": {"type": "strongest"}}, profiles=profiles)
     server = start_gateway(config, tmp)
     server.db_path = tmp / "requests.db"
     yield server
@@ -45,17 +40,6 @@ def client(cascade_gateway):
     return openai.OpenAI(base_url=f"{cascade_gateway.url}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-def _record(db_path, request_id: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(db_path) as db:
-            row = db.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        if row:
-            return orjson.loads(row[0])
-        time.sleep(0.05)
-    raise AssertionError(f"no log record for {request_id}")
-
-
 def test_logprob_verifier_on_real_logprobs_accepts_and_strips_them(client, cascade_gateway, vllm_experts):
     cheapest = next(iter(vllm_experts))
     raw = client.chat.completions.with_raw_response.create(model="accept-logprob", messages=MSG, max_tokens=12,
@@ -63,7 +47,7 @@ def test_logprob_verifier_on_real_logprobs_accepts_and_strips_them(client, casca
     reply = raw.parse()
     assert raw.headers["x-router-expert"] == cheapest
     assert reply.choices[0].logprobs is None  # asked upstream for the check only
-    tier = _record(cascade_gateway.db_path, raw.headers["x-request-id"])["cascade"]["tiers"][0]
+    tier = logged_record(cascade_gateway.db_path, raw.headers["x-request-id"])["cascade"]["tiers"][0]
     assert tier["outcome"] == "accepted" and 0.0 < tier["confidence"] < 1.0
     assert tier["verifier_ms"] is not None and tier["completion_tokens"] > 0
 
@@ -75,7 +59,7 @@ def test_escalation_is_observed_and_charged(client, cascade_gateway, vllm_expert
                                                            temperature=0)
     reply = raw.parse()
     assert raw.headers["x-router-expert"] == dearer
-    record = _record(cascade_gateway.db_path, raw.headers["x-request-id"])
+    record = logged_record(cascade_gateway.db_path, raw.headers["x-request-id"])
     tiers = record["cascade"]["tiers"]
     assert [(t["expert"], t["outcome"]) for t in tiers] == [(cheapest, "escalated"), (dearer, "final")]
     assert all(t["cost_usd"] > 0 for t in tiers)
@@ -89,7 +73,7 @@ def test_consistency_verifier_on_real_samples(client, cascade_gateway):
                                                            max_tokens=12)
     reply = raw.parse()
     assert len(reply.choices) == 1
-    tier = _record(cascade_gateway.db_path, raw.headers["x-request-id"])["cascade"]["tiers"][0]
+    tier = logged_record(cascade_gateway.db_path, raw.headers["x-request-id"])["cascade"]["tiers"][0]
     assert min(abs(tier["confidence"] - k / 3) for k in (1, 2, 3)) < 1e-3  # agreement among 3 samples
     assert tier["completion_tokens"] > reply.usage.completion_tokens / 3  # three samples were generated
 

@@ -9,14 +9,13 @@ the follow-up went to the expert that produced the response (from the request lo
 """
 from __future__ import annotations
 
-import sqlite3
-import time
 import uuid
 
 import openai
-import orjson
 import pytest
 
+from tests.support.configs import expert, write_config
+from tests.support.request_log import logged_record
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -28,15 +27,12 @@ STRONG_FIRST = {"x-router-cost-weight": "0"}
 @pytest.fixture(scope="module")
 def gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e-conversations")
-    lines = ["experts:"]
-    for name, price, prior in ((DENSE, 0.2, 0.3), (MOE, 0.4, 0.6)):
-        lines += [f"  {name}: {{base_url: {vllm_experts[name]}, model: {name}, context_window: 2048, "
-                  f"prior_quality: {prior}, price: {{input_per_mtok: {price}, output_per_mtok: {price * 4}}}, "
-                  "timeout: {connect: 3, first_byte: 180, total: 300}}"]
-    lines += ["routers: {strong: {type: strongest}}", "profiles: {auto: {router: strong, cost_weight: 0.5}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
-    (tmp / "experts.yaml").write_text("\n".join(lines) + "\n")
-    server = start_gateway(tmp / "experts.yaml", tmp)
+    experts = {name: expert(vllm_experts[name], name, price, price * 4, context_window=2048, prior_quality=prior,
+                            timeout={"connect": 3, "first_byte": 180, "total": 300})
+               for name, price, prior in ((DENSE, 0.2, 0.3), (MOE, 0.4, 0.6))}
+    config = write_config(tmp / "experts.yaml", experts, routers={"strong": {"type": "strongest"}},
+                          profiles={"auto": {"router": "strong", "cost_weight": 0.5}})
+    server = start_gateway(config, tmp)
     server.db_path = tmp / "requests.db"
     yield server
     server.stop()
@@ -47,24 +43,13 @@ def client(gateway):
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-def log_record(gateway, request_id: str) -> dict:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with sqlite3.connect(gateway.db_path) as db:
-            row = db.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        if row:
-            return orjson.loads(row[0])
-        time.sleep(0.1)
-    raise AssertionError(f"no log record for {request_id}")
-
-
 def test_responses_plain_and_streamed_routed_and_logged(client, gateway):
     raw = client.responses.with_raw_response.create(model="auto", input="What is the capital of France?",
                                                     max_output_tokens=8, temperature=0, extra_headers=CHEAP_FIRST)
     reply = raw.parse()
     assert raw.headers["x-router-expert"] == DENSE and reply.model == DENSE
     assert reply.output_text.strip() and reply.usage.output_tokens <= 8
-    record = log_record(gateway, raw.headers["x-request-id"])
+    record = logged_record(gateway.db_path, raw.headers["x-request-id"])
     assert record["endpoint"] == "responses" and record["chosen_expert"] == DENSE and record["cost_usd"] > 0
     events = list(client.responses.create(model="auto", input="Name a colour.", max_output_tokens=6,
                                           temperature=0, stream=True, extra_headers=STRONG_FIRST))
@@ -96,7 +81,7 @@ def test_previous_response_id_goes_to_the_expert_that_holds_it(client, gateway):
         raw = client.responses.with_raw_response.create(model="auto", input="Again.", max_output_tokens=4,
                                                         previous_response_id=first.id, extra_headers=CHEAP_FIRST)
     except openai.NotFoundError as exc:  # the expert runs without VLLM_ENABLE_RESPONSES_API_STORE
-        record = log_record(gateway, exc.response.headers["x-request-id"])
+        record = logged_record(gateway.db_path, exc.response.headers["x-request-id"])
         assert [a["expert"] for a in record["attempts"]] == [MOE]
         assert record["affinity"] == "pinned"
         return

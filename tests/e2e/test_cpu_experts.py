@@ -5,7 +5,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import REPO
+from tests.support.vllm import REPO
 
 pytestmark = pytest.mark.vllm
 

@@ -6,10 +6,10 @@ import time
 
 import httpx
 import pytest
-import yaml
 
 from router_gateway.capacity.engine_metrics import parse_engine_metrics
 from router_gateway.capacity.load import estimate
+from tests.support.configs import ONE_THREAD_EMBEDDER, expert, write_config
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -34,15 +34,11 @@ def test_the_real_server_exposes_every_figure_the_gateway_reads(vllm_experts):
 
 
 def test_route_shows_the_engines_load(vllm_experts, tmp_path):
-    experts = {name: {"base_url": url, "model": name, "price": {"input_per_mtok": 0.1, "output_per_mtok": 1.0},
-                      "context_window": 2048, "metrics_url": _metrics_url(url)}
+    experts = {name: expert(url, name, 0.1, 1.0, context_window=2048, metrics_url=_metrics_url(url))
                for name, url in vllm_experts.items() if name in ("smollm2-dense", "smollm2-moe")}
-    config = {"experts": experts, "routers": {"best": {"type": "strongest"}},
-              "profiles": {"auto": {"router": "best", "latency_weight": 0.1}},
-              "logging": {"path": str(tmp_path / "requests.db")}, "embedder": {"backend": "auto", "threads": 1},
-              "server": {"metrics_poll_s": 0.5}}
-    path = tmp_path / "experts.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = write_config(tmp_path / "experts.yaml", experts, routers={"best": {"type": "strongest"}},
+                        profiles={"auto": {"router": "best", "latency_weight": 0.1}}, flush_interval_ms=None,
+                        embedder=ONE_THREAD_EMBEDDER, server={"metrics_poll_s": 0.5})
     gw = start_gateway(path, tmp_path)
     port = gw.port
     try:

@@ -5,14 +5,13 @@ tests skip when they are not running, unless RG_E2E_REQUIRED=1 (CI), where they 
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import openai
-import orjson
 import pytest
 
-from tests.e2e.conftest import expert_lines
+from tests.support.configs import STRONG_AND_CHEAP, ranked_vllm_experts, write_config
+from tests.support.request_log import logged_record
 from tests.support.servers import start_gateway
 
 pytestmark = pytest.mark.vllm
@@ -22,12 +21,9 @@ MSG = [{"role": "user", "content": "What is the capital of France?"}]
 @pytest.fixture(scope="module")
 def e2e_gateway(vllm_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    lines = expert_lines(vllm_experts)
-    lines += ["routers: {strong: {type: strongest}, cheap: {type: cheapest}}",
-              "profiles: {auto: {router: cheap, cost_weight: 1.0}, auto-strong: {router: strong, cost_weight: 0}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}"]
-    config = tmp / "experts.yaml"
-    config.write_text("\n".join(lines) + "\n")
+    config = write_config(tmp / "experts.yaml", ranked_vllm_experts(vllm_experts), routers=STRONG_AND_CHEAP,
+                          profiles={"auto": {"router": "cheap", "cost_weight": 1.0},
+                                    "auto-strong": {"router": "strong", "cost_weight": 0}})
     server = start_gateway(config, tmp)
     server.db_path = tmp / "requests.db"
     yield server
@@ -79,9 +75,6 @@ def test_request_naming_an_expert_directly(client, vllm_experts):
 def test_log_records_real_usage(client, e2e_gateway):
     raw = client.chat.completions.with_raw_response.create(model="auto-strong", messages=MSG, max_tokens=8)
     rid = raw.headers["x-request-id"]
-    time.sleep(0.3)
-    row = sqlite3.connect(e2e_gateway.db_path).execute(
-        "SELECT data FROM requests WHERE request_id = ?", (rid,)).fetchone()
-    record = orjson.loads(row[0])
+    record = logged_record(e2e_gateway.db_path, rid)
     assert record["status"] == 200 and record["completion_tokens"] > 0 and record["cost_usd"] > 0
     assert record["candidates"][0]["expert"] == record["chosen_expert"]

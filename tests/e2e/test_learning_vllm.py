@@ -16,8 +16,9 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import DEFAULT_URLS, served_models, unavailable
+from tests.support.configs import expert, write_config
 from tests.support.servers import start_gateway
+from tests.support.vllm import DEFAULT_URLS, served_models, unavailable
 
 pytestmark = pytest.mark.vllm
 PROMPTS = ["What is 2+3?", "Name a colour.", "What is 4*2?", "Say hello.", "What is 10-7?", "Name a fruit.",
@@ -33,24 +34,21 @@ def learning_gateway(tmp_path_factory):
         unavailable(f"the dense vLLM-CPU expert is not reachable at {url}")
     tmp = tmp_path_factory.mktemp("e2e-learning")
     names = ["dense-cheap", "dense-dear"]
-    lines = ["experts:"]
-    for i, name in enumerate(names):
-        lines += [f"  {name}:", f"    base_url: {url}", "    model: smollm2-dense",
-                  f"    price: {{input_per_mtok: {0.2 * (i + 1):.2f}, output_per_mtok: {0.8 * (i + 1):.2f}}}",
-                  "    context_window: 2048", f"    prior_quality: {0.3 + 0.1 * i:.2f}",
-                  "    timeout: {connect: 3, first_byte: 120, total: 300}"]
-    lines += ["routers: {strong: {type: strongest}}",
-              "profiles: {auto: {router: strong, cost_weight: 0}}",
-              f"logging: {{path: {tmp / 'requests.db'}, flush_interval_ms: 50}}",
-              "learning:",
-              "  profile: auto",
-              f"  shadow: {{sample: 1.0, policy: random, max_share: 10, usd_per_day: 1, max_tokens: 12}}",
-              f"  grader: {{kinds: [judge], judge: {{expert: {names[0]}, mode: pairwise, "
-              f"reference_expert: {names[0]}, max_tokens: 4}}}}",
-              "  retrain: {router: knn, params: {k: 2}, every_labels: 2, min_labels: 2, folds: 2}",
-              f"  promote: {{artifacts: {tmp / 'learning'}, gate: {{min_gain: -1, z: 0, min_rows: 1, confirm: 1, controls: 0}}}}"]
-    config = tmp / "experts.yaml"
-    config.write_text("\n".join(lines) + "\n")
+    experts = {name: expert(url, "smollm2-dense", round(0.2 * (i + 1), 2), round(0.8 * (i + 1), 2),
+                            context_window=2048, prior_quality=round(0.3 + 0.1 * i, 2),
+                            timeout={"connect": 3, "first_byte": 120, "total": 300})
+               for i, name in enumerate(names)}
+    learning = {
+        "profile": "auto",
+        "shadow": {"sample": 1.0, "policy": "random", "max_share": 10, "usd_per_day": 1, "max_tokens": 12},
+        "grader": {"kinds": ["judge"], "judge": {"expert": names[0], "mode": "pairwise",
+                                                 "reference_expert": names[0], "max_tokens": 4}},
+        "retrain": {"router": "knn", "params": {"k": 2}, "every_labels": 2, "min_labels": 2, "folds": 2},
+        "promote": {"artifacts": str(tmp / "learning"),
+                    "gate": {"min_gain": -1, "z": 0, "min_rows": 1, "confirm": 1,
+                             "controls": 0}}}
+    config = write_config(tmp / "experts.yaml", experts, routers={"strong": {"type": "strongest"}},
+                          profiles={"auto": {"router": "strong", "cost_weight": 0}}, learning=learning)
     server = start_gateway(config, tmp)
     yield server
     server.stop()

@@ -18,8 +18,8 @@ import openai
 import pytest
 import yaml
 
-from tests.e2e.conftest import REPO, unavailable
 from tests.support.servers import start_gateway
+from tests.support.vllm import REPO, unavailable
 
 pytestmark = pytest.mark.vllm
 

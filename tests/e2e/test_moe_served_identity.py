@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import REPO, unavailable
+from tests.support.vllm import REPO, unavailable
 
 pytestmark = pytest.mark.vllm
 

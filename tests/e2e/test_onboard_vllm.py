@@ -14,6 +14,7 @@ import pytest
 from router_gateway.cli import main
 from routers.artifact import load_artifact, save_artifact
 from routers.cluster import ClusterRouter
+from tests.support.configs import config_text, expert
 
 pytestmark = pytest.mark.vllm
 
@@ -35,11 +36,9 @@ def test_onboard_a_real_expert_into_a_cluster_artifact(vllm_experts, tmp_path, c
     router = ClusterRouter(n_clusters=3).fit(X, Y, experts=["smollm2-dense"])
     art = save_artifact(router, tmp_path / "cluster", embedder=embedder.info.as_dict())
     config = tmp_path / "experts.yaml"
-    config.write_text("experts:\n" + "".join(
-        f"  {name}:\n    base_url: {url}\n    model: {name}\n"
-        "    price: {input_per_mtok: 0.1, output_per_mtok: 0.4}\n"
-        "    timeout: {connect: 3, first_byte: 120, total: 300}\n"
-        for name, url in vllm_experts.items() if name in ("smollm2-dense", "smollm2-moe")))
+    config.write_text(config_text({  # the onboard command reads the experts only: no other section
+        name: expert(url, name, 0.1, 0.4, timeout={"connect": 3, "first_byte": 120, "total": 300})
+        for name, url in vllm_experts.items() if name in ("smollm2-dense", "smollm2-moe")}))
     probes = tmp_path / "probes.csv"
     probes.write_text("prompt,reference\n" + "".join(f'"{p}",{r}\n' for p, r in PROBES))
 

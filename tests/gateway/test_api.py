@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import httpx
 import openai
 import orjson
 import pytest
+
+from tests.support.polling import wait_for
+from tests.support.request_log import logged_ids
+
 
 MSG = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -139,10 +142,10 @@ def test_feedback_round_trip_and_unknown_id(client, gateway):
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "request_id"
     bad = httpx.post(f"{gateway.url}/v1/feedback", json={"request_id": rid, "score": 3})
     assert bad.status_code == 400
-    time.sleep(0.3)
-    db = sqlite3.connect(gateway.db_path)
-    row = db.execute("SELECT score FROM feedback WHERE request_id = ?", (rid,)).fetchone()
-    assert row == (0.9,)
+    def feedback_row():
+        with sqlite3.connect(gateway.db_path) as db:
+            return db.execute("SELECT score FROM feedback WHERE request_id = ?", (rid,)).fetchone()
+    assert wait_for(feedback_row, 5) == (0.9,)
 
 
 def test_health_ready_and_unknown_route(gateway):
@@ -154,7 +157,7 @@ def test_health_ready_and_unknown_route(gateway):
 
 
 def test_log_holds_exactly_one_record_per_request(client, gateway):
-    before = _ids(gateway)
+    before = logged_ids(gateway.db_path)
     sent = []
     for model, stream in [("auto", False), ("auto", True), ("good", False), ("gpt-nope", False),
                           ("only-broken", False)]:
@@ -165,8 +168,8 @@ def test_log_holds_exactly_one_record_per_request(client, gateway):
                 list(raw.parse())
         except openai.APIStatusError:
             sent.append(None)
-    time.sleep(0.5)
-    new = _ids(gateway) - before
+    wait_for(lambda: len(logged_ids(gateway.db_path) - before) >= len(sent), 5)  # the log flushes every 50 ms
+    new = logged_ids(gateway.db_path) - before
     assert len(new) == len(sent)
     assert {s for s in sent if s} <= new
     records = [orjson.loads(d) for (d,) in sqlite3.connect(gateway.db_path).execute(
@@ -176,8 +179,3 @@ def test_log_holds_exactly_one_record_per_request(client, gateway):
     ok = [r for r in records if r["status"] == 200 and r["profile"] == "auto"]
     assert all(r["candidates"] and r["chosen_expert"] == "good2" and r["propensity"] == 1.0 for r in ok)
     assert all(r["cost_usd"] and r["prompt_tokens"] == 11 for r in ok)
-
-
-def _ids(gateway) -> set[str]:
-    db = sqlite3.connect(gateway.db_path)
-    return {r[0] for r in db.execute("SELECT request_id FROM requests")}

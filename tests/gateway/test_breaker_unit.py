@@ -17,8 +17,10 @@ from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.routing.router_set import build_router_set
 from router_gateway.routing.service import RoutingService
 from router_gateway.state.expert_state import BreakerSettings, ExpertState
-from tests.gateway.test_routing_unit import MSG, make_config
+from tests.support.calls import MSG
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_connect
+from tests.support.polling import wait_until
 
 PROFILES = "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n"
 
@@ -33,7 +35,8 @@ class Clock:
 
 def test_ranking_and_route_leave_a_half_open_breaker_as_it_was(tmp_path):
     """/v1/route and every ranking ask the breaker; asking must not reserve or use up anything."""
-    config = parse_config(make_config(tmp_path, {"okbest": {"q": 0.9}, "okrecovered": {"q": 0.5}}, PROFILES))
+    experts = fake_experts({"okbest": {"q": 0.9}, "okrecovered": {"q": 0.5}})
+    config = parse_config(config_text(experts, extra=PROFILES, log_path=tmp_path / "log.db", flush_interval_ms=20))
     clock = Clock()
     state = ExpertState(BreakerSettings(failure_threshold=2, cooldown_s=10), clock=clock)
     for _ in range(2):
@@ -85,7 +88,8 @@ def test_stream_breaker_is_shared_under_its_own_key():
 def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
     """No request reaches these experts: the gateway's probes close the recovered breakers (plain and
     stream) and reopen the one whose expert still fails."""
-    text = make_config(tmp_path, {"okplain": {}, "okstream": {}, "error1": {}}, PROFILES)
+    text = config_text(fake_experts({"okplain": {}, "okstream": {}, "error1": {}}), extra=PROFILES,
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     text += "server: {breaker: {failure_threshold: 1, cooldown_s: 0.2}}\n"
     calls: list[dict] = []
 
@@ -98,11 +102,8 @@ def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
             state.record_failure("okplain", "http_500")
             state.record_failure("okstream", "mid_stream", stream=True)
             state.record_failure("error1", "http_500")
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not (
-                    state.circuit("okplain") == "closed" and state.circuit("okstream", stream=True) == "closed"
-                    and any(c["model"] == "error1" for c in calls)):
-                await asyncio.sleep(0.02)
+            await wait_until(lambda: state.circuit("okplain") == "closed" and state.circuit("okstream", stream=True)
+                             == "closed" and any(c["model"] == "error1" for c in calls), timeout=5)
             return state.circuit("okplain"), state.circuit("okstream", stream=True), state.circuit("error1")
         finally:
             await gateway.close()
@@ -117,7 +118,8 @@ def test_the_gateway_probes_half_open_breakers_itself(tmp_path):
 
 def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
     """Not a retry every tick (and a log line each time): one failure, then a full cooldown."""
-    text = make_config(tmp_path, {"okplain": {}}, PROFILES)
+    text = config_text(fake_experts({"okplain": {}}), extra=PROFILES,
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     text += "server: {breaker: {failure_threshold: 1, cooldown_s: 1.0}}\n"
     crashes: list[float] = []
 
@@ -133,10 +135,9 @@ def test_a_probe_that_cannot_run_reopens_the_breaker_for_a_cooldown(tmp_path):
         gateway.runtime.forwarder.forward = broken_forward
         try:
             gateway.state.record_failure("okplain", "http_500")
-            deadline = time.monotonic() + 5
-            while not crashes and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.05)  # the probe task records its failure
+            await wait_until(lambda: crashes, timeout=5)
+            # the probe task records its failure: half_open while it runs, open again once it has
+            await wait_until(lambda: gateway.state.circuit("okplain") == "open", timeout=5)
             return gateway.state.circuit("okplain")
         finally:
             await gateway.close()
@@ -162,7 +163,8 @@ def _error_event_connect(code: int) -> InMemoryConnector:
 def test_an_error_event_inside_a_completed_stream_counts_against_the_expert(tmp_path, code, opens):
     """The stream ends with [DONE], but the expert failed mid-way: a 5xx event counts on its stream
     breaker; a 4xx event is the request's fault and does not (or clients could trip breakers)."""
-    text = make_config(tmp_path, {"okx": {}}, PROFILES) + "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n"
+    text = config_text(fake_experts({"okx": {}}), extra=PROFILES, log_path=tmp_path / "log.db", flush_interval_ms=20)
+    text += "server: {breaker: {failure_threshold: 2, cooldown_s: 60}}\n"
 
     async def go():
         gateway = Gateway(GatewayOptions(config=parse_config(text), connect=_error_event_connect(code),

@@ -5,17 +5,15 @@ answers are accepted at tier 1, unsure ones escalate to tier 2, and both tiers a
 """
 from __future__ import annotations
 
-import sqlite3
 import textwrap
-import time
 
 import httpx
 import openai
-import orjson
 import pytest
 
 from router_gateway.state.request_log import export_records
-from tests.conftest import write_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
+from tests.support.request_log import logged_record
 from tests.support.servers import start_fake_expert, start_gateway
 
 
@@ -24,9 +22,9 @@ def cascade_gateway(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cascade")
     cheap, strong = start_fake_expert("ok", "cheap"), start_fake_expert("ok", "strong")
     broken = start_fake_expert("error", "broken")
-    config = write_config(tmp / "experts.yaml", {"cheap": cheap.url, "strong": strong.url, "broken": broken.url},
-                          profiles=textwrap.dedent("""\
-        profiles:
+    urls = {"cheap": cheap.url, "strong": strong.url, "broken": broken.url}
+    config = write_config(tmp / "experts.yaml", ranked_experts(urls), routers=STRONG_AND_CHEAP,
+                          embedder=ONE_THREAD_EMBEDDER, profiles=textwrap.dedent("""\
           careful:
             router: strong
             cost_weight: 0.0
@@ -54,17 +52,6 @@ def _set_logprob(expert, value: float) -> None:
     httpx.post(f"{expert.url}/_behaviour", json={"logprob": value}).raise_for_status()
 
 
-def _record(db_path, request_id: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(db_path) as db:
-            row = db.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        if row:
-            return orjson.loads(row[0])
-        time.sleep(0.05)
-    raise AssertionError(f"no log record for {request_id}")
-
-
 def _client(gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="none", max_retries=0)
 
@@ -78,7 +65,7 @@ def test_confident_cheap_answer_is_accepted_without_logprobs(cascade_gateway):
     assert raw.headers["x-router-expert"] == "cheap"
     assert raw.headers["x-router-cascade"].startswith("cheap:0.990:accepted")
     assert answer.choices[0].logprobs is None  # requested upstream for the check, not returned
-    record = _record(gateway.db_path, raw.headers["x-request-id"])
+    record = logged_record(gateway.db_path, raw.headers["x-request-id"])
     assert [t["outcome"] for t in record["cascade"]["tiers"]] == ["accepted"]
     assert "pair" not in record["cascade"]
 
@@ -93,7 +80,7 @@ def test_unsure_cheap_answer_escalates_and_both_tiers_are_charged(cascade_gatewa
     tiers = raw.headers["x-router-cascade"].split(",")
     assert tiers[0].startswith("cheap:0.050:escalated") and tiers[1] == "strong:-:final"
     assert answer.usage.prompt_tokens == 22 and answer.usage.completion_tokens == 14  # both tiers' tokens
-    record = _record(gateway.db_path, raw.headers["x-request-id"])
+    record = logged_record(gateway.db_path, raw.headers["x-request-id"])
     costs = [t["cost_usd"] for t in record["cascade"]["tiers"]]
     assert all(c > 0 for c in costs)
     assert record["cost_usd"] == pytest.approx(sum(costs))
@@ -139,5 +126,5 @@ def test_failed_escalation_returns_the_paid_for_tier1_answer(cascade_gateway):
         model="careful-broken", messages=[{"role": "user", "content": "2+2?"}])
     assert raw.parse().choices[0].message.content == "answer from cheap"
     assert raw.headers["x-router-cascade"] == "cheap:0.050:returned,broken:-:failed"
-    record = _record(gateway.db_path, raw.headers["x-request-id"])
+    record = logged_record(gateway.db_path, raw.headers["x-request-id"])
     assert record["cost_usd"] == pytest.approx(record["cascade"]["tiers"][0]["cost_usd"]) and record["cost_usd"] > 0

@@ -11,7 +11,8 @@ from router_gateway.container import GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.forwarding.sse import sse_batches
 from router_gateway.pipeline import ChatService
-from tests.gateway.test_routing_unit import MSG, make_config
+from tests.support.calls import MSG
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_connect
 
 
@@ -31,8 +32,8 @@ def test_events_completed_by_one_read_come_out_together():
 
 @pytest.fixture
 def client(tmp_path):
-    text = make_config(tmp_path, {"okx": {"model": "okx-served"}},
-                       "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"okx": {"model": "okx-served"}}), profiles={"auto": "{router: s}"},
+                       routers={"s": {"type": "strongest"}}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     app = create_app(GatewayOptions(config=parse_config(text), connect=fake_connect(),
                                     embedder=HashEmbedder(), health_interval_s=0, watch_config=False,
                                     keys_path=tmp_path / "keys.json"))

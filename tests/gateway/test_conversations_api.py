@@ -3,14 +3,13 @@ against fake-expert servers: session pins and Responses API ids hold across repl
 completions and embeddings endpoints."""
 from __future__ import annotations
 
-import sqlite3
 
 import httpx
 import openai
-import orjson
 import pytest
 
-from tests.reliability.conftest import wait_for, write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.request_log import logged_record
 from tests.support.servers import (
     start_fake_expert,
     start_gateway,
@@ -35,8 +34,8 @@ def replicas(tmp_path_factory):
     gateways = []
     for name in ("a", "b"):
         (tmp / name).mkdir()
-        config = write_gateway_config(tmp / name / "experts.yaml", spec, profiles,
-                                      "server: {health_interval_s: 30}", log_path=tmp / name / "requests.db")
+        config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"health_interval_s": 30})
         gateways.append(start_gateway(config, tmp / name, env={"REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"},
                                       wait=False))
         gateways[-1].db_path = tmp / name / "requests.db"
@@ -49,15 +48,6 @@ def replicas(tmp_path_factory):
 
 def client(gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0, timeout=20)
-
-
-def log_record(gateway, request_id: str) -> dict:
-    def read():
-        with sqlite3.connect(gateway.db_path) as db:
-            row = db.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        return orjson.loads(row[0]) if row else None
-    assert wait_for(lambda: read() is not None, 5)
-    return read()
 
 
 def turn(gateway, messages, headers, **extra):
@@ -76,7 +66,7 @@ def test_session_keeps_its_expert_across_replicas(replicas):
     h2, _ = turn(b, second, {"x-session-id": "conv-lisbon", **STRONG_FIRST})  # the other replica
     assert h2["x-router-expert"] == "cheap" and h2["x-router-affinity"] == "kept"
     assert h2["x-router-session"] == h1["x-router-session"]
-    record = log_record(b, h2["x-request-id"])
+    record = logged_record(b.db_path, h2["x-request-id"])
     assert (record["session"], record["session_source"], record["affinity"]) == \
         (h1["x-router-session"], "header", "kept")
     other, _ = turn(b, second, {"x-session-id": "conv-porto", **STRONG_FIRST})
@@ -109,7 +99,7 @@ def test_responses_plain_streamed_and_previous_response_id_across_replicas(repli
     raw = client(a).responses.with_raw_response.create(model="cheap", input="Plan two days in Lisbon.")
     first = raw.parse()
     assert first.output_text == "answer from cheap" and first.model == "cheap"
-    record = log_record(a, raw.headers["x-request-id"])
+    record = logged_record(a.db_path, raw.headers["x-request-id"])
     assert record["endpoint"] == "responses" and record["prompt_tokens"] == 11 and record["cost_usd"] > 0
     # the policy would pick 'strong', which does not hold this response (the fake answers 404 there)
     follow = client(b).responses.with_raw_response.create(model="auto", input="Cheaper?",

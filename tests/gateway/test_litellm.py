@@ -8,7 +8,8 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import write_config
+from tests.support.configs import (AUTO_PROFILES, ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, expert, ranked_experts,
+                                   write_config)
 from tests.support.servers import start_fake_expert, start_gateway
 
 pytest.importorskip("litellm", reason="litellm is an optional extra (router-gateway[litellm])")
@@ -19,9 +20,11 @@ MSG = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def litellm_gateway(fake_experts, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("litellm")
-    config = write_config(tmp / "experts.yaml", {"viallm": fake_experts["good"].url},
-                          expert_extra={"viallm": "provider: litellm\nlitellm_model: openai/viallm-served"},
-                          first_byte_s=60)  # litellm's per-call overhead is large on a loaded machine
+    via_litellm = {"viallm": {"provider": "litellm", "litellm_model": "openai/viallm-served"}}
+    experts = ranked_experts({"viallm": fake_experts["good"].url}, more=via_litellm,
+                             first_byte_s=60)  # litellm's per-call overhead is large on a loaded machine
+    config = write_config(tmp / "experts.yaml", experts, routers=STRONG_AND_CHEAP, profiles=AUTO_PROFILES,
+                          embedder=ONE_THREAD_EMBEDDER)
     server = start_gateway(config, tmp, env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     yield server
     server.stop()
@@ -44,14 +47,9 @@ def test_plain_and_streamed_through_litellm(litellm_gateway):
 
 def test_a_litellm_stream_that_never_ends_is_cut_at_the_total_timeout(tmp_path):
     endless = start_fake_expert("endless", "endless")
-    config = tmp_path / "experts.yaml"
-    config.write_text(
-        "experts:\n"
-        f"  viallm: {{provider: litellm, litellm_model: openai/viallm-served, base_url: {endless.url}/v1,\n"
-        "           model: viallm-served, price: {input_per_mtok: 1, output_per_mtok: 1},\n"
-        "           timeout: {connect: 1, first_byte: 60, total: 3}}\n"
-        f"logging: {{path: {tmp_path / 'requests.db'}, flush_interval_ms: 50}}\n"
-        "server: {health_interval_s: 0}\n")
+    viallm = expert(f"{endless.url}/v1", "viallm-served", 1, 1, provider="litellm",
+                    litellm_model="openai/viallm-served", timeout={"connect": 1, "first_byte": 60, "total": 3})
+    config = write_config(tmp_path / "experts.yaml", {"viallm": viallm}, extra="server: {health_interval_s: 0}")
     gateway = start_gateway(config, tmp_path, env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     try:
         body = {"model": "viallm", "messages": MSG, "stream": True}

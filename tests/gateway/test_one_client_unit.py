@@ -16,6 +16,7 @@ from router_gateway.forwarding.forwarder import Forwarder
 from router_gateway.http.get import GetClient
 from router_gateway.http.memory import InMemoryConnector
 from router_gateway.state.expert_state import ExpertState
+from tests.support.configs import config_text, expert
 from tests.support.fakes import HashEmbedder, fake_handler
 
 METRICS_PAGE = """\
@@ -46,20 +47,19 @@ def expert_server(seen: list[httpx.Request]):
     return handler
 
 
-def config_text(tmp_path) -> str:
-    lines = ["experts:"]
-    for name in ("well", "sick", "gone", "slow"):
-        lines.append(f"  {name}: {{base_url: http://{name}.test/v1, model: {name}, api_key: sk-{name}, "
-                     f"price: {{input_per_mtok: 1, output_per_mtok: 1}}, metrics_url: http://{name}.test/metrics}}")
-    lines.append(f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}")
-    return "\n".join(lines) + "\n"
+def experts_config(tmp_path, well_model: str = "well") -> str:
+    """Four experts named by how their server behaves (expert_server), each with an API key and /metrics."""
+    experts = {name: expert(f"http://{name}.test/v1", well_model if name == "well" else name, 1, 1,
+                            api_key=f"sk-{name}", metrics_url=f"http://{name}.test/metrics")
+               for name in ("well", "sick", "gone", "slow")}
+    return config_text(experts, log_path=tmp_path / "log.db", flush_interval_ms=20)
 
 
 def test_health_checks_run_on_the_injected_connection(tmp_path):
     seen: list[httpx.Request] = []
 
     async def go():
-        gateway = Gateway(GatewayOptions(config=parse_config(config_text(tmp_path)), embedder=HashEmbedder(),
+        gateway = Gateway(GatewayOptions(config=parse_config(experts_config(tmp_path)), embedder=HashEmbedder(),
                                          connect=InMemoryConnector(expert_server(seen)), health_interval_s=0))
         await gateway.start()
         try:
@@ -80,7 +80,7 @@ def test_health_checks_run_on_the_injected_connection(tmp_path):
 
 def test_engine_metrics_are_scraped_through_the_same_client(tmp_path):
     seen: list[httpx.Request] = []
-    experts = parse_config(config_text(tmp_path)).experts
+    experts = parse_config(experts_config(tmp_path)).experts
 
     async def go():
         book = CapacityBook()
@@ -101,7 +101,7 @@ def test_the_forwarder_pools_its_connections_on_the_injected_connection(tmp_path
     """Plain and streamed answers on one keep-alive connection: the production pool runs in unit tests."""
     calls: list[dict] = []
     connector = InMemoryConnector(fake_handler(calls))
-    config = parse_config(config_text(tmp_path).replace("model: well", "model: ok-well"))
+    config = parse_config(experts_config(tmp_path, well_model="ok-well"))
     message = {"messages": [{"role": "user", "content": "hi"}]}
 
     async def go():

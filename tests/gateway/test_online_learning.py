@@ -11,6 +11,7 @@ from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.pipeline import CallContext, ChatService
 from routers.artifact import save_artifact
 from routers.bandit import LinUCBRouter
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_connect
 
 
@@ -20,13 +21,10 @@ def test_bandit_chooses_with_propensity_and_learns_from_feedback(tmp_path):
     Y = np.column_stack([np.full(40, 0.4), np.full(40, 0.6)])
     bandit = LinUCBRouter(n_components=16, epsilon=0.2).fit(X, Y, experts=["oka", "okb"])
     save_artifact(bandit, tmp_path / "bandit", embedder=embedder.info.as_dict())
-    config = parse_config(
-        "experts:\n"
-        "  oka: {base_url: http://fake/v1, model: oka, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-        "  okb: {base_url: http://fake/v1, model: okb, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-        f"routers: {{b: {{type: bandit, artifact: {tmp_path / 'bandit'}}}}}\n"
-        "profiles: {auto: {router: b, cost_weight: 0}}\n"
-        f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}\n")
+    config = parse_config(config_text(
+        fake_experts({"oka": {}, "okb": {}}),
+        routers={"b": {"type": "bandit", "artifact": str(tmp_path / "bandit")}},
+        profiles={"auto": {"router": "b", "cost_weight": 0}}, log_path=tmp_path / "log.db", flush_interval_ms=20))
 
     async def go():
         gateway = Gateway(GatewayOptions(config=config, connect=fake_connect(), embedder=embedder,

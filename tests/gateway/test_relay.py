@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from router_gateway.forwarding.relay import Relay, StreamOutcome
+from tests.support.polling import wait_until
 
 
 def make_relay(events: list[bytes], fail_at: int | None = None, wait_at: int | None = None,
@@ -83,8 +84,7 @@ def test_a_cancelled_read_ends_the_stream_as_cut():
             async for chunk in relay:
                 got.append(chunk)
         task = asyncio.create_task(consume())
-        while not got:  # the first chunk passed: the relay now waits on the second
-            await asyncio.sleep(0.01)
+        assert await wait_until(lambda: got, timeout=5)  # the first chunk passed: the relay waits on the second
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

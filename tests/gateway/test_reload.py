@@ -1,13 +1,12 @@
 """Registering experts without a restart: file watch and /admin/reload; bad files keep the old config."""
 from __future__ import annotations
 
-import time
-
 import httpx
 import openai
 import pytest
 
-from tests.conftest import write_config
+from tests.support.configs import AUTO_PROFILES, ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import start_gateway
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -17,18 +16,15 @@ def _experts(gateway_url: str) -> set[str]:
     return {m["id"] for m in httpx.get(f"{gateway_url}/v1/models").json()["data"] if m["kind"] == "expert"}
 
 
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+def _write(path, urls: dict[str, str]):
+    """The config the reload tests write, and rewrite with other experts (name -> fake expert URL)."""
+    return write_config(path, ranked_experts(urls), routers=STRONG_AND_CHEAP, profiles=AUTO_PROFILES,
+                        embedder=ONE_THREAD_EMBEDDER)
 
 
 @pytest.fixture
 def reloadable(fake_experts, tmp_path):
-    config = write_config(tmp_path / "experts.yaml", {"good": fake_experts["good"].url})
+    config = _write(tmp_path / "experts.yaml", {"good": fake_experts["good"].url})
     server = start_gateway(config, tmp_path)
     server.config_path = config
     yield server, fake_experts
@@ -39,8 +35,8 @@ def test_new_expert_by_file_watch_then_bad_file_keeps_old_config(reloadable):
     gateway, fakes = reloadable
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
     assert _experts(gateway.url) == {"good"}
-    write_config(gateway.config_path, {"good": fakes["good"].url, "good2": fakes["good2"].url})
-    assert _wait_for(lambda: _experts(gateway.url) == {"good", "good2"}), "file watch did not reload"
+    _write(gateway.config_path, {"good": fakes["good"].url, "good2": fakes["good2"].url})
+    assert wait_for(lambda: _experts(gateway.url) == {"good", "good2"}), "file watch did not reload"
     raw = client.chat.completions.with_raw_response.create(model="auto", messages=MSG)
     assert raw.headers["x-router-expert"] == "good2"  # the new, stronger expert is eligible at once
 
@@ -56,11 +52,11 @@ def test_new_expert_by_file_watch_then_bad_file_keeps_old_config(reloadable):
 def test_removed_expert_stops_receiving_but_its_stream_finishes(reloadable):
     gateway, fakes = reloadable
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
-    write_config(gateway.config_path, {"good": fakes["good"].url, "good2": fakes["good2"].url})
-    assert _wait_for(lambda: _experts(gateway.url) == {"good", "good2"})
+    _write(gateway.config_path, {"good": fakes["good"].url, "good2": fakes["good2"].url})
+    assert wait_for(lambda: _experts(gateway.url) == {"good", "good2"})
     stream = client.chat.completions.create(model="good2", messages=MSG, stream=True)
     first = next(iter(stream))
-    write_config(gateway.config_path, {"good": fakes["good"].url})
+    _write(gateway.config_path, {"good": fakes["good"].url})
     ok = httpx.post(f"{gateway.url}/admin/reload")
     assert ok.status_code == 200
     rest = list(stream)  # the stream that started on the old version completes

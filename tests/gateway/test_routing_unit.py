@@ -17,18 +17,9 @@ from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.routing.router_set import build_router_set
 from routers.artifact import save_artifact
 from routers.baselines import StrongestRouter
+from tests.support.calls import MSG
+from tests.support.configs import config_text, expert, fake_experts
 from tests.support.fakes import HashEmbedder, fake_connect
-
-
-def make_config(tmp_path, experts: dict[str, dict], extra: str = "") -> str:
-    lines = ["experts:"]
-    for name, spec in experts.items():
-        lines.append(f"  {name}: {{base_url: http://fake/v1, model: {spec.get('model', name)}, "
-                     f"price: {{input_per_mtok: {spec.get('price', 1)}, output_per_mtok: {spec.get('price', 1)}}}, "
-                     f"prior_quality: {spec.get('q', 0.5)}, context_window: {spec.get('ctx', 8192)}, "
-                     f"capabilities: {spec.get('caps', [])}}}")
-    lines.append(f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}")
-    return "\n".join(lines) + "\n" + extra
 
 
 @pytest.fixture
@@ -53,20 +44,24 @@ def run(tmp_path):
     return _run
 
 
-MSG = [{"role": "user", "content": "hello"}]
+#: the one router most tests here route with
+STRONGEST = {"s": {"type": "strongest"}}
 
 
 def test_cost_weight_trades_quality_for_price(run, tmp_path):
     experts = {"okcheap": {"price": 0.1, "q": 0.5}, "okdear": {"price": 10, "q": 0.9}}
     profiles = "routers: {s: {type: strongest}}\nprofiles:\n  q: {router: s, cost_weight: 0}\n  c: {router: s, cost_weight: 1}\n"
-    text = make_config(tmp_path, experts, profiles)
+    text = config_text(fake_experts(experts), extra=profiles,
+                       log_path=tmp_path / "log.db", flush_interval_ms=20)
     assert run(text, {"model": "q", "messages": MSG})[0].headers["x-router-expert"] == "okdear"
     assert run(text, {"model": "c", "messages": MSG})[0].headers["x-router-expert"] == "okcheap"
 
 
 def test_capability_and_context_window_eligibility(run, tmp_path):
     experts = {"oktools": {"q": 0.1, "caps": ["tools"]}, "okplain": {"q": 0.9, "ctx": 64}}
-    text = make_config(tmp_path, experts, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n")
+    text = config_text(fake_experts(experts), routers=STRONGEST,
+                       profiles={"auto": "{router: s, cost_weight: 0}"}, log_path=tmp_path / "log.db",
+                       flush_interval_ms=20)
     tools = [{"type": "function", "function": {"name": "f"}}]
     outcome, records = run(text, {"model": "auto", "messages": MSG, "tools": tools})
     assert outcome.headers["x-router-expert"] == "oktools"
@@ -79,7 +74,9 @@ def test_capability_and_context_window_eligibility(run, tmp_path):
 
 def test_fallback_on_connect_error_and_5xx(run, tmp_path):
     experts = {"down1": {"q": 0.9}, "error1": {"q": 0.8}, "okz": {"q": 0.1}}
-    text = make_config(tmp_path, experts, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s, cost_weight: 0}}\n")
+    text = config_text(fake_experts(experts), routers=STRONGEST,
+                       profiles={"auto": "{router: s, cost_weight: 0}"}, log_path=tmp_path / "log.db",
+                       flush_interval_ms=20)
     outcome, records = run(text, {"model": "auto", "messages": MSG})
     assert outcome.headers["x-router-expert"] == "okz"
     assert [a["outcome"] for a in records[0]["attempts"]] == ["connect_error", "http_500", "ok"]
@@ -87,7 +84,8 @@ def test_fallback_on_connect_error_and_5xx(run, tmp_path):
 
 
 def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
-    text = make_config(tmp_path, {"rejectx": {}}, "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"rejectx": {}}), routers=STRONGEST,
+                       profiles={"auto": "{router: s}"}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     with pytest.raises(ClientError) as info:
         run(text, {"model": "auto", "messages": MSG})
     assert info.value.status == 400
@@ -95,16 +93,16 @@ def test_expert_rejecting_the_request_is_logged_with_its_name(run, tmp_path):
 
 
 def test_all_fail_is_502_and_logged(run, tmp_path):
-    text = make_config(tmp_path, {"error1": {}, "error2": {}},
-                       "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"error1": {}, "error2": {}}), routers=STRONGEST,
+                       profiles={"auto": "{router: s}"}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     with pytest.raises(UpstreamError) as info:
         run(text, {"model": "auto", "messages": MSG})
     assert "error1=http_500" in info.value.message
 
 
 def test_stream_relay_renames_model_and_hides_usage(run, tmp_path):
-    text = make_config(tmp_path, {"okx": {"model": "okx-served"}},
-                       "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n")
+    text = config_text(fake_experts({"okx": {"model": "okx-served"}}), routers=STRONGEST,
+                       profiles={"auto": "{router: s}"}, log_path=tmp_path / "log.db", flush_interval_ms=20)
     calls: list = []
     outcome, records = run(text, {"model": "auto", "messages": MSG, "stream": True}, calls)
     assert calls[0]["stream_options"] == {"include_usage": True}  # asked upstream for usage
@@ -131,14 +129,13 @@ def test_exploration_is_deterministic_per_request_id(tmp_path):
 def test_trained_artifact_loads_and_mismatched_embedder_is_refused(tmp_path):
     router = StrongestRouter().fit(np.zeros((4, 384)), np.array([[0.2, 0.9]] * 4), experts=["a", "b"])
     save_artifact(router, tmp_path / "art", embedder={"name": "all-MiniLM-L6-v2", "dim": 384, "backend": "torch"})
-    text = ("experts:\n  a: {base_url: http://x/v1, model: a, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-            "  b: {base_url: http://x/v1, model: b, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-            f"routers: {{t: {{type: strongest_trained, artifact: {tmp_path / 'art'}}}}}\n"
-            "profiles: {auto: {router: t}}\n")
-    config = parse_config(text.replace("strongest_trained", "strongest").replace(f", artifact: {tmp_path / 'art'}", ""))
+    experts = {name: expert("http://x/v1", name, 1, 1) for name in ("a", "b")}
+    config = parse_config(config_text(experts, routers={"t": {"type": "strongest"}},
+                                      profiles={"auto": {"router": "t"}}))
     assert build_router_set(config, HashEmbedder().info)
     # the same artifact declared as a trained type: the router type must match the artifact's
-    bad = parse_config(text.replace("strongest_trained", "knn"))
+    bad = parse_config(config_text(experts, routers={"t": {"type": "knn", "artifact": str(tmp_path / "art")}},
+                                   profiles={"auto": {"router": "t"}}))
     with pytest.raises(ConfigError, match="holds a 'strongest' router"):
         build_router_set(bad, HashEmbedder().info)
     from router_gateway.routing.router_set import check_artifact_embedder

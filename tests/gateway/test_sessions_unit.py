@@ -19,6 +19,7 @@ from router_gateway.domain.errors import BadRequest, NoExpertAvailable
 from router_gateway.domain.protocol import ChatMessage, parse_chat_request
 from router_gateway.pipeline import CallContext, ChatService
 from router_gateway.state.sessions import AffinityStore, session_ref
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_connect
 
 SYSTEM = {"role": "system", "content": "You are a helpful travel assistant."}
@@ -68,26 +69,19 @@ def test_store_ttl_and_bound():
 
 
 # -- the policy on real decisions ------------------------------------------------------------------------
-EXPERTS = {"okcheap": (0.1, 0.5, 8192), "okdear": (5.0, 0.9, 8192), "oksmall": (0.01, 0.2, 300)}
-
-
-def config_text(tmp_path, profile_extra: str = "") -> str:
-    lines = ["experts:"]
-    for name, (price, q, ctx) in EXPERTS.items():
-        lines.append(f"  {name}: {{base_url: http://fake/v1, model: {name}, prior_quality: {q}, "
-                     f"context_window: {ctx}, price: {{input_per_mtok: {price}, output_per_mtok: {price}}}}}")
-    lines += ["routers: {s: {type: strongest}}",
-              f"profiles: {{auto: {{router: s, cost_weight: 1.0{profile_extra}}}}}",
-              f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}"]
-    return "\n".join(lines) + "\n"
+EXPERTS = fake_experts({"okcheap": {"price": 0.1, "q": 0.5}, "okdear": {"price": 5.0, "q": 0.9},
+                        "oksmall": {"price": 0.01, "q": 0.2, "ctx": 300}})
 
 
 @pytest.fixture
 def conversation(tmp_path):
     """Run ``steps(gateway, call)`` on one in-process gateway; ``call(body, headers, cost_weight)``."""
-    def _run(steps, profile_extra: str = ""):
+    def _run(steps, profile_extra: dict | None = None):
         async def go():
-            gateway = Gateway(GatewayOptions(config=parse_config(config_text(tmp_path, profile_extra)),
+            text = config_text(EXPERTS, routers={"s": {"type": "strongest"}}, log_path=tmp_path / "log.db",
+                               flush_interval_ms=20,
+                               profiles={"auto": {"router": "s", "cost_weight": 1.0, **(profile_extra or {})}})
+            gateway = Gateway(GatewayOptions(config=parse_config(text),
                                              connect=fake_connect(), embedder=HashEmbedder(),
                                              health_interval_s=0))
             await gateway.start()
@@ -169,7 +163,7 @@ def test_profile_can_turn_affinity_off(conversation):
         first = await call({"model": "auto", "messages": TURN1}, cost_weight="1000")
         second = await call({"model": "auto", "messages": TURN2}, cost_weight="0")
         return first.headers, second.headers
-    (first, second), records = conversation(steps, ", affinity: {enabled: false}")
+    (first, second), records = conversation(steps, {"affinity": {"enabled": False}})
     assert second["x-router-expert"] == "okdear" and second["x-router-affinity"] == "off"
     assert {r["affinity"] for r in records} == {"off"}
 

@@ -9,8 +9,13 @@ from router_gateway.learning.canary import CanaryCheck
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
 from router_gateway.learning.service import canary_router_name, overlay
-from router_gateway.learning.settings import (CanarySettings, GateSettings, LearningSettings, PromoteSettings,
-                                              RetrainSettings)
+from router_gateway.learning.settings import (
+    CanarySettings,
+    GateSettings,
+    LearningSettings,
+    PromoteSettings,
+    RetrainSettings,
+)
 from router_gateway.learning.store import LabelStore
 from router_gateway.routing.service import canary_arm
 from routers.baselines import StrongestRouter

@@ -6,15 +6,13 @@ import numpy as np
 from router_gateway.cli import main
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.store import LabelStore
+from tests.support.configs import config_text, expert
 
 
 def test_export_writes_routing_table(tmp_path):
     config = tmp_path / "experts.yaml"
-    config.write_text(
-        "experts:\n"
-        "  a: {base_url: http://x/v1, model: a, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-        "  b: {base_url: http://x/v1, model: b, price: {input_per_mtok: 2, output_per_mtok: 2}}\n"
-        "logging: {path: log.db}\n")
+    config.write_text(config_text({"a": expert("http://x/v1", "a", 1, 1), "b": expert("http://x/v1", "b", 2, 2)},
+                                  log_path="log.db"))
     store = LabelStore(tmp_path / "log.db")
     store.add("d1", np.ones(4), [Grade("a", 1.0, "reference"), Grade("b", 0.0, "judge:a", 0.001)],
               answer_costs={"a": 0.0, "b": 0.002}, prompt="2+2?")

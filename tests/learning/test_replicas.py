@@ -7,12 +7,18 @@ import asyncio
 import numpy as np
 import pytest
 
-from router_gateway.domain.config import parse_config
 from router_gateway.container import Gateway, GatewayOptions
+from router_gateway.domain.config import parse_config
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
-from tests.learning.test_service import TopicEmbedder, _drain, _serve, config_text, judge_connect
+from tests.learning.test_service import (
+    TopicEmbedder,
+    _drain,
+    _serve,
+    judge_connect,
+    learning_config,
+)
 from tests.support.servers import start_redis
 
 
@@ -28,7 +34,7 @@ def redis_url():
 def replica_config(tmp_path, name: str):
     """The same experts.yaml for both replicas but each its own log database; the artifacts folder
     is shared (promote.artifacts must be a shared folder)."""
-    text = config_text(tmp_path, min_labels=1000)  # nothing retrains by itself: the test picks the replica
+    text = learning_config(tmp_path, min_labels=1000)  # nothing retrains by itself: the test picks the replica
     return parse_config(text.replace(str(tmp_path / "log.db"), str(tmp_path / f"{name}.db")))
 
 

@@ -15,6 +15,8 @@ from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.embedding.base import EmbedderInfo
 from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
+from tests.support.configs import config_text, fake_experts
+from tests.support.polling import wait_until
 
 
 class TopicEmbedder:
@@ -56,23 +58,22 @@ def judge_connect(calls: list) -> InMemoryConnector:
     return InMemoryConnector(handler)
 
 
-def config_text(tmp_path, share: float = 10.0, min_labels: int = 16, promote_extra: str = "") -> str:
-    return (
-        "experts:\n"
-        "  cheap: {base_url: http://fake/v1, model: cheap, price: {input_per_mtok: 1, output_per_mtok: 1}, prior_quality: 0.3}\n"
-        "  dear: {base_url: http://fake/v1, model: dear, price: {input_per_mtok: 10, output_per_mtok: 10}, prior_quality: 0.95}\n"
-        "  judge: {base_url: http://fake/v1, model: judge, price: {input_per_mtok: 1, output_per_mtok: 1}, prior_quality: 0.1}\n"
-        "routers: {strong: {type: strongest}}\n"
-        "profiles: {auto: {router: strong, cost_weight: 0.5, experts: [cheap, dear]}}\n"
-        f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}\n"
-        "learning:\n"
-        "  profile: auto\n"
-        f"  shadow: {{sample: 1.0, experts: [cheap, dear], policy: random, max_share: {share}, usd_per_day: 1.0}}\n"
-        "  grader: {kinds: [judge], judge: {expert: judge}}\n"
-        f"  retrain: {{router: knn, params: {{k: 5}}, every_labels: 8, min_labels: {min_labels}, folds: 3}}\n"
+def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16, promote: dict | None = None) -> str:
+    experts = fake_experts({"cheap": {"price": 1, "q": 0.3}, "dear": {"price": 10, "q": 0.95},
+                            "judge": {"price": 1, "q": 0.1}})
+    learning = {
+        "profile": "auto",
+        "shadow": {"sample": 1.0, "experts": ["cheap", "dear"], "policy": "random", "max_share": share,
+                   "usd_per_day": 1.0},
+        "grader": {"kinds": ["judge"], "judge": {"expert": "judge"}},
+        "retrain": {"router": "knn", "params": {"k": 5}, "every_labels": 8, "min_labels": min_labels, "folds": 3},
         # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
         # safety at its shipped setting are checked in test_loop.py
-        f"  promote: {{artifacts: {tmp_path / 'learning'}, gate: {{min_rows: 4, z: 1.0, null_z: 1.0}}{promote_extra}}}\n")
+        "promote": {"artifacts": str(tmp_path / "learning"), "gate": {"min_rows": 4, "z": 1.0, "null_z": 1.0},
+                    **(promote or {})}}
+    return config_text(experts, routers={"strong": {"type": "strongest"}},
+                       profiles={"auto": {"router": "strong", "cost_weight": 0.5, "experts": ["cheap", "dear"]}},
+                       log_path=tmp_path / "log.db", flush_interval_ms=20, learning=learning)
 
 
 async def _serve(gateway: Gateway, n: int, start: int = 0) -> list[str]:
@@ -96,7 +97,7 @@ async def _drain(gateway: Gateway) -> None:
 
 def test_shadow_labels_promote_and_revert(tmp_path):
     calls: list = []
-    config = parse_config(config_text(tmp_path))
+    config = parse_config(learning_config(tmp_path))
 
     async def go():
         gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
@@ -111,10 +112,9 @@ def test_shadow_labels_promote_and_revert(tmp_path):
             live_router = gateway.runtime.config.profiles["auto"].router
             reverted = await gateway.learning.revert()
             want = "strong" if reverted is None else "learned:auto"
-            for _ in range(200):  # the swap is scheduled on the event loop by the promoter
-                if gateway.runtime.config.profiles["auto"].router == want and not gateway.learning._swaps:
-                    break
-                await asyncio.sleep(0.01)
+            # the swap is scheduled on the event loop by the promoter
+            await wait_until(lambda: gateway.runtime.config.profiles["auto"].router == want
+                             and not gateway.learning._swaps, timeout=2.0)
             back = gateway.runtime.config.profiles["auto"].router
             await gateway.request_log.flush()
             logged = await gateway.request_log.recent(2000)
@@ -139,7 +139,7 @@ def test_shadow_labels_promote_and_revert(tmp_path):
 
 def test_budget_caps_shadow_spend(tmp_path):
     calls: list = []
-    config = parse_config(config_text(tmp_path, share=0.05, min_labels=1000))
+    config = parse_config(learning_config(tmp_path, share=0.05, min_labels=1000))
 
     async def go():
         gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
@@ -161,7 +161,7 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
     """Shadow jobs share the event loop with clients: a step starts only when no client request is in
     flight (learning.service.yield_to_clients), so it cannot delay one."""
     calls: list = []
-    config = parse_config(config_text(tmp_path, min_labels=1000))
+    config = parse_config(learning_config(tmp_path, min_labels=1000))
 
     async def go():
         gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
@@ -190,7 +190,7 @@ def test_shadow_work_waits_until_the_answer_is_sent(tmp_path):
     from router_gateway.app import create_app
 
     calls: list = []
-    options = GatewayOptions(config=parse_config(config_text(tmp_path, min_labels=1000)),
+    options = GatewayOptions(config=parse_config(learning_config(tmp_path, min_labels=1000)),
                              connect=judge_connect(calls), embedder=TopicEmbedder(), health_interval_s=0)
     app = create_app(options)
     body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "math 1"}]})
@@ -228,7 +228,7 @@ def test_canary_serves_its_share_then_goes_live_on_its_realised_grades(tmp_path)
     """promote.canary: a passing candidate first decides a share of the requests (x-router-router,
     propensities in the log), and goes live once its realised grades are not worse than the live arm's."""
     calls: list = []
-    config = parse_config(config_text(tmp_path, promote_extra=", canary: {share: 0.5, min_graded: 5}"))
+    config = parse_config(learning_config(tmp_path, promote={"canary": {"share": 0.5, "min_graded": 5}}))
 
     async def go():
         gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),

@@ -11,7 +11,7 @@ import zlib
 import openai
 import pytest
 
-from tests.conftest import write_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
 from tests.support.servers import start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "Explain the difference between a list and a tuple in Python."}]
@@ -96,9 +96,8 @@ def obs_gateway(obs_experts, collector, tmp_path_factory):
     reports = tmp / "reports" / "routerbench"
     reports.mkdir(parents=True)
     (reports / "frontier.png").write_bytes(frontier_png())
-    config = write_config(tmp / "experts.yaml", {n: s.url for n, s in obs_experts.items()},
-                          profiles=textwrap.dedent("""\
-        profiles:
+    config = write_config(tmp / "experts.yaml", ranked_experts({n: s.url for n, s in obs_experts.items()}),
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, profiles=textwrap.dedent("""\
           auto: {router: strong, cost_weight: 0.0, experts: [small, medium, large]}
           auto-cheap: {router: cheap, cost_weight: 1.0, experts: [small, medium, large]}
           mid: {router: strong, cost_weight: 0.0, experts: [small, medium]}

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import textwrap
-import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import write_config
-from tests.observability.conftest import MSG
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import start_gateway
 
+MSG = [{"role": "user", "content": "Explain the difference between a list and a tuple in Python."}]
 METRIC_NAMES = {
     "router_gateway_requests_total", "router_gateway_routing_decisions_total", "router_gateway_attempts_total",
     "router_gateway_retries_total", "router_gateway_fallbacks_total", "router_gateway_request_latency_seconds",
@@ -67,13 +66,11 @@ def test_metrics_counters_move_with_traffic(obs_gateway, traffic):
 
 
 def test_request_log_lines_carry_request_ids(obs_gateway, traffic):
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    def request_lines() -> list[dict]:
         lines = [json.loads(line) for line in obs_gateway.log_text().splitlines() if line.startswith("{")]
-        requests = [line for line in lines if line.get("logger") == "router_gateway.requests"]
-        if len(requests) >= sum(traffic.values()):
-            break
-        time.sleep(0.2)
+        return [line for line in lines if line.get("logger") == "router_gateway.requests"]
+    wait_for(lambda: len(request_lines()) >= sum(traffic.values()), timeout=5, step=0.2)
+    requests = request_lines()
     assert len(requests) == sum(traffic.values())
     assert all(line["request_id"].startswith("req-") for line in requests)
     failed = [line for line in requests if line["status"] >= 500]
@@ -87,8 +84,7 @@ def test_traces_are_exported_over_otlp(obs_gateway, traffic, collector):
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
-    deadline, spans = time.monotonic() + 10, []
-    while time.monotonic() < deadline:
+    def exported_spans() -> list:
         spans = []
         for body in list(collector.bodies):
             request = ExportTraceServiceRequest.FromString(body)
@@ -96,9 +92,9 @@ def test_traces_are_exported_over_otlp(obs_gateway, traffic, collector):
                 service = {a.key: a.value.string_value for a in rs.resource.attributes}["service.name"]
                 assert service == "gateway-under-test"
                 spans += [s for ss in rs.scope_spans for s in ss.spans]
-        if sum(s.name == "chat" for s in spans) >= sum(traffic.values()):
-            break
-        time.sleep(0.2)
+        return spans
+    wait_for(lambda: sum(s.name == "chat" for s in exported_spans()) >= sum(traffic.values()), timeout=10, step=0.2)
+    spans = exported_spans()
     names = {s.name for s in spans}
     assert {"chat", "embed", "route", "forward", "attempt"} <= names
     roots = [s for s in spans if s.name == "chat"]
@@ -146,10 +142,9 @@ def test_ui_page_and_assets_are_served(obs_gateway):
 @pytest.mark.slow
 def test_two_workers_share_one_metrics_view(obs_experts, tmp_path):
     """--workers 2: whichever worker answers the scrape reports every worker's counters."""
-    config = write_config(tmp_path / "experts.yaml", {"small": obs_experts["small"].url},
-                          profiles=textwrap.dedent("""\
-        profiles:
-          auto: {router: strong, cost_weight: 0.0}"""))
+    config = write_config(tmp_path / "experts.yaml", ranked_experts({"small": obs_experts["small"].url}),
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER,
+                          profiles={"auto": {"router": "strong", "cost_weight": 0.0}})
     server = start_gateway(config, tmp_path, extra_args=["--workers", "2"])
     try:
         with httpx.Client(timeout=20) as http:  # fresh connections spread over the workers

@@ -12,13 +12,14 @@ from router_gateway.app import create_app
 from router_gateway.container import GatewayOptions
 from router_gateway.domain.record import Attempt, RequestRecord
 from router_gateway.state.keys import KeyStore
-from tests.conftest import write_config
+from tests.support.configs import AUTO_PROFILES, ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, ranked_experts, write_config
 
 
 @pytest.fixture
 def keyed_app(tmp_path, monkeypatch):
     monkeypatch.delenv("ROUTER_GATEWAY_PUBLIC_METRICS", raising=False)
-    config = write_config(tmp_path / "experts.yaml", {"a": "http://127.0.0.1:9"})
+    config = write_config(tmp_path / "experts.yaml", ranked_experts({"a": "http://127.0.0.1:9"}),
+                          routers=STRONG_AND_CHEAP, profiles=AUTO_PROFILES, embedder=ONE_THREAD_EMBEDDER)
     keys = KeyStore(tmp_path / "keys.json")
     admin, _ = keys.create("ops", scopes=("admin",))
     user, _ = keys.create("app")

@@ -2,45 +2,10 @@
 from __future__ import annotations
 
 import signal
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.servers import free_port, start_fake_expert, start_redis
-
-
-def write_gateway_config(path: Path, experts: dict[str, dict], profiles: dict[str, str], server: str = "",
-                         log_path: Path | None = None) -> Path:
-    """experts: name -> {url, prior, first_byte, total, max_concurrency}; profiles: name -> YAML flow mapping."""
-    lines = ["experts:"]
-    for name, spec in experts.items():
-        lines += [f"  {name}:", f"    base_url: {spec['url']}/v1", f"    model: {name}-served",
-                  f"    price: {{input_per_mtok: {spec.get('price', 0.1)}, output_per_mtok: {2 * spec.get('price', 0.1)}}}",
-                  f"    prior_quality: {spec.get('prior', 0.5)}", "    capabilities: [tools, json, vision]",
-                  f"    context_window: {spec.get('context_window', 32768)}",
-                  f"    max_concurrency: {spec.get('max_concurrency', 64)}",
-                  f"    timeout: {{connect: 1, first_byte: {spec.get('first_byte', 1.0)}, total: {spec.get('total', 30)}}}"]
-    lines += ["routers:", "  strong: {type: strongest}", "  cheap: {type: cheapest}", "profiles:"]
-    lines += [f"  {name}: {spec}" for name, spec in profiles.items()]
-    lines += [f"logging: {{path: {log_path or path.parent / 'requests.db'}, flush_interval_ms: 50}}",
-              "embedder: {backend: auto, threads: 1}", server]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
-def set_behaviour(server, behaviour: str, **extra) -> None:
-    httpx.post(f"{server.url}/_behaviour", json={"behaviour": behaviour, **extra}).raise_for_status()
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
-from tests.reliability.test_faults import MSG, call
-from tests.support.servers import start_fake_expert, start_gateway
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.calls import CAPITAL as MSG
+from tests.support.calls import call
+from tests.support.servers import set_behaviour, start_fake_expert, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def setup(tmp_path_factory):
     profiles = {"burst": "{router: strong, cost_weight: 0, experts: [first, recovered]}",
                 "mixed": "{router: strong, cost_weight: 0, experts: [streamfail, backup]}"}
     server = "server: {health_interval_s: 0.5, breaker: {failure_threshold: 2, cooldown_s: 1.0}}"
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, server)
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server)
     gateway = start_gateway(config, tmp)
     yield gateway, fakes
     gateway.stop()

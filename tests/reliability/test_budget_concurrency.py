@@ -5,7 +5,6 @@ processes in front of a real (slow) fake expert: one replica on local state, two
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import orjson
@@ -15,8 +14,11 @@ from router_gateway.domain.config import load_config
 from router_gateway.domain.protocol import ChatRequest
 from router_gateway.state.holds import expected_hold
 from router_gateway.state.keys import KeyStore
-from tests.reliability.conftest import wait_for, write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.request_log import logged_ids
 from tests.support.servers import start_fake_expert, start_gateway, wait_gateway
+from tests.support.usage import settled_spend
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BODY = orjson.dumps({"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
@@ -37,10 +39,11 @@ def replicas(redis_server, tmp_path_factory):
     servers = {}
     for name, redis in (("local", None), ("a", redis_server.url_redis), ("b", redis_server.url_redis)):
         (tmp / name).mkdir()
-        config = write_gateway_config(tmp / name / "experts.yaml", spec, profiles, "server: {health_interval_s: 30}",
-                                      log_path=tmp / name / "requests.db")
+        config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"health_interval_s": 30})
         env = {"ROUTER_GATEWAY_KEYS": str(store.path), **({"REDIS_URL": redis} if redis else {})}
         servers[name] = start_gateway(config, tmp / name, env=env, wait=False)
+        servers[name].db_path, servers[name].redis_url = tmp / name / "requests.db", redis
     try:
         for server in servers.values():
             wait_gateway(server)
@@ -65,18 +68,20 @@ def spend_of(responses: list[httpx.Response]) -> float:
     return sum(float(r.headers["x-router-cost-usd"]) for r in responses if r.status_code == 200)
 
 
-def new_key(store: KeyStore, urls: list[str], **limits) -> str:
-    secret, _ = store.create("burst", **limits)
+def new_key(store: KeyStore, urls: list[str], **limits) -> tuple[str, str]:
+    """(secret, key id) of a new key every replica at ``urls`` knows."""
+    secret, record = store.create("burst", **limits)
     # the replicas re-read the keys file at most once a second: wait until they all know the key
     probe = {"authorization": f"Bearer {secret}"}
     assert wait_for(lambda: all(httpx.get(f"{u}/v1/models", headers=probe).status_code == 200 for u in urls), 10)
-    return secret
+    return secret, record.id
 
 
-def check_budget_bursts(urls: list[str], store: KeyStore, hold) -> None:
+def check_budget_bursts(urls: list[str], store: KeyStore, hold, settled) -> None:
+    """``settled(key_id, responses)``: whether the usage of a burst's answers has replaced their holds."""
     budget = 1e-4  # ten requests' worth
     assert hold.usd >= COST  # the estimate errs high, which is what bounds the overspend
-    secret = new_key(store, urls, budget_usd_day=budget)
+    secret, key_id = new_key(store, urls, budget_usd_day=budget)
     first = asyncio.run(burst(urls, secret))
     answered = [r for r in first if r.status_code == 200]
     assert answered, [r.text for r in first[:3]]
@@ -84,8 +89,9 @@ def check_budget_bursts(urls: list[str], store: KeyStore, hold) -> None:
     assert spend_of(first) <= budget + hold.usd, (len(answered), spend_of(first))
     # later bursts use what the first one's holds gave back, and never more than one request past it
     total = spend_of(first)
+    more = first
     for _ in range(5):
-        time.sleep(0.3)  # the burst's usage is settled just after its answers
+        assert wait_for(lambda: settled(key_id, more), 10)  # the burst's usage is settled just after its answers
         more = asyncio.run(burst(urls, secret))
         total += spend_of(more)
         if not any(r.status_code == 200 for r in more):
@@ -97,12 +103,16 @@ def check_budget_bursts(urls: list[str], store: KeyStore, hold) -> None:
 
 def test_budget_holds_under_a_burst_on_one_replica(replicas):
     local, _, store, hold = replicas
-    check_budget_bursts([local.url], store, hold)
+    # one replica settles a request's usage before it logs it: a logged answer is a settled one
+    check_budget_bursts([local.url], store, hold, lambda _, responses: {
+        r.headers["x-request-id"] for r in responses if r.status_code == 200} <= logged_ids(local.db_path))
 
 
 def test_budget_holds_under_a_burst_across_two_replicas_on_redis(replicas):
     _, pair, store, hold = replicas
-    check_budget_bursts([g.url for g in pair], store, hold)
+    redis_url = pair[0].redis_url
+    check_budget_bursts([g.url for g in pair], store, hold,
+                        lambda key_id, _: settled_spend(redis_url, key_id) is not None)
 
 
 @pytest.mark.parametrize("where", ["local", "redis"])
@@ -110,7 +120,7 @@ def test_tokens_per_minute_hold_under_a_burst(replicas, where):
     local, pair, store, hold = replicas
     urls = [local.url] if where == "local" else [g.url for g in pair]
     tpm = 10 * TOKENS
-    secret = new_key(store, urls, tpm=tpm)
+    secret, _ = new_key(store, urls, tpm=tpm)
     responses = asyncio.run(burst(urls, secret))
     answered = sum(r.status_code == 200 for r in responses)
     assert answered >= 1 and answered * TOKENS <= tpm + hold.tokens, answered

@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.reliability.conftest import wait_for, write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
 from tests.support.servers import start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "Tell me a long story."}]
@@ -24,7 +25,8 @@ def setup(tmp_path_factory):
     spec = {"slowstream": {"url": slowstream.url}, "slow": {"url": slow.url, "first_byte": 10.0}}
     server = ("server: {max_attempts: 1, health_interval_s: 0,\n"
               "         breaker: {failure_threshold: 1, cooldown_s: 60}}")
-    config = write_gateway_config(tmp / "experts.yaml", spec, {"auto": "{router: strong}"}, server)
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server)
     gateway = start_gateway(config, tmp)
     yield {"gateway": gateway, "slowstream": slowstream, "slow": slow, "db": tmp / "requests.db"}
     gateway.stop()

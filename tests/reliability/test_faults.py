@@ -12,14 +12,15 @@ import os
 import time
 
 import httpx
-import orjson
 import pytest
 
-from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
-from tests.support.servers import start_gateway
+from tests.support.calls import CAPITAL as MSG
+from tests.support.calls import call
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.servers import set_behaviour, start_gateway
 
 FAULTS = ["refuse", "e500", "ratelimited", "hang", "slowfb", "slowok", "dies", "flap"]
-MSG = [{"role": "user", "content": "What is the capital of France?"}]
 MATRIX: dict[str, dict] = {}
 
 
@@ -35,7 +36,8 @@ def gw(experts, tmp_path_factory):
         profiles[f"only-{fault}"] = f"{{router: strong, cost_weight: 0, experts: [{fault}]}}"
     server_settings = ("server: {max_attempts: 3, max_body_bytes: 65536, health_interval_s: 0.5,\n"
                        "         breaker: {failure_threshold: 2, cooldown_s: 1.0}}")
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, server_settings)
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server_settings)
     server = start_gateway(config, tmp)
     server.config_path, server.tmp = config, tmp
     yield server
@@ -45,34 +47,6 @@ def gw(experts, tmp_path_factory):
         with open(out, "w") as f:
             json.dump(MATRIX, f, indent=2)
     print("\nfault matrix:\n" + "\n".join(f"  {k}: {v}" for k, v in MATRIX.items()))
-
-
-def call(url: str, model: str, stream: bool, timeout: float = 20.0) -> dict:
-    """One request; returns status, who answered, whether the answer is complete, and any error."""
-    body = {"model": model, "messages": MSG, "stream": stream}
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=timeout) as r:
-        raw = r.read()
-        out = {"status": r.status_code, "expert": r.headers.get("x-router-expert"),
-               "retry_after": r.headers.get("retry-after")}
-    if out["status"] != 200:
-        out["error"] = orjson.loads(raw)["error"]
-        assert set(out["error"]) == {"message", "type", "param", "code"}
-        return out
-    if not stream:
-        data = orjson.loads(raw)
-        out["complete"] = data["choices"][0]["message"]["content"].startswith("answer from")
-        return out
-    events = [e for e in raw.split(b"\n\n") if e.strip()]
-    assert events[-1] == b"data: [DONE]", events[-3:]
-    payloads = [orjson.loads(e[6:]) for e in events[:-1]]
-    errors = [p["error"] for p in payloads if "error" in p]
-    if errors:
-        out["error"] = errors[-1]
-        assert set(errors[-1]) == {"message", "type", "param", "code"}
-    text = "".join(c["delta"].get("content") or "" for p in payloads for c in p.get("choices", []))
-    out["complete"] = not errors and text.startswith("answer from") and \
-        any(c.get("finish_reason") == "stop" for p in payloads for c in p.get("choices", []))
-    return out
 
 
 def outcome(r: dict) -> str:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from router_gateway.api.json_depth import MAX_JSON_DEPTH
-from tests.reliability.conftest import write_gateway_config
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
 from tests.support.servers import start_gateway
 
 COUNTS: Counter = Counter()
@@ -34,7 +34,8 @@ def fuzz_gateway(experts, tmp_path_factory):
     spec = {"good": {"url": experts["good"].url, "prior": 0.6, "context_window": 1 << 20},
             "good2": {"url": experts["good2"].url, "prior": 0.5, "context_window": 1 << 20}}
     profiles = {"auto": "{router: strong, cost_weight: 0.5}", "auto-cheap": "{router: cheap, max_messages: 8}"}
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, "server: {max_body_bytes: 262144}")
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"max_body_bytes": 262144})
     server = start_gateway(config, tmp)
     answer = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "auto", "messages": [
         {"role": "user", "content": "hi"}]})

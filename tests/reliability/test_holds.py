@@ -18,6 +18,7 @@ from router_gateway.state.holds import Hold
 from router_gateway.state.keys import ApiKey, KeyStore
 from router_gateway.state.limits import LocalLimiter
 from tests.support.fakes import HashEmbedder, fake_connect
+from tests.support.polling import wait_until
 
 MSG = [{"role": "user", "content": "hello there"}]
 CONFIG = """
@@ -81,10 +82,8 @@ def test_a_cancelled_request_gives_its_hold_back(one_at_a_time):
         body = {"model": "slow", "messages": MSG}
         ctx = CallContext("req-cancel", body, 100, key_id=record.id, api_key=record)
         task = asyncio.create_task(service.handle(parse_chat_request(body), ctx))
-        for _ in range(100):  # until it holds its estimate (the slow expert answers after 5 s)
-            await asyncio.sleep(0.01)
-            if gateway.limiter._holds[record.id]:
-                break
+        # until it holds its estimate (the slow expert answers after 5 s)
+        await wait_until(lambda: gateway.limiter._holds[record.id], timeout=1.0)
         held = len(gateway.limiter._holds[record.id])
         task.cancel()  # what the endpoint does when the client disconnects
         await asyncio.gather(task, return_exceptions=True)

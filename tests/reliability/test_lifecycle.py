@@ -12,11 +12,12 @@ import orjson
 import pytest
 
 from router_gateway.state.request_log import count_records
-from tests.reliability.conftest import write_gateway_config
-from tests.support.servers import start_fake_expert, start_gateway
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.servers import accepts_connections, start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
-FLUSH_S = 0.05  # logging.flush_interval_ms in write_gateway_config
+FLUSH_S = 0.05  # logging.flush_interval_ms of tests/support/configs.py write_config
 #: a record is "owed" once its response was fully received this long before the kill: one flush
 #: interval plus scheduling slack for a loaded 2-core machine
 KILL_MARGIN_S = FLUSH_S + 0.25
@@ -30,7 +31,8 @@ def setup(tmp_path_factory):
     spec = {"fast": {"url": fast.url, "prior": 0.9}, "slow": {"url": slow.url, "prior": 0.5}}
     profiles = {"auto": "{router: strong, cost_weight: 0, experts: [fast]}",
                 "drip": "{router: strong, cost_weight: 0, experts: [slow]}"}
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, "server: {drain_timeout_s: 10}")
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"drain_timeout_s": 10})
     yield config, tmp
     fast.stop()
     slow.stop()
@@ -107,7 +109,7 @@ def test_sigterm_drains_streams_in_flight_and_flushes_the_log(setup):
     started.wait(timeout=20)  # every stream has its first byte
     t0 = time.monotonic()
     gw.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    assert wait_for(lambda: not accepts_connections(gw.port), timeout=5)  # it closed its listening socket
     with pytest.raises(httpx.HTTPError):  # no longer accepting
         httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "auto", "messages": MSG}, timeout=2)
     for t in threads:

@@ -8,6 +8,7 @@ import threading
 
 from router_gateway.domain.record import RequestRecord
 from router_gateway.state.request_log import RequestLog
+from tests.support.polling import wait_until
 
 
 def rows(path) -> list[str]:
@@ -25,7 +26,8 @@ async def cancel_a_flush_queued_behind_a_busy_writer(log: RequestLog):
     blocker = asyncio.get_running_loop().run_in_executor(log._pool, gate.wait)  # the one writer is busy
     log.record(RequestRecord("a", 1.0))
     flushing = asyncio.create_task(log.flush())
-    await asyncio.sleep(0.05)  # the write is queued behind the blocker, not started
+    # the flush took the batch and queued its write behind the blocker (not started: the writer is busy)
+    assert await wait_until(lambda: not log.is_pending("a"), timeout=5)
     flushing.cancel()
     await asyncio.gather(flushing, return_exceptions=True)
     return gate, blocker
@@ -108,7 +110,7 @@ def test_a_failed_write_of_a_cancelled_flush_is_retried_at_close(tmp_path):
         log._write = slow_then_failing_once
         log.record(RequestRecord("a", 1.0))
         flushing = asyncio.create_task(log.flush())
-        await asyncio.sleep(0.05)
+        assert await wait_until(lambda: calls, timeout=5)  # the write has started and waits for the gate
         flushing.cancel()  # nobody awaits the write any more when it fails
         await asyncio.gather(flushing, return_exceptions=True)
         threading.Timer(0.2, gate.set).start()

@@ -2,15 +2,16 @@
 away mid-run degrades to local state (said in /ready and the log) and resynchronises on return."""
 from __future__ import annotations
 
-import time
 
 import httpx
 import numpy as np
 import pytest
 
 from router_gateway.state.keys import KeyStore
-from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
-from tests.support.servers import start_gateway, start_redis, wait_gateway
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.servers import set_behaviour, start_gateway, start_redis, wait_gateway
+from tests.support.usage import settled_spend
 
 pytestmark = pytest.mark.redis
 MSG = [{"role": "user", "content": "hello"}]
@@ -20,10 +21,11 @@ MSG = [{"role": "user", "content": "hello"}]
 def pair(experts, redis_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shared")
     store = KeyStore(tmp / "keys.json")
-    keys = {"admin": store.create("ops", ("admin",))[0], "rpm": store.create("rpm5", rpm=5)[0],
-            # good costs (11 * 0.1 + 7 * 0.2) / 1e6 = 2.5e-6 USD a request
-            "budget": store.create("budget", budget_usd_day=4e-6, allowed_experts=("good",))[0],
-            "plain": store.create("plain")[0]}
+    keys = {"admin": store.create("ops", ("admin",))[0], "rpm": store.create("rpm5", rpm=5)[0]}
+    # good costs (11 * 0.1 + 7 * 0.2) / 1e6 = 2.5e-6 USD a request
+    keys["budget"], budget_key = store.create("budget", budget_usd_day=4e-6, allowed_experts=("good",))
+    keys["budget_id"] = budget_key.id  # to read its spend in Redis
+    keys["plain"] = store.create("plain")[0]
     spec = {"good": {"url": experts["good"].url, "prior": 0.5},
             "switch": {"url": experts["switch"].url, "prior": 0.9}}
     profiles = {"auto": "{router: strong, cost_weight: 0, experts: [switch, good]}",
@@ -33,8 +35,8 @@ def pair(experts, redis_server, tmp_path_factory):
     gateways = []
     for name in ("a", "b"):
         (tmp / name).mkdir()
-        config = write_gateway_config(tmp / name / "experts.yaml", spec, profiles, server,
-                                      log_path=tmp / name / "requests.db")
+        config = write_config(tmp / name / "experts.yaml", served_experts(spec), profiles=profiles,
+                              routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server)
         gateways.append(start_gateway(config, tmp / name, env=env, wait=False))
     for g in gateways:
         wait_gateway(g)
@@ -58,11 +60,12 @@ def test_rate_limit_holds_in_total_across_replicas(pair):
 
 
 def test_budget_holds_in_total_across_replicas(pair):
-    (a, b), keys, _ = pair
+    (a, b), keys, redis = pair
+    spend = lambda: settled_spend(redis.url_redis, keys["budget_id"]) or 0.0  # noqa: E731
     assert chat(a, keys["budget"]).status_code == 200  # 2.5e-6 spent
-    time.sleep(0.3)  # usage is recorded when the request's log record is written
+    assert wait_for(lambda: spend() > 0, 5)  # the answer's usage replaces its hold in Redis just after it
     assert chat(b, keys["budget"]).status_code == 200  # 5e-6 spent: over the 4e-6 budget now
-    time.sleep(0.3)
+    assert wait_for(lambda: spend() > 4e-6, 5)
     for g in (a, b):
         spent = chat(g, keys["budget"])
         assert spent.status_code == 429 and spent.json()["error"]["code"] == "insufficient_quota"

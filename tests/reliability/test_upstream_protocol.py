@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sqlite3
 import threading
 import time
 
@@ -24,8 +23,10 @@ import httpx
 import orjson
 import pytest
 
-from tests.reliability.conftest import set_behaviour, wait_for, write_gateway_config
-from tests.support.servers import start_fake_expert, start_gateway
+from tests.support.configs import ONE_THREAD_EMBEDDER, STRONG_AND_CHEAP, served_experts, write_config
+from tests.support.polling import wait_for
+from tests.support.request_log import logged_record
+from tests.support.servers import set_behaviour, start_fake_expert, start_gateway
 
 MSG = [{"role": "user", "content": "hello"}]
 DEADLINE_S = 3.0  # server.request_deadline_s
@@ -59,7 +60,8 @@ def gw(fakes, tmp_path_factory):
     server = (f"server: {{max_attempts: 3, request_deadline_s: {DEADLINE_S}, max_response_bytes: 1048576,\n"
               "         health_interval_s: 0, max_header_bytes: 8192, request_read_timeout_s: 1,\n"
               "         breaker: {failure_threshold: 1000, cooldown_s: 1}}")
-    config = write_gateway_config(tmp / "experts.yaml", spec, profiles, server)
+    config = write_config(tmp / "experts.yaml", served_experts(spec), profiles=profiles,
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, extra=server)
     gateway = start_gateway(config, tmp)
     gateway.db = tmp / "requests.db"
     yield gateway
@@ -87,15 +89,6 @@ def final_error(events: list[bytes]) -> dict:
     return payload["error"]
 
 
-def record(db, request_id: str) -> dict:
-    def fetch():
-        with sqlite3.connect(db) as conn:
-            row = conn.execute("SELECT data FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-        return orjson.loads(row[0]) if row else None
-    assert wait_for(lambda: fetch() is not None, timeout=5), f"no record for {request_id}"
-    return fetch()
-
-
 def abandoned(fake) -> int:
     return httpx.get(f"{fake.url}/_stats").json()["abandoned"]
 
@@ -111,7 +104,7 @@ def test_a_stream_that_never_ends_is_cut_at_the_total_timeout_or_the_deadline(gw
     assert limit <= elapsed < limit + 2.0, elapsed
     error = final_error(events)
     assert error["code"] == "upstream_timeout" and error["type"] == "timeout_error"
-    logged = record(gw.db, headers["x-request-id"])
+    logged = logged_record(gw.db, headers["x-request-id"])
     assert logged["status"] == 504 and "upstream timeout" in logged["error"], logged
     assert wait_for(lambda: abandoned(fakes["endless"]) == before + 1, timeout=3), "upstream not closed"
 
@@ -147,7 +140,7 @@ def test_a_misbehaving_expert_fails_over_to_a_healthy_one(gw, fault, streamed):
     else:
         text = response.json()["choices"][0]["message"]["content"]
     assert text.strip() == "answer from good", response.text[-300:]
-    attempts = record(gw.db, response.headers["x-request-id"])["attempts"]
+    attempts = logged_record(gw.db, response.headers["x-request-id"])["attempts"]
     assert [a["expert"] for a in attempts] == [fault, "good"], attempts
     assert attempts[0]["outcome"] != "ok" and attempts[1]["outcome"] == "ok", attempts
 
@@ -158,21 +151,21 @@ def test_a_misbehaving_expert_alone_is_a_502(gw, fault):
     assert status == 502, events
     error = orjson.loads(events[0])["error"]
     assert error["type"] == "upstream_error"
-    assert record(gw.db, headers["x-request-id"])["status"] == 502
+    assert logged_record(gw.db, headers["x-request-id"])["status"] == 502
 
 
 def test_a_body_over_the_limit_alone_is_a_502(gw):
     response = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "only-huge", "messages": MSG},
                           timeout=15)
     assert response.status_code == 502 and response.json()["error"]["type"] == "upstream_error"
-    assert "over the limit" in record(gw.db, response.headers["x-request-id"])["error"]
+    assert "over the limit" in logged_record(gw.db, response.headers["x-request-id"])["error"]
 
 
 def test_a_close_delimited_stream_cut_short_ends_with_an_error_event(gw):
     status, events, headers = stream(gw.url, "only-closecut")
     assert status == 200
     assert final_error(events)["type"] == "upstream_error"
-    logged = record(gw.db, headers["x-request-id"])
+    logged = logged_record(gw.db, headers["x-request-id"])
     assert logged["status"] == 502 and "without data: [DONE]" in logged["error"], logged
 
 
@@ -180,7 +173,7 @@ def test_a_close_delimited_stream_that_ends_properly_is_a_success(gw):
     status, events, headers = stream(gw.url, "only-closeok")
     assert status == 200 and events[-1] == b"data: [DONE]"
     assert not any(b'"error"' in e for e in events)
-    assert record(gw.db, headers["x-request-id"])["status"] == 200
+    assert logged_record(gw.db, headers["x-request-id"])["status"] == 200
 
 
 def health_latencies_during(url: str, model: str, n: int = 3) -> tuple[list[int], list[float], float]:
@@ -273,8 +266,8 @@ def test_a_body_not_received_in_time_loses_its_connection(gw):
 def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, tmp_path):
     switch = start_fake_expert("ok", "switch")
     spec = {"endless": {"url": fakes["endless"].url}, "switch": {"url": switch.url}}
-    config = write_gateway_config(tmp_path / "experts.yaml", spec, {"auto": "{router: strong}"},
-                                  "server: {health_interval_s: 0.3}")
+    config = write_config(tmp_path / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER, server={"health_interval_s": 0.3})
     gateway = start_gateway(config, tmp_path)
     try:
         set_behaviour(switch, "unhealthy")
@@ -290,8 +283,9 @@ def test_a_health_answer_that_never_ends_does_not_stall_health_checking(fakes, t
 # -- weak spot: the drain timeout at shutdown -------------------------------------------------
 def test_a_stream_cut_by_the_drain_timeout_is_logged_as_the_gateway_shutting_down(fakes, tmp_path):
     spec = {"endless": {"url": fakes["endless"].url, "first_byte": 10, "total": 60}}
-    config = write_gateway_config(tmp_path / "experts.yaml", spec, {"auto": "{router: strong}"},
-                                  "server: {drain_timeout_s: 1, health_interval_s: 0}")
+    config = write_config(tmp_path / "experts.yaml", served_experts(spec), profiles={"auto": "{router: strong}"},
+                          routers=STRONG_AND_CHEAP, embedder=ONE_THREAD_EMBEDDER,
+                          server={"drain_timeout_s": 1, "health_interval_s": 0})
     gateway = start_gateway(config, tmp_path)
     try:
         body = {"model": "auto", "messages": MSG, "stream": True}
@@ -308,5 +302,5 @@ def test_a_stream_cut_by_the_drain_timeout_is_logged_as_the_gateway_shutting_dow
         assert gateway.proc.wait(15) is not None
     finally:
         gateway.stop()
-    logged = record(tmp_path / "requests.db", request_id)
+    logged = logged_record(tmp_path / "requests.db", request_id)
     assert logged["status"] == 503 and "gateway shutting down" in logged["error"], logged

@@ -7,7 +7,7 @@ import pytest
 from routers.bandit import LinUCBRouter
 from routers.base import RouterError
 from routers.rl_policy import PolicyRouter
-from tests.routers.test_contract import EXPERTS, synthetic
+from tests.support.router_data import EXPERTS, synthetic
 
 
 @pytest.mark.parametrize("cls", [LinUCBRouter, PolicyRouter])

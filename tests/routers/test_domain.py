@@ -6,7 +6,7 @@ import pytest
 
 from routers.base import RouterError
 from routers.domain import DomainRouter
-from tests.routers.test_contract import EXPERTS, synthetic
+from tests.support.router_data import EXPERTS, synthetic
 
 
 def test_fit_with_domain_labels():

@@ -20,6 +20,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def accepts_connections(port: int) -> bool:
+    """Whether something listens on the loopback port (a TCP connect succeeds; nothing is sent)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None,
               ok=lambda r: r.status_code < 500) -> None:
     deadline = time.monotonic() + timeout
@@ -113,3 +122,8 @@ def start_redis(port: int | None = None) -> Server:
             time.sleep(0.05)
     server.stop()
     raise TimeoutError("redis-server did not start")
+
+
+def set_behaviour(server: Server, behaviour: str, **extra) -> None:
+    """Switch a running fake expert (tests/support/fake_expert.py) to another behaviour."""
+    httpx.post(f"{server.url}/_behaviour", json={"behaviour": behaviour, **extra}).raise_for_status()

@@ -19,7 +19,7 @@ from router_gateway.training.onboarding import (
 from routers.artifact import load_artifact, save_artifact
 from routers.base import RouterError
 from routers.cluster import ClusterRouter
-from tests.training.conftest import fake_embed
+from tests.support.training_data import fake_embed
 
 
 def fake_openai(calls):

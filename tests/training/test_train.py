@@ -11,7 +11,8 @@ from router_gateway.training.data import load_logs
 from router_gateway.training.pipeline import check_artifact_compatible
 from routers.artifact import load_artifact
 from routers.base import RouterError
-from tests.training.conftest import FAKE_INFO, fake_embed, write_logs, write_table
+from tests.support.configs import config_text, expert
+from tests.support.training_data import FAKE_INFO, fake_embed, write_logs, write_table
 
 
 def test_load_logs_skips_and_counts(tmp_path):
@@ -82,17 +83,14 @@ def test_ope_command(tmp_path, fake_embedder, capsys):
     assert "candidate quality dr" in capsys.readouterr().out
 
 
-def _labels_and_experts(tmp_path, coder_domains="[math]"):
+def _labels_and_experts(tmp_path, coder_domains=("math",)):
     labels = tmp_path / "labels.csv"
     labels.write_text("text,category\n" + "".join(
         f"{'math' if i % 2 == 0 else 'chat'} prompt {i},{'math' if i % 2 == 0 else 'chat'}\n" for i in range(80)))
     experts = tmp_path / "experts.yaml"
-    experts.write_text("experts:\n"
-                       f"  coder: {{base_url: http://c/v1, model: c, domains: {coder_domains},"
-                       " price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-                       "  chatty: {base_url: http://h/v1, model: h, domains: [chat],"
-                       " price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-                       "  generalist: {base_url: http://g/v1, model: g, price: {input_per_mtok: 1, output_per_mtok: 1}}\n")
+    experts.write_text(config_text({"coder": expert("http://c/v1", "c", 1, 1, domains=list(coder_domains)),
+                                    "chatty": expert("http://h/v1", "h", 1, 1, domains=["chat"]),
+                                    "generalist": expert("http://g/v1", "g", 1, 1)}))
     return labels, experts
 
 
@@ -112,7 +110,7 @@ def test_train_domain_router_from_labels_and_experts_yaml_domains(tmp_path, fake
 
 
 def test_train_from_labels_refuses_bad_combinations(tmp_path, fake_embedder, capsys):
-    labels, experts = _labels_and_experts(tmp_path, coder_domains="[math, law]")
+    labels, experts = _labels_and_experts(tmp_path, coder_domains=("math", "law"))
     out = str(tmp_path / "x")
     assert main(["train", "--router", "knn", "--from-labels", str(labels), "--experts", str(experts),
                  "--out", out]) == 2
