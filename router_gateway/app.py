@@ -30,7 +30,14 @@ class GatewayApp(FastAPI):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and (path := chat_endpoint.route_path(scope)) in ROUTES:
             scope["app"] = self
-            await chat_endpoint.handle_chat(self, scope, receive, send, path)
+            gateway = getattr(self.state, "gateway", None)
+            if gateway is not None:  # until the answer is sent (background work waits on it: learning)
+                gateway.clients_in_flight += 1
+            try:
+                await chat_endpoint.handle_chat(self, scope, receive, send, path)
+            finally:
+                if gateway is not None:
+                    gateway.clients_in_flight -= 1
             return
         await super().__call__(scope, receive, send)
 

@@ -81,6 +81,7 @@ class Gateway:
         self.pacer = BudgetPacer()  # budget pacing state per key
         self.spend: SpendView | None = None
         self.learning = None  # learning.service.LearningService when experts.yaml has a learning: section
+        self.clients_in_flight = 0  # HTTP requests to the OpenAI endpoints, until their answer is sent (app.py)
         self.affinity = Affinity(AffinityStore())  # session pins outlive reloads; Redis once shared starts
         self.http = GetClient(options.connect)  # health checks and engine-metrics scrapes
         self.health = HealthChecker(self.state, self.http)

@@ -165,6 +165,13 @@ class AffinitySettings(_Strict):
     ttl_s: float = Field(default=1800.0, gt=0, le=7 * 86400)  # sliding: each turn extends it
 
 
+class ProfileCanary(_Strict):
+    """A second router that decides a share of the profile's requests (by a hash of the request id)."""
+
+    router: str
+    share: float = Field(ge=0, le=1)
+
+
 class Profile(_Strict):
     """What clients put in ``model``: which router, how much cost matters, and input limits."""
 
@@ -181,6 +188,7 @@ class Profile(_Strict):
     pacing: PacingSettings | None = None  # route cheaper as a key's (or this profile's) budget runs ahead
     budget: ProfileBudget | None = None  # hard ceiling on the profile's spend (and pacing's target)
     affinity: AffinitySettings = AffinitySettings()
+    canary: ProfileCanary | None = None  # set by the learning loop while a candidate is on trial
 
 
 class EmbedderSettings(_Strict):
@@ -296,6 +304,8 @@ class GatewayConfig(_Strict):
         for name, profile in self.profiles.items():
             if profile.router not in self.routers:
                 raise ValueError(f"profiles.{name}.router: unknown router {profile.router!r}")
+            if profile.canary is not None and profile.canary.router not in self.routers:
+                raise ValueError(f"profiles.{name}.canary.router: unknown router {profile.canary.router!r}")
             for ex in profile.experts:
                 if ex not in self.experts:
                     raise ValueError(f"profiles.{name}.experts: unknown expert {ex!r}")

@@ -40,10 +40,11 @@ class RetrainOutcome:
     gate: GateResult
     promoted: str | None
     router: Router | None
+    canary: str | None = None  # the candidate went on trial instead (promote.canary)
 
     def as_dict(self) -> dict[str, Any]:
         return {"labelled": self.labelled, "trained_on": self.trained_on, "gate": self.gate.as_dict(),
-                "promoted": self.promoted}
+                "promoted": self.promoted, "canary": self.canary}
 
 
 def build_candidate(router_type: str, params: dict[str, Any], X: np.ndarray, Y: np.ndarray,
@@ -78,6 +79,7 @@ class LearningLoop:
         self.last_outcome: RetrainOutcome | None = None
         self.live_trained: set[str] = set()  # prompt digests the live router was trained on
         self.passed_streak = 0  # consecutive retrains whose candidate passed the gate (gate.confirm)
+        self.canary_trained: set[str] = set()  # prompt digests the canary on trial was trained on
 
     def labels_added(self, prompts: int = 1) -> None:
         self.new_labels += prompts
@@ -124,15 +126,27 @@ class LearningLoop:
         self.passed_streak = self.passed_streak + 1 if result.passed else 0
         info = {"labelled": len(data.digests), "trained_on": len(data.digests), "gate": result.as_dict(),
                 "router": r.router, "params": r.params, "passed_in_a_row": self.passed_streak}
-        promoted = None
+        promoted = canary = None
+        on_trial = getattr(self.promoter, "canary", None)
         if result.passed and promote and (by_hand or refresh or self.passed_streak >= g.confirm):
             self.passed_streak = 0
-            promoted = self.promoter.promote(router, info)
-            self.live_trained = set(data.digests)
-        self.store.add_event("promotion" if promoted else "candidate",
-                             {**info, "artifact": promoted, **({"trained_digests": data.digests} if promoted else {})},
+            if by_hand or self.settings.promote.canary.share <= 0:
+                promoted = self.promoter.promote(router, info)
+                self.live_trained = set(data.digests)
+            elif not on_trial:  # automatic, with a canary: on trial first (learning.canary)
+                canary = self.promoter.start_canary(router, info)
+                self.canary_trained = set(data.digests)
+        kind = "promotion" if promoted else "canary" if canary else "candidate"
+        self.store.add_event(kind, {**info, "artifact": promoted or canary,
+                                    **({"trained_digests": data.digests} if promoted or canary else {})},
                              ts=self.clock())
-        return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router))
+        return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router, canary))
+
+    def canary_ended(self, promoted: bool) -> None:
+        """The canary went live (its training prompts are the live router's now) or was dropped."""
+        if promoted:
+            self.live_trained = set(self.canary_trained)
+        self.canary_trained = set()
 
     def _is_refresh(self, digests: list[str]) -> bool:
         """Is the candidate the live learned router's recipe on a superset of its labels?
@@ -180,12 +194,16 @@ class LearningLoop:
         return outcome
 
     def restore_live_trained(self) -> None:
-        """After a restart: the prompts the live artifact was trained on, from its promotion event."""
-        current = getattr(self.promoter, "pointer", {}).get("current")
-        for event in self.store.events("promotion", limit=1000):
-            if event.get("artifact") == current:
-                self.live_trained = set(event.get("trained_digests") or [])
-                return
+        """After a restart: the prompts the live artifact (and a canary on trial) were trained on, from
+        their promotion or canary events."""
+        pointer = getattr(self.promoter, "pointer", {})
+        trained = {}
+        for kind in ("promotion", "canary"):
+            for event in self.store.events(kind, limit=1000):
+                if event.get("trained_digests"):  # a promotion via the canary names its digests in the canary event
+                    trained.setdefault(event.get("artifact"), set(event["trained_digests"]))
+        self.live_trained = trained.get(pointer.get("current"), set()) if pointer.get("current") else set()
+        self.canary_trained = trained.get(pointer.get("canary"), set()) if pointer.get("canary") else set()
 
 
 def _no_gate(reason: str) -> GateResult:

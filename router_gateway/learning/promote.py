@@ -21,7 +21,8 @@ POINTER = "current.json"
 
 
 def read_pointer(directory: str | Path) -> dict[str, Any]:
-    """{"current": path or None (the configured router), "history": [older paths], "version": n}."""
+    """{"current": path or None (the configured router), "history": [older paths], "version": n,
+    "canary": path on trial or None}."""
     path = Path(directory) / POINTER
     try:
         return json.loads(path.read_text())
@@ -66,22 +67,58 @@ class ArtifactPromoter:
     def live_scores(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.live.predict_scores(X), dtype=np.float64)
 
-    def promote(self, router: Router, info: dict[str, Any]) -> str:
+    def _save(self, router: Router, info: dict[str, Any]) -> tuple[str, int]:
         version = int(self.pointer.get("version", 0)) + 1
         path = self.directory / f"v{version:04d}"
         save_artifact(router, path, embedder=self.embedder, extra={"learning": {**info, "promoted_at": self.clock()}})
-        self.live = self._load(str(path))
+        return str(path), version
+
+    def _make_live(self, path: str, version: int) -> str:
+        self.live = self._load(path)
         history = list(self.pointer.get("history", []))
         if self.pointer.get("current"):
             history.append(self.pointer["current"])
-        self.pointer = {"current": str(path), "history": history, "version": version}
+        self.pointer = {"current": path, "history": history, "version": version, "canary": None}
         write_pointer(self.directory, self.pointer)
         if self.on_swap:
-            self.on_swap(str(path))
-        return str(path)
+            self.on_swap(path)
+        return path
+
+    def promote(self, router: Router, info: dict[str, Any]) -> str:
+        return self._make_live(*self._save(router, info))
+
+    @property
+    def canary(self) -> str | None:
+        return self.pointer.get("canary")
+
+    def start_canary(self, router: Router, info: dict[str, Any]) -> str:
+        """Save ``router`` and put it on trial (it serves the canary share; the live router stays)."""
+        path, version = self._save(router, info)
+        self._load(path)  # fails here, not in the swap, if the artifact does not fit the experts
+        self.pointer = {**self.pointer, "canary": path, "version": version}
+        write_pointer(self.directory, self.pointer)
+        if self.on_swap:
+            self.on_swap(self.pointer.get("current"))
+        return path
+
+    def end_canary(self, promote: bool) -> str | None:
+        """Make the canary live (``promote``) or drop it; returns the live artifact (None: configured)."""
+        path = self.pointer.get("canary")
+        if path is None:
+            return self.pointer.get("current")
+        if promote:
+            return self._make_live(path, int(self.pointer.get("version", 0)))
+        self.pointer = {**self.pointer, "canary": None}
+        write_pointer(self.directory, self.pointer)
+        if self.on_swap:
+            self.on_swap(self.pointer.get("current"))
+        return self.pointer.get("current")
 
     def revert(self) -> str | None:
-        """Back to the previous artifact (or the configured router); returns what is live now."""
+        """Back to the previous artifact (or the configured router); returns what is live now.
+        While a canary runs, revert stops the canary and leaves the live router as it is."""
+        if self.pointer.get("canary"):
+            return self.end_canary(promote=False)
         history = list(self.pointer.get("history", []))
         previous = history.pop() if history else None
         self.live = self._load(previous) if previous else self.baseline
@@ -94,8 +131,11 @@ class ArtifactPromoter:
     def adopt(self, pointer: dict[str, Any]) -> bool:
         """Follow a pointer another replica wrote; True when the live router changed."""
         if pointer.get("current") == self.pointer.get("current"):
+            canary_changed = pointer.get("canary") != self.pointer.get("canary")
             self.pointer = pointer
-            return False
+            if canary_changed and self.on_swap:
+                self.on_swap(pointer.get("current"))
+            return canary_changed
         self.live = self._load(pointer["current"]) if pointer.get("current") else self.baseline
         self.pointer = pointer
         if self.on_swap:

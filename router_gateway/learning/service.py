@@ -13,7 +13,10 @@ Promotion: the loop writes the candidate to ``promote.artifacts/vNNNN`` and upda
 ``current.json``; the gateway then rebuilds its runtime with the profile pointing at that artifact
 (router ``learned:<profile>``), exactly like a config reload. With Redis, a retrain holds the lock
 ``<prefix>learning:lock`` (one replica retrains at a time) and the pointer is published under
-``<prefix>learning:pointer``; every replica polls it and swaps too.
+``<prefix>learning:pointer``; every replica polls it and swaps too. Label rows reach the replica that
+retrains through a Redis stream (learning.replicas). With ``promote.canary.share``, an automatic
+promotion first puts the candidate on trial for that share of the requests (router
+``learned-canary:<profile>``) and the canary check on realised grades decides (learning.canary).
 """
 from __future__ import annotations
 
@@ -25,15 +28,18 @@ from typing import Any
 import numpy as np
 import orjson
 
-from router_gateway.domain.config import GatewayConfig, RouterSpec
+from router_gateway.domain.config import GatewayConfig, ProfileCanary, RouterSpec
 from router_gateway.domain.record import RequestRecord
+from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
+from router_gateway.learning.canary import CanaryCheck
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
 from router_gateway.learning.regrade import combine, predicted_grades, settled, surprising
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
+from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
 from router_gateway.routing.router_set import score_experts
 from router_gateway.state.request_log import prompt_digest
@@ -60,17 +66,26 @@ def learned_router_name(profile: str) -> str:
     return f"learned:{profile}"
 
 
+def canary_router_name(profile: str) -> str:
+    return f"learned-canary:{profile}"
+
+
 def overlay(config: GatewayConfig, profile: str, configured_router: str, artifact: str | None,
-            router_type: str) -> GatewayConfig:
-    """``config`` with the profile on the promoted artifact (or back on its configured router)."""
-    name = learned_router_name(profile)
-    routers = {k: v for k, v in config.routers.items() if k != name}
+            router_type: str, canary: str | None = None, canary_share: float = 0.0) -> GatewayConfig:
+    """``config`` with the profile on the promoted artifact (or back on its configured router), and
+    the canary artifact on trial for ``canary_share`` of its requests."""
+    name, trial = learned_router_name(profile), canary_router_name(profile)
+    routers = {k: v for k, v in config.routers.items() if k not in (name, trial)}
     target = configured_router
     if artifact:
         routers[name] = RouterSpec(type=router_type, artifact=artifact)
         target = name
+    update: dict[str, Any] = {"router": target, "canary": None}
+    if canary and canary_share > 0:
+        routers[trial] = RouterSpec(type=router_type, artifact=canary)
+        update["canary"] = ProfileCanary(router=trial, share=canary_share)
     profiles = dict(config.profiles)
-    profiles[profile] = profiles[profile].model_copy(update={"router": target})
+    profiles[profile] = profiles[profile].model_copy(update=update)
     return config.model_copy(update={"routers": routers, "profiles": profiles})
 
 
@@ -96,10 +111,16 @@ class LearningService:
         self.graders: list = []
         self.stats = {"offered": 0, "queued": 0, "dropped_queue_full": 0, "shadowed": 0, "skipped": 0,
                       "failed": 0, "ungraded": 0, "shadow_calls": 0, "judge_calls": 0, "retrains": 0,
-                      "yields": 0, "yield_timeouts": 0}
+                      "yields": 0, "yield_timeouts": 0, "labels_from_replicas": 0, "share_failed": 0}
         self._own_runtimes: list = []  # runtimes held by shadow and judge calls (not client requests)
         self._tasks: list[asyncio.Task] = []
+        self.work = BackgroundWorker()  # label writes, in a low-priority thread
+        self.trainer = BackgroundWorker("learning-train")  # retrains: their own, so writes never wait on one
         self._retrain_lock = asyncio.Lock()
+        self.canary = CanaryCheck(s.promote.canary.min_graded, s.promote.canary.z)
+        self.cost_weight = config.profiles[s.profile].cost_weight
+        self._ending_canary = False
+        self.label_stream: LabelStream | None = None  # with Redis: labels of every replica (learning.replicas)
         self._swaps: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -125,6 +146,9 @@ class LearningService:
         self.loop.total_labels = (await asyncio.to_thread(self.store.counts))["prompts"]
         await asyncio.to_thread(self.loop.restore_live_trained)
         self.graders = self._make_graders()
+        shared = g.shared
+        if shared is not None and shared.enabled and s.replicas.share_labels:
+            self.label_stream = LabelStream(self._redis, shared.prefix, shared.replica, s.replicas.stream_max_rows)
         if self.promoter.pointer.get("current"):
             await self.apply(self.promoter.pointer.get("current"))
         for i in range(s.shadow.concurrency):
@@ -135,6 +159,8 @@ class LearningService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._swaps, return_exceptions=True)
+        self.work.close()
+        self.trainer.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -165,11 +191,11 @@ class LearningService:
 
     # -- background ------------------------------------------------------------------------
     def clients_in_flight(self) -> int:
-        """Requests in flight on the current runtime that are not this service's own calls."""
+        """Client requests in flight: at the HTTP layer until their answer is sent (app.py counts them),
+        or on the current runtime (ChatService called directly), not counting this service's own calls."""
         runtime = self.gateway.runtime
-        if runtime is None:
-            return 0
-        return max(0, runtime.active - sum(1 for r in self._own_runtimes if r is runtime))
+        on_runtime = 0 if runtime is None else runtime.active - sum(1 for r in self._own_runtimes if r is runtime)
+        return max(0, on_runtime, getattr(self.gateway, "clients_in_flight", 0))
 
     async def yield_to_clients(self) -> None:
         """Wait until no client request has been in flight for ``YIELD_POLL_S`` (at most ``YIELD_MAX_S``).
@@ -225,6 +251,8 @@ class LearningService:
         if plan and judge is not None and judge.mode == "pairwise":  # answers are compared with its answer
             ref = self.experts.index(judge.reference_expert)
             plan = sorted(set(plan) | {ref})
+        if not plan and self._canary_arm(record) is not None:
+            plan = [live]  # grade the live answer: the canary check compares the arms' realised grades
         if not plan:
             self.stats["skipped"] += 1
             return False
@@ -253,20 +281,94 @@ class LearningService:
                 self.stats["ungraded"] += 1
                 return False
             await self.yield_to_clients()
-            await asyncio.to_thread(self.store.add, prompt_digest(prompt), x, grades.values(),
-                                    answer_costs=costs, request_id=record.request_id, live_expert=live_name,
-                                    prompt=prompt, answers=answers)
+            await self.work.run(self.store.add, prompt_digest(prompt), x, grades.values(),
+                                answer_costs=costs, request_id=record.request_id, live_expert=live_name,
+                                prompt=prompt, answers=answers)
+            await self._share_labels(prompt, x, grades.values(), costs, record.request_id, live_name)
         finally:
             self.budget.settle(estimate, spent)
             live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
-            await asyncio.to_thread(self.store.add_spend, spent, live)  # both survive a restart
+            await self.work.run(self.store.add_spend, spent, live)  # both survive a restart
         self.policy.observe({self.experts.index(e): gr.score for e, gr in grades.items()})
+        await self._observe_canary(record, grades.get(live_name))
         self.stats["shadowed"] += 1
         if grades:
             self.loop.labels_added(1)
         if self.loop.due():
-            await self.retrain()
+            await self.retrain(when_due=True)
         return True
+
+    async def _share_labels(self, prompt: str, x, grades, costs: dict[str, float], request_id: str,
+                            live_name: str) -> None:
+        """Append the row to the replicas' stream; on failure it stays in this replica's store only."""
+        if self.label_stream is None:
+            return
+        store_prompts = self.gateway.runtime.config.logging.store_prompts
+        row = encode_row(prompt_digest(prompt), x, grades, costs, replica=self.label_stream.replica,
+                         request_id=request_id, live_expert=live_name, prompt=prompt if store_prompts else None,
+                         ts=time.time())
+        try:
+            if not await self.label_stream.publish(row):
+                self.stats["share_failed"] += 1
+        except Exception as exc:  # noqa: BLE001 - Redis down: the label stays here, the others miss it
+            self.stats["share_failed"] += 1
+            log.warning("learning: could not share a label row: %s", exc)
+
+    async def ingest_shared(self) -> int:
+        """Other replicas' new label rows into this replica's store; returns the new prompts."""
+        if self.label_stream is None:
+            return 0
+        rows = await self.label_stream.read_new()
+        if not rows:
+            return 0
+        new = await self.work.run(self._ingest_rows, rows)
+        self.loop.labels_added(new)
+        self.stats["labels_from_replicas"] += new
+        return new
+
+    def _ingest_rows(self, rows: list[dict[str, Any]]) -> int:
+        return sum(self.store.ingest(**{k: v for k, v in row.items() if k != "replica"})[0] for row in rows)
+
+    async def _follow_retrains(self) -> None:
+        """A retrain another replica just made counts here too: no second retrain on the same labels."""
+        marker = await self.label_stream.last_retrain() if self.label_stream else None
+        if marker and marker.get("replica") != self.label_stream.replica and marker["ts"] > self.loop.last_retrain:
+            self.loop.last_retrain = float(marker["ts"])
+            self.loop.new_labels = max(0, self.loop.total_labels - int(marker["labels"]))
+
+    def _canary_arm(self, record: RequestRecord) -> str | None:
+        """"canary" or "live" for a request decided while a canary runs; None otherwise."""
+        if not self.promoter.canary:
+            return None
+        return "canary" if record.router == canary_router_name(self.settings.profile) else "live"
+
+    async def _observe_canary(self, record: RequestRecord, grade: Grade | None) -> None:
+        """Add the live answer's realised utility to its arm; end the canary once the check decides."""
+        arm = self._canary_arm(record)
+        if arm is None or grade is None:
+            return
+        expert = self.experts.index(record.chosen_expert)
+        self.canary.observe(arm, grade.score - self.cost_weight * self.norm_cost[expert], self.promoter.canary)
+        verdict = self.canary.verdict()
+        if verdict is not None and not self._ending_canary:
+            await self.end_canary(verdict.passed, {"check": verdict.as_dict()})
+
+    async def end_canary(self, promote: bool, why: dict[str, Any]) -> str | None:
+        """Make the canary live or drop it (the check decided, or a revert); returns what is live."""
+        path = self.promoter.canary
+        if path is None or self._ending_canary:
+            return self.promoter.pointer.get("current")
+        self._ending_canary = True  # another worker's grade may decide at the same time
+        try:
+            live = await self.work.run(self.promoter.end_canary, promote)
+            self.loop.canary_ended(promote)
+            self.canary.reset()
+        finally:
+            self._ending_canary = False
+        await self.work.run(self.store.add_event, "promotion" if promote else "canary_stopped",
+                            {"artifact": path, "via": "canary", **why})
+        await self._publish_pointer()
+        return live
 
     def _estimate(self, record: RequestRecord, plan: list[int], live: int) -> float:
         config = self.gateway.runtime.config
@@ -369,15 +471,22 @@ class LearningService:
         return await self._call(judge, body, "learning:judge")
 
     # -- retrain, promote, follow ----------------------------------------------------------
-    async def retrain(self, promote: bool | None = None) -> dict[str, Any]:
-        """Retrain now (one replica at a time); returns the outcome."""
+    async def retrain(self, promote: bool | None = None, when_due: bool = False) -> dict[str, Any]:
+        """Retrain now (one replica at a time) on every replica's labels; returns the outcome.
+        ``when_due``: only if still due once the other replicas' labels and retrains are counted."""
         async with self._retrain_lock:
             token = await self._acquire_shared_lock()
             if token is False:
                 return {"skipped": "another replica is retraining"}
             try:
+                await self.ingest_shared()
+                await self._follow_retrains()
+                if when_due and not self.loop.due():
+                    return {"skipped": "another replica retrained on these labels"}
                 self.stats["retrains"] += 1
-                outcome = await asyncio.to_thread(self.loop.retrain, promote)
+                outcome = await self.trainer.run(self.loop.retrain, promote)
+                if self.label_stream is not None:
+                    await self.label_stream.mark_retrained(self.loop.total_labels, self.loop.last_retrain)
             finally:
                 await self._release_shared_lock(token)
             if outcome.promoted:
@@ -385,6 +494,8 @@ class LearningService:
             return outcome.as_dict()
 
     async def revert(self) -> str | None:
+        if self.promoter.canary:  # a canary on trial: revert stops it, the live router stays
+            return await self.end_canary(False, {"by": "revert"})
         previous = await asyncio.to_thread(self.promoter.revert)
         await asyncio.to_thread(self.store.add_event, "revert", {"artifact": previous})
         await self._publish_pointer()
@@ -402,15 +513,20 @@ class LearningService:
     async def apply(self, artifact: str | None) -> None:
         """Hot-swap the gateway onto ``artifact`` (None: the configured router)."""
         s = self.settings
+        canary = self.promoter.canary if self.promoter else None
         ok, message = await self.gateway.swap_config(
-            lambda config: overlay(config, s.profile, self.configured_router, artifact, s.retrain.router))
+            lambda config: overlay(config, s.profile, self.configured_router, artifact, s.retrain.router,
+                                   canary, s.promote.canary.share))
         log.info("learning: profile %s now on %s (%s)", s.profile, artifact or self.configured_router, message)
 
     def on_reload(self, config: GatewayConfig) -> GatewayConfig:
         """A config reload keeps the promoted router."""
         self.configured_router = config.profiles[self.settings.profile].router
         current = self.promoter.pointer.get("current") if self.promoter else None
-        return overlay(config, self.settings.profile, self.configured_router, current, self.settings.retrain.router)
+        canary = self.promoter.canary if self.promoter else None
+        s = self.settings
+        return overlay(config, s.profile, self.configured_router, current, s.retrain.router, canary,
+                       s.promote.canary.share)
 
     def _redis(self):
         shared = self.gateway.shared
@@ -445,11 +561,23 @@ class LearningService:
                 redis = self._redis()
                 raw = await redis.get(self.gateway.shared.prefix + "learning:pointer") if redis else None
                 pointer = orjson.loads(raw) if raw else read_pointer(self.settings.promote.artifacts)
-                await asyncio.to_thread(self.promoter.adopt, pointer)
+                await self.work.run(self.promoter.adopt, pointer)
+                if self.label_stream is not None:
+                    await self.ingest_shared()
+                    await self._follow_retrains()
+                    if self.loop.due():
+                        await self.retrain(when_due=True)
             except Exception as exc:  # keep serving on what is live
                 log.warning("learning: could not follow promotions: %s", exc)
 
     # -- status ----------------------------------------------------------------------------
+    def _canary_status(self) -> dict[str, Any] | None:
+        if not self.promoter or not self.promoter.canary:
+            return None
+        return {"artifact": self.promoter.canary, "share": self.settings.promote.canary.share,
+                "graded": {arm: len(u) for arm, u in self.canary.utilities.items()},
+                "min_graded": self.canary.min_graded}
+
     def brief(self) -> dict[str, Any]:
         """In-memory summary for the live view (no I/O: it is polled)."""
         last = self.loop.last_outcome if self.loop else None
@@ -458,7 +586,7 @@ class LearningService:
                 "share": self.budget.share(), "stats": dict(self.stats),
                 "live": (self.promoter.pointer.get("current") if self.promoter else None) or self.configured_router,
                 "history": list(self.promoter.pointer.get("history", [])) if self.promoter else [],
-                "last_candidate": last.as_dict() if last else None}
+                "canary": self._canary_status(), "last_candidate": last.as_dict() if last else None}
 
     async def status(self) -> dict[str, Any]:
         counts = await asyncio.to_thread(self.store.counts)
@@ -473,7 +601,9 @@ class LearningService:
                       "today_usd": round(self.budget.day_usd, 8), "usd_per_day": self.settings.shadow.usd_per_day},
             "live": self.promoter.pointer.get("current") or f"configured router {self.configured_router!r}",
             "last_candidate": last.as_dict() if last else None,
-            "history": [e for e in events if e["kind"] in ("promotion", "revert", "candidate")],
+            "canary": self._canary_status(),
+            "history": [e for e in events if e["kind"] in ("promotion", "revert", "candidate", "canary",
+                                                           "canary_stopped")],
         }
 
 

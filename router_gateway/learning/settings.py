@@ -91,12 +91,29 @@ class GateSettings(_Strict):
         return v
 
 
+class CanarySettings(_Strict):
+    """Before an automatic promotion, the candidate serves ``share`` of the profile's requests; it goes
+    live when its realised grades are not worse than the live router's (learning.canary)."""
+
+    share: float = Field(default=0.0, ge=0, le=0.5)   # 0: promote at once when the gate passes
+    min_graded: int = Field(default=30, ge=2)          # graded requests per arm before the check decides
+    z: float = Field(default=1.0, ge=0)                # fails when z standard errors worse than live
+
+
 class PromoteSettings(_Strict):
     """Where candidates are written and what a promotion must pass."""
 
     auto: bool = True
     gate: GateSettings = GateSettings()
     artifacts: str = "var/learning"
+    canary: CanarySettings = CanarySettings()
+
+
+class ReplicaSettings(_Strict):
+    """With Redis: every replica's label rows reach the replica that retrains (learning.replicas)."""
+
+    share_labels: bool = True
+    stream_max_rows: int = Field(default=20000, ge=100, le=10_000_000)  # rows kept in Redis (~2 KB each)
 
 
 class LearningSettings(_Strict):
@@ -107,6 +124,7 @@ class LearningSettings(_Strict):
     grader: GraderSettings = GraderSettings()
     retrain: RetrainSettings = RetrainSettings()
     promote: PromoteSettings = PromoteSettings()
+    replicas: ReplicaSettings = ReplicaSettings()
 
 
 def check_learning(learning: LearningSettings, experts: dict, profiles: dict) -> None:

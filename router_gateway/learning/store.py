@@ -87,16 +87,26 @@ class LabelStore:
             request_id: str | None = None, live_expert: str | None = None, prompt: str | None = None,
             answers: dict[str, str | None] | None = None, ts: float | None = None) -> int:
         """Store one shadowed prompt and its grades; returns how many grades were written."""
+        return self.ingest(digest, embedding, grades, answer_costs=answer_costs, request_id=request_id,
+                           live_expert=live_expert, prompt=prompt, answers=answers, ts=ts)[1]
+
+    def ingest(self, digest: str, embedding: np.ndarray, grades: Iterable[Grade], *, answer_costs: dict[str, float],
+               request_id: str | None = None, live_expert: str | None = None, prompt: str | None = None,
+               answers: dict[str, str | None] | None = None, ts: float | None = None) -> tuple[bool, int]:
+        """``add``, returning (whether the prompt is new here, grades written). Idempotent: a row seen
+        again (another replica's, through learning.replicas) leaves one prompt and one grade per
+        (prompt, expert, grader)."""
         ts = time.time() if ts is None else ts
         vec = np.asarray(embedding, dtype=np.float32).tobytes()
         rows = [(digest, g.expert, g.grader, float(g.score), float(answer_costs.get(g.expert, 0.0)),
                  float(g.cost_usd), ts, (answers or {}).get(g.expert) if self.store_answers else None, g.note)
                 for g in grades]
         with self._lock, self._db:
-            self._db.execute("INSERT OR IGNORE INTO label_prompts VALUES (?, ?, ?, ?, ?, ?)",
-                             (digest, ts, request_id, live_expert, vec, prompt if self.store_prompts else None))
+            new = self._db.execute("INSERT OR IGNORE INTO label_prompts VALUES (?, ?, ?, ?, ?, ?)",
+                                   (digest, ts, request_id, live_expert, vec,
+                                    prompt if self.store_prompts else None)).rowcount == 1
             self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return len(rows)
+        return new, len(rows)
 
     def add_spend(self, shadow_usd: float = 0.0, live_usd: float = 0.0, ts: float | None = None) -> None:
         day = day_of(time.time() if ts is None else ts)

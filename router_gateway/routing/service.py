@@ -140,7 +140,8 @@ class RoutingService:
         paced = pace(profile, cost_weight) if pace is not None and profile.pacing is not None else None
         if paced is not None:
             cost_weight = paced.effective
-        loaded = self.routers[profile.router]
+        router_name, arm_share = canary_arm(profile, request_id)
+        loaded = self.routers[router_name]
         # the pin lookups start now and run while the prompt is embedded (a Redis GET costs no wait)
         pending = self.affinity.begin(session, profile) if self.affinity and session else None
         t0 = time.perf_counter()
@@ -152,7 +153,11 @@ class RoutingService:
                               chooser)
         if pending is not None:
             await self.affinity.apply(pending, decision, REQUEST_REASONS)
-        decision.router, decision.prompt_text = profile.router, text
+        decision.router, decision.prompt_text = router_name, text
+        if arm_share < 1.0:  # a canary runs: the arm was drawn too, so it is part of the propensity
+            decision.propensity *= arm_share
+            decision.extra["canary"] = {"router": profile.canary.router, "share": profile.canary.share,
+                                        "arm": "canary" if router_name == profile.canary.router else "live"}
         if paced is not None:
             decision.extra["pacing"] = paced.as_dict()
         decision.embed_ms, decision.route_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
@@ -279,6 +284,16 @@ def nobody_eligible(reasons: dict[str, str]) -> NoExpertAvailable | RateLimited 
         return RateLimited(f"every expert that can serve this request is at capacity: {detail}",
                            code="experts_saturated", headers={"Retry-After": "1"})
     return NoExpertAvailable(f"no expert can serve this request: {detail}", headers={"Retry-After": "1"})
+
+
+def canary_arm(profile: Profile, request_id: str) -> tuple[str, float]:
+    """Which router decides this request, and the probability of that draw (1.0 without a canary)."""
+    canary = profile.canary
+    if canary is None or canary.share <= 0:
+        return profile.router, 1.0
+    if unit_hash(request_id, "canary") < canary.share:
+        return canary.router, canary.share
+    return profile.router, 1.0 - canary.share
 
 
 def _cost_weight(header: str | None, default: float) -> float:

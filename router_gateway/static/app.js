@@ -278,6 +278,9 @@ function drawLearning(data) {
     ["last candidate: live vs candidate utility", `${metric(gate.live_value)} vs ${metric(gate.candidate_value)} ` +
       `on ${gate.rows ?? "–"} held-out prompts: ${gate.passed ? "promoted" : (gate.reason || "–")}`],
     ["promotion history", (l.history || []).concat(l.live ? [l.live] : []).join(" → ") || "none"],
+    ["canary", l.canary ? `${l.canary.artifact} on ${(100 * l.canary.share).toFixed(0)}% of requests; graded ` +
+      `${l.canary.graded.canary} canary / ${l.canary.graded.live} live of ${l.canary.min_graded}` : "none"],
+    ["labels from other replicas", l.stats.labels_from_replicas ?? 0],
   ];
   document.getElementById("learning").replaceChildren(el("table", { class: "tbl" },
     el("tbody", {}, ...rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, String(v)))))));

@@ -58,7 +58,8 @@ def judge_connect(calls: list) -> InMemoryConnector:
     return InMemoryConnector(handler)
 
 
-def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16, judge: dict | None = None) -> str:
+def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16, judge: dict | None = None,
+                    promote: dict | None = None) -> str:
     experts = fake_experts({"cheap": {"price": 1, "q": 0.3}, "dear": {"price": 10, "q": 0.95},
                             "judge": {"price": 1, "q": 0.1}})
     learning = {
@@ -69,7 +70,8 @@ def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16, judge: 
         "retrain": {"router": "knn", "params": {"k": 5}, "every_labels": 8, "min_labels": min_labels, "folds": 3},
         # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
         # safety at its shipped setting are checked in test_loop.py
-        "promote": {"artifacts": str(tmp_path / "learning"), "gate": {"min_rows": 4, "z": 1.0, "null_z": 1.0}}}
+        "promote": {"artifacts": str(tmp_path / "learning"), "gate": {"min_rows": 4, "z": 1.0, "null_z": 1.0},
+                    **(promote or {})}}
     return config_text(experts, routers={"strong": {"type": "strongest"}},
                        profiles={"auto": {"router": "strong", "cost_weight": 0.5, "experts": ["cheap", "dear"]}},
                        log_path=tmp_path / "log.db", flush_interval_ms=20, learning=learning)
@@ -229,3 +231,88 @@ def test_a_surprising_judge_grade_is_asked_again_and_the_majority_kept(tmp_path)
     # dear's mean grade was 1 before 'poem 20': its 0 surprises, the judge is asked until two calls agree
     assert asked == 3 and n_regraded >= 1
     assert np.nanmin(regraded) == 1.0
+
+
+def test_shadow_work_waits_until_the_answer_is_sent(tmp_path):
+    """The request is released before its answer goes out (ChatService logs, then the HTTP layer
+    sends): shadow work must wait for the send too, or it runs while the client still waits."""
+    from router_gateway.app import create_app
+
+    calls: list = []
+    options = GatewayOptions(config=parse_config(learning_config(tmp_path, min_labels=1000)),
+                             connect=judge_connect(calls), embedder=TopicEmbedder(), health_interval_s=0)
+    app = create_app(options)
+    body = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "math 1"}]})
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+             "root_path": "", "query_string": b"", "headers": [(b"content-type", b"application/json")],
+             "http_version": "1.1", "scheme": "http", "server": ("test", 80), "client": ("test", 1)}
+
+    async def go():
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.Event().wait()  # no disconnect: the client stays
+
+        during_send = []
+
+        async def send(message):
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await asyncio.sleep(0.3)  # a slow socket: the answer is still on its way
+                during_send.extend(calls)
+
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+            gateway = app.state.gateway
+            await _drain(gateway)
+            return during_send, list(calls)
+
+    during_send, after = asyncio.run(go())
+    assert during_send == ["dear"]  # only the client's own call until its answer was sent
+    assert "judge" in after and "cheap" in after  # then the shadow job ran
+
+
+def test_canary_serves_its_share_then_goes_live_on_its_realised_grades(tmp_path):
+    """promote.canary: a passing candidate first decides a share of the requests (x-router-router,
+    propensities in the log), and goes live once its realised grades are not worse than the live arm's."""
+    calls: list = []
+    config = parse_config(learning_config(tmp_path, promote={"canary": {"share": 0.5, "min_graded": 5}}))
+
+    async def go():
+        gateway = Gateway(GatewayOptions(config=config, connect=judge_connect(calls), embedder=TopicEmbedder(),
+                                         health_interval_s=0))
+        await gateway.start()
+        chat = ChatService(gateway)
+        try:
+            routers, started, i = [], None, 0
+            while i < 400 and gateway.runtime.config.profiles["auto"].router != "learned:auto":
+                body = {"model": "auto", "messages": [{"role": "user", "content": ("math " if i % 2 else "poem ") + str(i)}]}
+                out = await chat.handle(parse_chat_request(body), CallContext(f"req-{i}", body, 80))
+                routers.append(out.headers.get("x-router-router"))
+                if started is None and gateway.runtime.config.profiles["auto"].canary is not None:
+                    started = (gateway.learning.promoter.canary, gateway.runtime.config.profiles["auto"].canary)
+                i += 1
+                await asyncio.sleep(0.01)  # a quiet moment: shadow steps run between requests
+                await _drain(gateway) if i % 10 == 0 else None
+            await gateway.request_log.flush()
+            logged = await gateway.request_log.recent(4000)
+            for _ in range(100):  # the promotion event is written just after the swap
+                status = await gateway.learning.status()
+                if any(e["kind"] == "promotion" for e in status["history"]):
+                    break
+                await asyncio.sleep(0.05)
+            return routers, started, gateway.runtime.config.profiles["auto"], logged, status
+        finally:
+            await gateway.close()
+
+    routers, started, profile, logged, status = asyncio.run(go())
+    assert started is not None and started[1].share == 0.5  # a canary ran beside the live router
+    assert "learned-canary:auto" in routers and "strong" in routers[routers.index("learned-canary:auto"):]
+    on_trial = [r for r in logged if r.get("router") == "learned-canary:auto"]
+    assert on_trial and all(r["propensity"] == 0.5 for r in on_trial)  # arm share x the router's own (1.0)
+    assert profile.router == "learned:auto" and profile.canary is None  # the check confirmed it
+    kinds = [e["kind"] for e in status["history"]]
+    assert "canary" in kinds and "promotion" in kinds
+    promotion = next(e for e in status["history"] if e["kind"] == "promotion")
+    assert promotion["via"] == "canary" and promotion["check"]["passed"]
