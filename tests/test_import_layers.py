@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.import_graph import against_layers, cycles, edges, main
+from tests.support.tree import write_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,15 +16,9 @@ def test_the_project_has_no_import_cycle_and_no_import_against_the_layers():
     assert against_layers(graph) == []
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
 
 def test_the_check_fails_on_a_cycle_hidden_inside_a_function(tmp_path, capsys):
-    _write(tmp_path, {
+    write_tree(tmp_path, {
         "router_gateway/__init__.py": "",
         "router_gateway/state/__init__.py": "",
         "router_gateway/state/a.py": "from router_gateway.state.b import thing\n",
@@ -36,7 +31,7 @@ def test_the_check_fails_on_a_cycle_hidden_inside_a_function(tmp_path, capsys):
 
 
 def test_the_check_fails_on_an_import_up_the_layers(tmp_path):
-    _write(tmp_path, {
+    write_tree(tmp_path, {
         "router_gateway/__init__.py": "",
         "router_gateway/domain/__init__.py": "",
         "router_gateway/domain/errors.py": "from router_gateway.pipeline import ChatService\n",

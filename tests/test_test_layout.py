@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.layout import main, violations
+from tests.support.tree import write_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,15 +14,9 @@ def test_no_test_module_imports_another_one():
     assert violations(ROOT) == []
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
 
 def test_the_check_fails_on_imports_between_test_modules_and_on_stray_helpers(tmp_path, capsys):
-    _write(tmp_path, {
+    write_tree(tmp_path, {
         "tests/__init__.py": "",
         "tests/conftest.py": "def write_config(): ...\n",
         "tests/support/__init__.py": "",

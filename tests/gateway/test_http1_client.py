@@ -18,6 +18,7 @@ from router_gateway.http.errors import (
     UpstreamConnectError,
 )
 from router_gateway.http.http1 import HIGH_WATER, Http1Pool
+from tests.support.slow_reader import read_slowly
 
 BODY = b'{"model": "m", "messages": []}'
 
@@ -271,15 +272,9 @@ async def test_slow_reader_pauses_the_socket_and_loses_nothing():
     async with Server(big) as server:
         client = pool(server)
         response = await client.post("/chat/completions", BODY)
-        received, paused, most_buffered = [], False, 0
-        async for chunk in response.chunks():
-            received.append(chunk)
-            paused = paused or response._conn.paused
-            most_buffered = max(most_buffered, response._conn.buffered)
-            await asyncio.sleep(0.01)  # a slow consumer
-        response.release()
+        received, paused, most_buffered = await read_slowly(response, 0.01)
         await client.aclose()
-    assert b"".join(received) == payload
+    assert received == payload
     assert paused and most_buffered <= 2 * HIGH_WATER  # bounded, not the whole 2 MiB
 
 

@@ -18,6 +18,7 @@ from router_gateway.http.errors import (
 )
 from router_gateway.http.http1 import HIGH_WATER, Http1Pool
 from router_gateway.http.memory import InMemoryConnector
+from tests.support.slow_reader import read_slowly
 
 BODY = b'{"model": "m", "messages": []}'
 
@@ -158,15 +159,9 @@ async def test_a_slow_reader_pauses_the_connection_and_loses_nothing():
 
     client = pool(InMemoryConnector(lambda r: httpx.Response(200, content=pieces())))
     response = await client.post("/chat/completions", BODY)
-    received, paused, most_buffered = [], False, 0
-    async for chunk in response.chunks():
-        received.append(chunk)
-        paused = paused or response._conn.paused
-        most_buffered = max(most_buffered, response._conn.buffered)
-        await asyncio.sleep(0.001)  # a slow consumer
-    response.release()
+    received, paused, most_buffered = await read_slowly(response, 0.001)
     await client.aclose()
-    assert b"".join(received) == payload
+    assert received == payload
     assert paused and most_buffered <= 2 * HIGH_WATER  # bounded, not the whole 2 MiB
 
 

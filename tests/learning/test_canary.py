@@ -19,7 +19,7 @@ from router_gateway.learning.settings import (
 from router_gateway.learning.store import LabelStore
 from router_gateway.routing.service import canary_arm
 from routers.baselines import StrongestRouter
-from tests.learning.test_loop import EXPERTS, NORM_COST, fill, topic_data
+from tests.support.learning_data import EXPERTS, NORM_COST, fill, topic_data
 
 
 def canary_loop(tmp_path, store, share=0.2):

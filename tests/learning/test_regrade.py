@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_gateway.learning.regrade import combine, predicted_grades, settled, surprising
+from router_gateway.learning.regrade import (
+    combine,
+    predicted_grades,
+    settled,
+    surprising,
+)
 
 
 def test_only_grades_far_from_the_prediction_are_surprising():

@@ -12,12 +12,12 @@ from router_gateway.domain.config import parse_config
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
-from tests.learning.test_service import (
+from tests.support.learning_gateway import (
     TopicEmbedder,
-    _drain,
-    _serve,
+    drain,
     judge_connect,
     learning_config,
+    serve,
 )
 from tests.support.servers import start_redis
 
@@ -50,8 +50,8 @@ def test_labels_from_replica_a_train_replica_b_and_both_swap(tmp_path, redis_url
             replicas.append(g)
         a, b = replicas
         try:
-            await _serve(a, 40)  # only replica A serves traffic, so only A makes labels
-            await _drain(a)
+            await serve(a, 40)  # only replica A serves traffic, so only A makes labels
+            await drain(a)
             made_on_a = (await a.learning.status())["labels"]["prompts"]
             outcome = await b.learning.retrain(promote=True)
             on_b = (await b.learning.status())["labels"]["prompts"]
@@ -62,7 +62,7 @@ def test_labels_from_replica_a_train_replica_b_and_both_swap(tmp_path, redis_url
                 if a.runtime.config.profiles["auto"].router == "learned:auto":
                     break
                 await asyncio.sleep(0.1)
-            routed = {name: await _serve(g, 4, start=200) for name, g in (("a", a), ("b", b))}
+            routed = {name: await serve(g, 4, start=200) for name, g in (("a", a), ("b", b))}
             return made_on_a, on_b, outcome, routed, again, from_a, [
                 g.runtime.config.profiles["auto"].router for g in replicas]
         finally:

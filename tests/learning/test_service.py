@@ -3,7 +3,6 @@ forwarder): shadow answers are graded, labels stored, a candidate promoted by ho
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
 import numpy as np
@@ -12,88 +11,16 @@ import orjson
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
-from router_gateway.embedding.base import EmbedderInfo
 from router_gateway.http.memory import InMemoryConnector
 from router_gateway.pipeline import CallContext, ChatService
-from tests.support.configs import config_text, fake_experts
+from tests.support.learning_gateway import (
+    TopicEmbedder,
+    drain,
+    judge_connect,
+    learning_config,
+    serve,
+)
 from tests.support.polling import wait_until
-
-
-class TopicEmbedder:
-    """Prompts about maths and about poems land in two clusters (plus a little per-prompt noise)."""
-
-    def __init__(self):
-        self.info = EmbedderInfo(name="all-MiniLM-L6-v2", dim=384, backend="topic")
-
-    def embed(self, texts):
-        out = []
-        for text in texts:
-            rng = np.random.default_rng(abs(hash(text)) % 2**32)
-            v = rng.standard_normal(384) * 0.05
-            v[0 if text.startswith("math") else 1] += 1.0
-            out.append(v / np.linalg.norm(v))
-        return np.asarray(out, dtype=np.float32)
-
-
-def judge_connect(calls: list) -> InMemoryConnector:
-    """cheap is right on maths only, dear on everything; the judge grades by that rule."""
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            return httpx.Response(200, json={"data": []})
-        body = orjson.loads(request.content)
-        model, text = body["model"], body["messages"][-1]["content"]
-        calls.append(model)
-        if model == "judge":
-            question = re.search(r"\[Question\]\n(.*?)\n\n\[Answer\]", text, re.S).group(1)
-            answer = re.search(r"\[Answer\]\n(.*?)\n\n", text, re.S).group(1)
-            good = answer == "from dear" or question.startswith("math")
-            content = "10" if good else "0"
-        else:
-            content = f"from {model}"
-        return httpx.Response(200, json={"id": "x", "object": "chat.completion", "model": model,
-                                         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-                                         "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}})
-
-    return InMemoryConnector(handler)
-
-
-def learning_config(tmp_path, share: float = 10.0, min_labels: int = 16, judge: dict | None = None,
-                    promote: dict | None = None) -> str:
-    experts = fake_experts({"cheap": {"price": 1, "q": 0.3}, "dear": {"price": 10, "q": 0.95},
-                            "judge": {"price": 1, "q": 0.1}})
-    learning = {
-        "profile": "auto",
-        "shadow": {"sample": 1.0, "experts": ["cheap", "dear"], "policy": "random", "max_share": share,
-                   "usd_per_day": 1.0},
-        "grader": {"kinds": ["judge"], "judge": {"expert": "judge", **(judge or {})}},
-        "retrain": {"router": "knn", "params": {"k": 5}, "every_labels": 8, "min_labels": min_labels, "folds": 3},
-        # null_z 1: this checks the service's mechanics on a few dozen prompts; the gate's power and
-        # safety at its shipped setting are checked in test_loop.py
-        "promote": {"artifacts": str(tmp_path / "learning"), "gate": {"min_rows": 4, "z": 1.0, "null_z": 1.0},
-                    **(promote or {})}}
-    return config_text(experts, routers={"strong": {"type": "strongest"}},
-                       profiles={"auto": {"router": "strong", "cost_weight": 0.5, "experts": ["cheap", "dear"]}},
-                       log_path=tmp_path / "log.db", flush_interval_ms=20, learning=learning)
-
-
-async def _serve(gateway: Gateway, n: int, start: int = 0) -> list[str]:
-    chat = ChatService(gateway)
-    experts = []
-    for i in range(start, start + n):
-        body = {"model": "auto", "messages": [{"role": "user", "content": ("math " if i % 2 else "poem ") + str(i)}]}
-        out = await chat.handle(parse_chat_request(body), CallContext(f"req-{i}", body, 80))
-        experts.append(out.headers["x-router-expert"])
-    return experts
-
-
-async def _drain(gateway: Gateway) -> None:
-    for _ in range(400):
-        if gateway.learning.queue.empty() and not any(gateway.learning._swaps):
-            await asyncio.sleep(0.05)
-            if gateway.learning.queue.empty():
-                return
-        await asyncio.sleep(0.02)
 
 
 def test_shadow_labels_promote_and_revert(tmp_path):
@@ -105,11 +32,11 @@ def test_shadow_labels_promote_and_revert(tmp_path):
                                          health_interval_s=0))
         await gateway.start()
         try:
-            before = await _serve(gateway, 60)
-            await _drain(gateway)
+            before = await serve(gateway, 60)
+            await drain(gateway)
             status = await gateway.learning.status()
-            after = await _serve(gateway, 20, start=100)
-            await _drain(gateway)  # their shadow jobs may retrain and promote again: let them finish
+            after = await serve(gateway, 20, start=100)
+            await drain(gateway)  # their shadow jobs may retrain and promote again: let them finish
             live_router = gateway.runtime.config.profiles["auto"].router
             reverted = await gateway.learning.revert()
             want = "strong" if reverted is None else "learned:auto"
@@ -147,8 +74,8 @@ def test_budget_caps_shadow_spend(tmp_path):
                                          health_interval_s=0))
         await gateway.start()
         try:
-            await _serve(gateway, 40)
-            await _drain(gateway)
+            await serve(gateway, 40)
+            await drain(gateway)
             return gateway.learning.budget.shadow_usd, gateway.learning.budget.live_usd
         finally:
             await gateway.close()
@@ -170,11 +97,11 @@ def test_shadow_work_waits_while_a_client_request_is_in_flight(tmp_path):
         await gateway.start()
         try:
             client = gateway.acquire()  # a (long) client request in flight
-            await _serve(gateway, 1)     # another one, answered: its shadow job is queued
+            await serve(gateway, 1)     # another one, answered: its shadow job is queued
             await asyncio.sleep(0.3)
             during = list(calls)
             gateway.release(client)
-            await _drain(gateway)
+            await drain(gateway)
             return during, list(calls), dict(gateway.learning.stats)
         finally:
             await gateway.close()
@@ -215,8 +142,8 @@ def test_a_surprising_judge_grade_is_asked_again_and_the_majority_kept(tmp_path)
                                          embedder=TopicEmbedder(), health_interval_s=0))
         await gateway.start()
         try:
-            await _serve(gateway, 30)
-            await _drain(gateway)
+            await serve(gateway, 30)
+            await drain(gateway)
             data = gateway.learning.store.training_set(gateway.learning.experts)
             dear = gateway.learning.experts.index("dear")
             return data.Y[:, dear], calls.count("judge:poem 20"), gateway.learning.stats.get("regraded", 0)
@@ -265,7 +192,7 @@ def test_shadow_work_waits_until_the_answer_is_sent(tmp_path):
         async with app.router.lifespan_context(app):
             await app(scope, receive, send)
             gateway = app.state.gateway
-            await _drain(gateway)
+            await drain(gateway)
             return during_send, list(calls)
 
     during_send, after = asyncio.run(go())
@@ -294,7 +221,7 @@ def test_canary_serves_its_share_then_goes_live_on_its_realised_grades(tmp_path)
                     started = (gateway.learning.promoter.canary, gateway.runtime.config.profiles["auto"].canary)
                 i += 1
                 await asyncio.sleep(0.01)  # a quiet moment: shadow steps run between requests
-                await _drain(gateway) if i % 10 == 0 else None
+                await drain(gateway) if i % 10 == 0 else None
             await gateway.request_log.flush()
             logged = await gateway.request_log.recent(4000)
             for _ in range(100):  # the promotion event is written just after the swap
