@@ -47,9 +47,9 @@ from router_gateway.embedding.static_backend import (
 
 #: word pieces per prompt, as MiniLM sees (its max_seq_length is 256 with [CLS] and [SEP])
 MAX_TOKENS = 254
-#: bump when the recipe changes (the name routers record changes with it)
 #: ridge of the affine map (relative to the corpus size; chosen on cross-fitted auc)
 RIDGE = 1e-4
+#: bump when the recipe changes (the name routers record changes with it)
 RECIPE = f"tuned-v1|init-isolated-sif384|max{MAX_TOKENS}|affine-ridge{RIDGE}"
 NAME_SUFFIX = "-static-tuned"
 BUILD_COMMAND = "python -m router_gateway.embedding.tuned_static ../shared/data"
