@@ -32,6 +32,7 @@ from router_gateway.domain.config import GatewayConfig, ProfileCanary, RouterSpe
 from router_gateway.domain.record import RequestRecord
 from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
+from router_gateway.learning.day_cap import SharedDayCap
 from router_gateway.learning.canary import CanaryCheck
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
@@ -121,6 +122,7 @@ class LearningService:
         self.cost_weight = config.profiles[s.profile].cost_weight
         self._ending_canary = False
         self.label_stream: LabelStream | None = None  # with Redis: labels of every replica (learning.replicas)
+        self.day_cap: SharedDayCap | None = None  # with Redis: usd_per_day for all replicas (learning.day_cap)
         self._swaps: set[asyncio.Task] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -149,6 +151,8 @@ class LearningService:
         shared = g.shared
         if shared is not None and shared.enabled and s.replicas.share_labels:
             self.label_stream = LabelStream(self._redis, shared.prefix, shared.replica, s.replicas.stream_max_rows)
+        if shared is not None and shared.enabled:
+            self.day_cap = SharedDayCap(self._redis, shared.prefix, s.shadow.usd_per_day)
         if self.promoter.pointer.get("current"):
             await self.apply(self.promoter.pointer.get("current"))
         for i in range(s.shadow.concurrency):
@@ -163,6 +167,24 @@ class LearningService:
         self.trainer.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
+
+    async def _reserve(self, usd: float) -> str | None:
+        """Reserve on this replica's budget and, with Redis, on every replica's day cap. None when
+        refused; else the day the shared cap booked it on ('' without Redis), for ``_settle``."""
+        if not self.budget.reserve(usd):
+            return None
+        if self.day_cap is None:
+            return ""
+        day = await self.day_cap.reserve(usd)
+        if day is None:
+            self.budget.settle(usd, 0.0)
+            self.budget.dropped += 1
+        return day
+
+    async def _settle(self, day: str, reserved: float, spent: float) -> None:
+        self.budget.settle(reserved, spent)
+        if self.day_cap is not None and day:
+            await self.day_cap.settle(day, reserved, spent)
 
     def _make_graders(self) -> list:
         s = self.settings.grader
@@ -257,7 +279,8 @@ class LearningService:
             self.stats["skipped"] += 1
             return False
         estimate = self._estimate(record, plan, live)
-        if not self.budget.reserve(estimate):
+        day = await self._reserve(estimate)
+        if day is None:
             self.policy.budget_feedback(refused=True, plenty=False)
             self.stats["skipped"] += 1
             return False
@@ -286,7 +309,7 @@ class LearningService:
                                 prompt=prompt, answers=answers)
             await self._share_labels(prompt, x, grades.values(), costs, record.request_id, live_name)
         finally:
-            self.budget.settle(estimate, spent)
+            await self._settle(day, estimate, spent)
             live, self._live_saved = self.budget.live_usd - self._live_saved, self.budget.live_usd
             await self.work.run(self.store.add_spend, spent, live)  # both survive a restart
         self.policy.observe({self.experts.index(e): gr.score for e, gr in grades.items()})
@@ -413,7 +436,8 @@ class LearningService:
         for j in surprising(expected, by_index, settings.surprise):
             first = grades[self.experts[j]]
             reserve = settings.regrade * first.cost_usd
-            if not self.budget.reserve(reserve):
+            day = await self._reserve(reserve)
+            if day is None:
                 break
             calls, cost = [first.score], first.cost_usd
             for _ in range(settings.regrade):  # again, while the calls disagree
@@ -423,7 +447,7 @@ class LearningService:
                 cost, spent = cost + paid, spent + paid
                 if first.expert in again:
                     calls.append(again[first.expert].score)
-            self.budget.settle(reserve, 0.0)  # what was paid is settled with the job's spend
+            await self._settle(day, reserve, 0.0)  # what was paid is settled with the job's spend
             self.stats["regraded"] = self.stats.get("regraded", 0) + 1
             out[first.expert] = Grade(first.expert, combine(calls), judge.name, cost,
                                       f"median of {len(calls)} judge calls")
@@ -598,7 +622,8 @@ class LearningService:
             "queue": self.queue.qsize(),
             "spend": {"shadow_usd": round(total["shadow_usd"], 8), "live_usd": round(self.budget.live_usd, 8),
                       "share": self.budget.share(), "available_usd": round(self.budget.available(), 8),
-                      "today_usd": round(self.budget.day_usd, 8), "usd_per_day": self.settings.shadow.usd_per_day},
+                      "today_usd": round(self.budget.day_usd, 8), "usd_per_day": self.settings.shadow.usd_per_day,
+                      "today_usd_all_replicas": await self.day_cap.today_usd() if self.day_cap else None},
             "live": self.promoter.pointer.get("current") or f"configured router {self.configured_router!r}",
             "last_candidate": last.as_dict() if last else None,
             "canary": self._canary_status(),

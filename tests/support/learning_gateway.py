@@ -87,9 +87,13 @@ async def serve(gateway: Gateway, n: int, start: int = 0) -> list[str]:
 
 
 async def drain(gateway: Gateway) -> None:
+    """Until the shadow queue is empty and the jobs the workers already took have finished too (an
+    empty queue alone may leave the last job's label unwritten)."""
+    queue = gateway.learning.queue
     for _ in range(400):
-        if gateway.learning.queue.empty() and not any(gateway.learning._swaps):
+        if queue.empty() and not any(gateway.learning._swaps):
+            await asyncio.wait_for(queue.join(), 60)
             await asyncio.sleep(0.05)
-            if gateway.learning.queue.empty():
+            if queue.empty():
                 return
         await asyncio.sleep(0.02)
