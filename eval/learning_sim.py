@@ -121,7 +121,7 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
                               usd_per_day=1e9, max_share=args.max_share),
         retrain=RetrainSettings(router=args.router, params=json.loads(args.params), every_labels=args.every,
                                 min_labels=args.min_labels, folds=args.folds),
-        promote=PromoteSettings(gate=GateSettings()))  # the shipped gate, as a gateway runs it
+        promote=PromoteSettings(gate=gate_settings(args)))  # the shipped gate unless --gate changes it
     store = LabelStore(workdir / "labels.db", store_prompts=False)
     priors = np.nanmean(S[traffic], axis=0)
     baseline = StrongestRouter.from_priors(experts, priors.tolist(), X.shape[1])
@@ -193,6 +193,11 @@ def simulate(table: RoutingTable, X: np.ndarray, prices: np.ndarray, args, polic
     return {"seed": seed, "policy": policy_mode, "flip": flip, "shuffled": shuffle, "noise": noise,
             "regrade": regrade, "curve": curve,
             "candidates": candidates, "final": final}
+
+
+def gate_settings(args) -> GateSettings:
+    """The shipped gate with the keys ``--gate`` names changed (validated like experts.yaml's)."""
+    return GateSettings(**json.loads(args.gate))
 
 
 def store_count(workdir: Path) -> int:
@@ -309,7 +314,8 @@ def markdown(out: dict) -> str:
              f"Command: `python -m eval.learning_sim` (seeds {a['seeds']}, held-out fold {a['held_fold']}, judge "
              f"{a['judge']}, profile cost weight {a['cost_weight']}, candidate {a['router']} {a['params']}, "
              f"retrain every {a['every']} labelled prompts, shadow cap {a['max_share']:.0%} of live spend). "
-             f"The gate is the shipped default (learning.promote.gate: {gate}). Traffic: the other four folds "
+             f"The gate is {'the shipped default' if a.get('gate', '{}') == '{}' else 'changed by --gate'} "
+             f"(learning.promote.gate: {gate}). Traffic: the other four folds "
              "once, in a seeded random order per seed, starting on `strongest`.", "",
              "Full-table knn on the same held-out fold (all traffic prompts, all models): "
              + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", "",
@@ -359,6 +365,8 @@ def parse_args(argv=None):
                    "marked 'regrade' (learning.grader.judge.regrade)")
     p.add_argument("--surprise", type=float, default=0.5,
                    help="a grade is surprising when it lies farther than this from the candidate's prediction")
+    p.add_argument("--gate", default="{}", help='learning.promote.gate keys that differ from the shipped '
+                   'default, as JSON (e.g. \'{"confirm": 1}\')')
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (same results)")
     p.add_argument("--judge", default="gemma-2-9b-it", help="the judge expert (its price is charged per grade)")
     p.add_argument("--cost-weight", type=float, default=0.0, help="the profile's cost weight")
@@ -425,7 +433,7 @@ def main(argv=None) -> int:
             results = list(pool.map(one_run, jobs))
     else:
         results = [one_run(job) for job in jobs]
-    out = {"table": table.name, "args": vars(args), "gate": GateSettings().model_dump(),
+    out = {"table": table.name, "args": vars(args), "gate": gate_settings(args).model_dump(),
            "full_table_knn": reference, "runs": results}
     if args.out:
         folder = Path(args.out)

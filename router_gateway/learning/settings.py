@@ -69,7 +69,7 @@ class RetrainSettings(_Strict):
 
 class GateSettings(_Strict):
     """Promote when the candidate, on held-out labelled prompts (per-prompt utility at cost weights up
-    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se > ``min_gain``) and
+    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se >= ``min_gain``) and
     beats ``controls`` copies of its recipe trained on shuffled labels by ``null_z`` of their sd (a
     permutation test), on at least ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate,
     learning.loop)."""
@@ -82,6 +82,7 @@ class GateSettings(_Strict):
     null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
+    menu: Literal["imputed", "graded"] = "imputed"  # what each router may choose on a labelled prompt (learning.gate)
 
     @field_validator("controls")
     @classmethod
