@@ -60,6 +60,7 @@ class GateResult:
     stderr: float
     reason: str
     null_z: float = float("nan")  # the candidate's gain over the shuffled-label controls, in their sd
+    ope: dict | None = None  # the logged-traffic check (learning.ope_check), where propensities exist
 
     def as_dict(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from router_gateway.learning.gate import GateResult, gate, gate_weights
+from router_gateway.learning.ope_check import ope_check
 from router_gateway.learning.settings import LearningSettings
 from router_gateway.learning.store import LabelStore
 from routers.base import Router
@@ -120,6 +121,7 @@ class LearningLoop:
                       g.refresh_z if refresh else g.z, g.min_rows, null_preds=[p[rows] for p in null_preds],
                       null_z_min=g.null_z, not_worse=refresh, weights=gate_weights(g.max_weight, self.cost_weight),
                       menu=g.menu)
+        result = self._with_ope(result, data, cv_pred, live_pred)
         router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router
         by_hand = promote is not None
@@ -142,6 +144,17 @@ class LearningLoop:
                                     **({"trained_digests": data.digests} if promoted or canary else {})},
                              ts=self.clock())
         return self._record(RetrainOutcome(len(data.digests), len(data.digests), result, promoted, router, canary))
+
+    def _with_ope(self, result: GateResult, data, cv_pred: np.ndarray, live_pred: np.ndarray) -> GateResult:
+        """The logged-traffic check (learning.ope_check): a veto where the logs support one."""
+        propensity = self.store.logged_propensities(data.digests)
+        logged = np.array([self.experts.index(e) if e in self.experts else -1 for e in data.live_expert])
+        ope = ope_check(data.Y, logged, propensity, cv_pred, live_pred, self.norm_cost, self.cost_weight,
+                        self.settings.promote.gate.ope_min_ess)
+        if ope is None:
+            return result
+        return replace(result, passed=result.passed and not ope.veto, reason=f"{result.reason}; {ope.reason}",
+                       ope=ope.as_dict())
 
     def canary_ended(self, promoted: bool) -> None:
         """The canary went live (its training prompts are the live router's now) or was dropped."""

@@ -83,6 +83,7 @@ class GateSettings(_Strict):
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
     menu: Literal["imputed", "graded"] = "imputed"  # what each router may choose on a labelled prompt (learning.gate)
+    ope_min_ess: float = Field(default=30.0, ge=1)  # logged-traffic veto needs this much support (learning.ope_check)
 
     @field_validator("controls")
     @classmethod

@@ -23,6 +23,8 @@ from typing import Any, Iterable
 import numpy as np
 import orjson
 
+from router_gateway.domain.record import json_path
+
 from router_gateway.learning.graders import Grade
 from router_gateway.state.request_log import connect
 
@@ -178,6 +180,18 @@ class LabelStore:
         X = (np.stack([np.frombuffer(p[1], dtype=np.float32) for p in prompts]) if prompts
              else np.zeros((0, 0), dtype=np.float32))
         return TrainingSet([p[0] for p in prompts], X, Y, cost, list(experts), [p[2] for p in prompts])
+
+    def logged_propensities(self, digests: list[str]) -> np.ndarray:
+        """Per digest, the propensity the request log recorded for the live answer; nan where unknown
+        (no request log in this database, a row from another replica, a fallback answered)."""
+        with self._lock:
+            try:
+                found = dict(self._db.execute(
+                    "SELECT p.digest, json_extract(r.data, ?) FROM label_prompts p "
+                    "JOIN requests r ON r.request_id = p.request_id", (json_path("propensity"),)).fetchall())
+            except sqlite3.OperationalError:  # no request log in this database (the replay, unit tests)
+                found = {}
+        return np.array([np.nan if found.get(d) is None else float(found[d]) for d in digests], dtype=np.float64)
 
     def export_csv(self, path: str | Path, experts: list[str]) -> int:
         """Write labels in the routing-table format (prompt, fold, task, score:/cost:<expert>) plus a
