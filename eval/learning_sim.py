@@ -372,7 +372,8 @@ def parse_args(argv=None):
     p.add_argument("--cost-weight", type=float, default=0.0, help="the profile's cost weight")
     p.add_argument("--sample", type=float, default=1.0)
     p.add_argument("--max-share", type=float, default=0.25)
-    p.add_argument("--max-experts", type=int, default=9)
+    p.add_argument("--max-experts", type=int, default=ShadowSettings().max_experts,
+                   help="learning.shadow.max_experts (0: no cap, the shipped default)")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rate", type=float, default=0.3)
     p.add_argument("--explore", type=float, default=ShadowSettings().explore,

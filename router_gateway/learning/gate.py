@@ -7,7 +7,7 @@ over those prompts stands in: labels are partial), divided by ``1 + w`` so that 
 alike. Averaged over the cost-weight sweep this is one number per prompt and router, and the gate
 looks at per-prompt differences on the same prompts:
 
-1. *Not worse than the live router* (paired over prompts): ``mean(d) + z * se(d) >= min_gain`` (``min_gain``
+1. *Not worse than the live router* (paired over prompts): ``mean(d) + z * se(d) > min_gain`` (``min_gain``
    0: not worse within ``z`` standard errors; negative: that much loss is accepted; positive: a gain is required).
 2. *Against shuffled-label controls* (a permutation test): the same recipe is cross-fitted on the
    labels shuffled across prompts ``controls`` times; their mean gains over the live router are the
@@ -33,13 +33,13 @@ refit of the live learned router (``not_worse``) needs test 1 and only to stay a
 mean gain (its recipe already passed test 2, and requiring it again each time would freeze the
 first promoted router).
 
-Partial labels (``menu``): with ``imputed`` (the default) a router whose chosen expert was not graded
-on a prompt is credited that expert's mean grade; with ``graded`` each router chooses only among the
-experts graded on the prompt, so every value is a grade it got. Imputation is biased against a router
-that picks an expert where it is better than its average (tests/learning/test_gate_menu.py builds
-one), yet on the replay the graded menu did not promote sooner or better: clean gap closed 0.261 mean
-against 0.278 imputed, seed 2 never promoted, and it promoted nothing under a noisy judge either
-(eval/reports/llmrouter/learning_variants.md). So imputation stays the default.
+Why impute the mean grade for an ungraded choice, when it is biased against a router that picks an
+expert where that expert beats its average? The alternative measured (each router chooses only among
+the experts graded on the prompt) is worse, and unsafe: the shadow policy grades the experts the
+candidate of the time favoured, so which experts are graded on a prompt carries information about the
+prompt that the shuffled-label controls do not have (their label rows move with their grading
+patterns), and a candidate on shuffled labels beat its controls: promoted in one of five seeds of the
+replay with four shadow answers per prompt (eval/reports/llmrouter/learning_variants.md).
 """
 from __future__ import annotations
 
@@ -72,16 +72,12 @@ SWEEP = np.concatenate([[0.0], np.logspace(-3, 1.5, 60)])
 
 
 def frontier_rows(pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray,
-                  weights: np.ndarray = SWEEP, menu: str = "imputed") -> tuple[np.ndarray, np.ndarray]:
-    """Per cost weight and prompt, the chosen expert's grade and cost: two (n_weights, n_prompts)
-    arrays whose row means are the router's operating points. ``menu="graded"``: the router chooses
-    among the experts graded on that prompt, so every value is a grade it got; ``"imputed"``: among
-    all experts, an ungraded choice worth that expert's mean grade (see module doc)."""
+                  weights: np.ndarray = SWEEP) -> tuple[np.ndarray, np.ndarray]:
+    """Per cost weight and prompt, the chosen expert's grade (imputed where ungraded) and cost:
+    two (n_weights, n_prompts) arrays whose row means are the router's operating points."""
     pred = np.nan_to_num(np.asarray(pred, dtype=np.float64), nan=0.0)
-    seen = ~np.isnan(Y)
-    if menu == "graded":
-        pred = np.where(seen, pred, -np.inf)
     cost = np.broadcast_to(np.asarray(norm_cost, dtype=np.float64), pred.shape)
+    seen = ~np.isnan(Y)
     means = np.where(seen.sum(0) > 0, np.nansum(Y, 0) / np.maximum(seen.sum(0), 1), 0.0)
     rows = np.arange(pred.shape[0])
     quality, spend = np.empty((len(weights), len(rows))), np.empty((len(weights), len(rows)))
@@ -92,10 +88,9 @@ def frontier_rows(pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray,
     return quality, spend
 
 
-def prompt_values(pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray, weights: np.ndarray = SWEEP,
-                  menu: str = "imputed") -> np.ndarray:
+def prompt_values(pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray, weights: np.ndarray = SWEEP) -> np.ndarray:
     """Per prompt: the router's utility (grade - w * cost) / (1 + w), averaged over the weights."""
-    quality, spend = frontier_rows(pred, Y, norm_cost, weights, menu)
+    quality, spend = frontier_rows(pred, Y, norm_cost, weights)
     w = np.asarray(weights, dtype=np.float64)[:, None]
     return ((quality - w * spend) / (1.0 + w)).mean(axis=0)
 
@@ -118,7 +113,7 @@ def null_z(gain: float, null_gains: np.ndarray) -> float:
 
 def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray,
          min_gain: float = 0.0, z: float = 1.0, min_rows: int = 20, null_preds=(), null_z_min: float = 2.33,
-         not_worse: bool = False, weights: np.ndarray = SWEEP, menu: str = "imputed") -> GateResult:
+         not_worse: bool = False, weights: np.ndarray = SWEEP) -> GateResult:
     """Paired test of candidate vs live on held-out labelled prompts, and a permutation test against
     the shuffled-label controls ``null_preds`` (none: that test is skipped); see module doc."""
     n = int(Y.shape[0])
@@ -126,16 +121,17 @@ def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost:
         return GateResult(False, n, float("nan"), float("nan"), float("nan"), float("nan"),
                           f"{n} held-out prompts < min_rows {min_rows}")
     norm_cost = np.asarray(norm_cost, dtype=np.float64)
-    live = prompt_values(live_pred, Y, norm_cost, weights, menu)
-    cand = prompt_values(cand_pred, Y, norm_cost, weights, menu)
+    live = prompt_values(live_pred, Y, norm_cost, weights)
+    cand = prompt_values(cand_pred, Y, norm_cost, weights)
     d = cand - live
     gain = float(d.mean())
     stderr = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
-    nulls = np.array([float((prompt_values(p, Y, norm_cost, weights, menu) - live).mean()) for p in null_preds])
+    nulls = np.array([float((prompt_values(p, Y, norm_cost, weights) - live).mean()) for p in null_preds])
     zn = null_z(gain, nulls) if len(nulls) else float("nan")
-    # >=: a refit that chooses exactly as the live router does (gain 0, stderr 0) is not worse
-    passed = gain + z * stderr >= min_gain
-    reason = (f"gain {gain:+.4f} + {z:g} x stderr {stderr:.4f} {'>=' if passed else '<'} min_gain {min_gain:g} "
+    # strict: a candidate choosing exactly as the live router on every prompt (gain 0, stderr 0) has
+    # nothing to offer, and with a canary configured it would put a copy of the live router on trial
+    passed = gain + z * stderr > min_gain
+    reason = (f"gain {gain:+.4f} + {z:g} x stderr {stderr:.4f} {'>' if passed else '<='} min_gain {min_gain:g} "
               f"(not worse than the live {'learned ' if not_worse else ''}router)")
     if not len(nulls):
         return GateResult(bool(passed), n, float(live.mean()), float(cand.mean()), gain, stderr, reason, zn)

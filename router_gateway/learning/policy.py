@@ -55,13 +55,13 @@ def hull_members(cost: np.ndarray, quality: np.ndarray, margin: float = 0.0) -> 
 class ShadowPolicy:
     """Plans the shadow work for one prompt (see module doc)."""
 
-    def __init__(self, n_experts: int, norm_cost: np.ndarray, mode: str = "value", max_experts: int = 4,
+    def __init__(self, n_experts: int, norm_cost: np.ndarray, mode: str = "value", max_experts: int = 0,
                  allowed: np.ndarray | None = None, warmup: int = 20, margin: float = 0.02,
                  window: int = 200, rate: float = 0.3, seed: int = 0, explore: float = 0.0):
         self.m = n_experts
         self.norm_cost = np.asarray(norm_cost, dtype=np.float64)
         self.mode = mode
-        self.max_experts = max_experts
+        self.max_experts = max_experts or n_experts  # 0: no cap (the value policy still labels only useful experts)
         self.allowed = np.ones(n_experts, bool) if allowed is None else np.asarray(allowed, bool)
         self.warmup, self.margin = warmup, margin
         self.recent: deque[float] = deque(maxlen=window)

@@ -20,7 +20,7 @@ class ShadowSettings(_Strict):
     sample: float = Field(default=0.1, ge=0, le=1)        # share of the profile's requests considered
     experts: tuple[str, ...] = ()                         # who may answer in shadow; empty = all
     policy: Literal["value", "random"] = "value"          # value: value of a label per dollar
-    max_experts: int = Field(default=4, ge=1, le=64)      # shadow answers per prompt at most
+    max_experts: int = Field(default=0, ge=0, le=64)      # shadow answers per prompt at most; 0: no cap
     explore: float = Field(default=0.2, ge=0, le=1)       # value policy: share shadowed whatever their value
     usd_per_day: float = Field(default=1.0, ge=0)         # hard cap on shadow answers + grading, per UTC day
     max_share: float = Field(default=0.25, ge=0, le=10)   # shadow spend <= this share of live spend
@@ -69,7 +69,7 @@ class RetrainSettings(_Strict):
 
 class GateSettings(_Strict):
     """Promote when the candidate, on held-out labelled prompts (per-prompt utility at cost weights up
-    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se >= ``min_gain``) and
+    to ``max_weight``), is not worse than the live router (paired: gain + ``z`` se > ``min_gain``) and
     beats ``controls`` copies of its recipe trained on shuffled labels by ``null_z`` of their sd (a
     permutation test), on at least ``min_rows`` prompts, ``confirm`` retrains in a row (learning.gate,
     learning.loop)."""
@@ -82,7 +82,6 @@ class GateSettings(_Strict):
     null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
-    menu: Literal["imputed", "graded"] = "imputed"  # what each router may choose on a labelled prompt (learning.gate)
     ope_min_ess: float = Field(default=30.0, ge=1)  # logged-traffic veto needs this much support (learning.ope_check)
 
     @field_validator("controls")
