@@ -9,19 +9,16 @@ import redis.asyncio as aioredis
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.learning.day_cap import SharedDayCap
-from tests.support.learning_gateway import TopicEmbedder, drain, judge_connect, learning_config, serve
+from tests.support.learning_gateway import (
+    TopicEmbedder,
+    drain,
+    judge_connect,
+    learning_config,
+    serve,
+)
 from tests.support.servers import start_redis
 
 DAY = 86400.0
-
-
-@pytest.fixture
-def redis_url():
-    server = start_redis()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
 
 
 def test_two_replicas_cannot_both_take_the_last_dollar(redis_url):

@@ -12,7 +12,12 @@ from router_gateway.learning.graders import Grade
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.ope_check import ope_check
 from router_gateway.learning.promote import ArtifactPromoter
-from router_gateway.learning.settings import GateSettings, LearningSettings, PromoteSettings, RetrainSettings
+from router_gateway.learning.settings import (
+    GateSettings,
+    LearningSettings,
+    PromoteSettings,
+    RetrainSettings,
+)
 from router_gateway.learning.store import LabelStore
 from router_gateway.state.request_log import RequestLog
 from routers.baselines import StrongestRouter
@@ -38,7 +43,7 @@ def test_logs_with_exploration_veto_a_worse_candidate_and_pass_a_better_one():
     Y, logged, p, right, wrong = _explored_logs()
     worse = ope_check(Y, logged, p, wrong, right, COST, 0.0, min_ess=30)
     better = ope_check(Y, logged, p, right, wrong, COST, 0.0, min_ess=30)
-    assert worse.veto and worse.ess >= 30 and worse.candidate < 0.1 < 0.9 < worse.live
+    assert worse.veto and worse.ess >= 30 and worse.candidate < 0.1 and worse.live > 0.9
     assert not better.veto and better.candidate > 0.9
 
 
@@ -52,7 +57,7 @@ def test_logs_without_exploration_have_no_opinion_where_the_candidate_differs():
 
 
 def test_no_logged_propensity_no_check():
-    Y, logged, p, right, wrong = _explored_logs(30)
+    Y, logged, _, right, wrong = _explored_logs(30)
     assert ope_check(Y, logged, np.full(30, np.nan), wrong, right, COST, 0.0, min_ess=1) is None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
@@ -19,16 +18,6 @@ from tests.support.learning_gateway import (
     learning_config,
     serve,
 )
-from tests.support.servers import start_redis
-
-
-@pytest.fixture
-def redis_url():
-    server = start_redis()
-    try:
-        yield f"redis://127.0.0.1:{server.port}/0"
-    finally:
-        server.stop()
 
 
 def replica_config(tmp_path, name: str):
