@@ -174,9 +174,12 @@ class LearningService:
         if self.day_cap is None:
             return ""
         day = await self.day_cap.reserve(usd)
-        if day is None:
+        if day is None or _cancel_pending():
             self.budget.settle(usd, 0.0)
             self.budget.dropped += 1
+        if day is not None and _cancel_pending():  # redis-py answered with our cancellation swallowed
+            await self.day_cap.settle(day, usd, 0.0)
+            raise asyncio.CancelledError
         return day
 
     async def _settle(self, day: str, reserved: float, spent: float) -> None:
@@ -630,11 +633,19 @@ class LearningService:
         }
 
 
+def _cancel_pending() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def _cancel_all(tasks: list[asyncio.Task], rounds: int = 20, wait_s: float = 0.5) -> None:
-    """Cancel ``tasks`` and wait for them, cancelling again the ones still running: a shadow worker
-    was seen (about 1 close in 10 of the replicas test) back at ``queue.get()`` after its cancellation,
-    swallowed somewhere below it, and a plain cancel-then-gather then waited forever. Gives up after
-    ``rounds`` (the tasks are left behind, logged) rather than hang the gateway's shutdown."""
+    """Cancel ``tasks`` and wait for them, cancelling again the ones still running. A shadow worker
+    was seen (about 1 close in 7 of the replicas test) back at ``queue.get()`` after its cancellation:
+    a Redis call (the day cap's reservation) returned its reply with the task's cancellation still
+    pending (``Task.cancelling()`` > 0 after the await), so the job ran on, and a plain
+    cancel-then-gather waited forever. ``_reserve`` now honours such a cancellation; any other await
+    that swallows one is caught here. Gives up after ``rounds`` (the tasks are left behind, logged)
+    rather than hang the gateway's shutdown."""
     for _ in range(rounds):
         pending = [t for t in tasks if not t.done()]
         if not pending:
