@@ -8,29 +8,13 @@ import pytest
 
 from router_gateway.learning.gate import gate
 from router_gateway.learning.graders import Grade
-from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy, hull_members
-from router_gateway.learning.promote import ArtifactPromoter, read_pointer
+from router_gateway.learning.promote import read_pointer
 from router_gateway.learning.settings import (
     GateSettings,
-    LearningSettings,
-    PromoteSettings,
-    RetrainSettings,
 )
 from router_gateway.learning.store import LabelStore
-from routers.baselines import StrongestRouter
-from tests.support.learning_data import EXPERTS, NORM_COST, fill, topic_data
-
-
-def make_loop(tmp_path, store, min_rows=20, z=1.0, confirm=1, gate_settings=None):
-    settings = LearningSettings(retrain=RetrainSettings(router="knn", params={"k": 10}, every_labels=50,
-                                                        min_labels=50, folds=5),
-                                promote=PromoteSettings(gate=gate_settings or GateSettings(min_rows=min_rows, z=z,
-                                                                                           confirm=confirm),
-                                                        artifacts=str(tmp_path / "art")))
-    baseline = StrongestRouter.from_priors(EXPERTS, [0.3, 0.3, 0.4], 16)
-    promoter = ArtifactPromoter(tmp_path / "art", EXPERTS, {"name": "test", "dim": 16}, baseline)
-    return LearningLoop(settings, store, EXPERTS, NORM_COST, 0.0, promoter), promoter
+from tests.support.learning_data import EXPERTS, NORM_COST, fill, make_loop, topic_data
 
 
 def test_store_round_trip_partial_labels_and_export(tmp_path):

@@ -9,19 +9,10 @@ import numpy as np
 from router_gateway.domain.record import RequestRecord
 from router_gateway.learning.gate import GateResult
 from router_gateway.learning.graders import Grade
-from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.ope_check import ope_check
-from router_gateway.learning.promote import ArtifactPromoter
-from router_gateway.learning.settings import (
-    GateSettings,
-    LearningSettings,
-    PromoteSettings,
-    RetrainSettings,
-)
 from router_gateway.learning.store import LabelStore
 from router_gateway.state.request_log import RequestLog
-from routers.baselines import StrongestRouter
-from tests.support.learning_data import EXPERTS, NORM_COST, topic_data
+from tests.support.learning_data import EXPERTS, make_loop, topic_data
 
 COST = np.zeros(3)  # equal prices: utility is the grade
 
@@ -90,16 +81,6 @@ def test_label_store_reads_the_logged_propensity_from_the_request_log(tmp_path):
         alone.close()
 
 
-def _loop(tmp_path, store):
-    settings = LearningSettings(retrain=RetrainSettings(router="knn", params={"k": 10}, every_labels=50,
-                                                        min_labels=50, folds=5),
-                                promote=PromoteSettings(gate=GateSettings(min_rows=20, confirm=1),
-                                                        artifacts=str(tmp_path / "art")))
-    baseline = StrongestRouter.from_priors(EXPERTS, [0.3, 0.3, 0.4], 16)
-    promoter = ArtifactPromoter(tmp_path / "art", EXPERTS, {"name": "test", "dim": 16}, baseline)
-    return LearningLoop(settings, store, EXPERTS, NORM_COST, 0.0, promoter)
-
-
 def test_a_retrain_reads_the_logs_and_their_veto_overrules_the_labelled_prompts(tmp_path):
     """Traffic explored uniformly (propensity 1/3, as logged by the real request log), only the logged
     answer graded: the retrain's gate carries the logged-traffic estimate; and where the logs show the
@@ -124,7 +105,7 @@ def test_a_retrain_reads_the_logs_and_their_veto_overrules_the_labelled_prompts(
             j = int(logged[i])
             store.add(f"d{i:05d}", X[i], [Grade(EXPERTS[j], float(Y[i, j]), "judge:x", 0.001)],
                       answer_costs={EXPERTS[j]: 0.0}, request_id=f"req-{i}", live_expert=EXPERTS[j], ts=float(i))
-        loop = _loop(tmp_path, store)
+        loop, _ = make_loop(tmp_path, store, confirm=1)
         out = loop.retrain(promote=False)
         data = store.training_set(EXPERTS)
         right = np.eye(3)[np.argmax(X[:, :3], axis=1)]
