@@ -174,13 +174,14 @@ class LearningService:
         if self.day_cap is None:
             return ""
         day = await self.day_cap.reserve(usd)
-        if day is None or _cancel_pending():
-            self.budget.settle(usd, 0.0)
-            self.budget.dropped += 1
-        if day is not None and _cancel_pending():  # redis-py answered with our cancellation swallowed
+        if day is not None and not _cancel_pending():
+            return day
+        self.budget.settle(usd, 0.0)
+        self.budget.dropped += 1
+        if day is not None:  # redis-py answered with our cancellation swallowed: honour it
             await self.day_cap.settle(day, usd, 0.0)
             raise asyncio.CancelledError
-        return day
+        return None
 
     async def _settle(self, day: str, reserved: float, spent: float) -> None:
         self.budget.settle(reserved, spent)
