@@ -36,6 +36,7 @@ from router_gateway.state.request_log import RequestLog
 from router_gateway.state.sessions import AffinityStore
 from router_gateway.state.shared_state import SharedState
 from router_gateway.state.usage_settlement import UsageSettler
+from router_gateway.task_stop import stop_tasks
 
 log = logging.getLogger("router_gateway")
 
@@ -152,9 +153,7 @@ class Gateway:
         return self.runtime.config.server.health_interval_s if self.runtime else 0.0
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, "gateway")
         if self.usage is not None:
             await self.usage.aclose()
         if self.learning:  # pending shadow work is dropped; every client answer was logged already

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from router_gateway.embedding.base import Embedder
+from router_gateway.task_stop import stop_tasks
 
 
 class LRUCache:
@@ -70,11 +71,7 @@ class BatchingEmbedder:
 
     async def close(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_tasks([self._task], "embedding batcher")
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def embed_one(self, text: str) -> np.ndarray:

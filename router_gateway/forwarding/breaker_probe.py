@@ -16,6 +16,7 @@ import logging
 import time
 
 from router_gateway.domain.errors import GatewayError
+from router_gateway.task_stop import stop_tasks
 
 log = logging.getLogger("router_gateway.breaker")
 
@@ -35,9 +36,7 @@ class BreakerProber:
                 self.start_due_probes()
                 await asyncio.sleep(self.tick_s())
         finally:
-            for task in self._probes:
-                task.cancel()
-            await asyncio.gather(*self._probes, return_exceptions=True)
+            await stop_tasks(self._probes, "breaker probes")
 
     def tick_s(self) -> float:
         return min(1.0, max(0.05, self.gateway.state.settings.cooldown_s / 10))

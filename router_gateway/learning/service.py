@@ -32,18 +32,24 @@ from router_gateway.domain.config import GatewayConfig, ProfileCanary, RouterSpe
 from router_gateway.domain.record import RequestRecord
 from router_gateway.learning.background import BackgroundWorker
 from router_gateway.learning.budget import ShadowBudget
-from router_gateway.learning.day_cap import SharedDayCap
 from router_gateway.learning.canary import CanaryCheck
+from router_gateway.learning.day_cap import SharedDayCap
 from router_gateway.learning.graders import Grade, ReferenceGrader
 from router_gateway.learning.judge import ABSOLUTE_OVERHEAD_TOKENS, JudgeGrader
-from router_gateway.learning.regrade import combine, predicted_grades, settled, surprising
 from router_gateway.learning.loop import LearningLoop
 from router_gateway.learning.policy import ShadowPolicy
 from router_gateway.learning.promote import ArtifactPromoter, read_pointer
+from router_gateway.learning.regrade import (
+    combine,
+    predicted_grades,
+    settled,
+    surprising,
+)
 from router_gateway.learning.replicas import LabelStream, encode_row
 from router_gateway.learning.store import LabelStore
 from router_gateway.routing.router_set import score_experts
 from router_gateway.state.request_log import prompt_digest
+from router_gateway.task_stop import cancellation_pending, stop_tasks
 from routers.policy import unit_hash
 
 log = logging.getLogger("router_gateway.learning")
@@ -160,7 +166,7 @@ class LearningService:
         self._tasks.append(asyncio.create_task(self._follow_loop(), name="learning-follow"))
 
     async def close(self) -> None:
-        await _cancel_all([*self._tasks, *self._swaps])
+        await stop_tasks([*self._tasks, *self._swaps], "learning")
         self.work.close()
         self.trainer.close()
         if self.store is not None:
@@ -174,7 +180,7 @@ class LearningService:
         if self.day_cap is None:
             return ""
         day = await self.day_cap.reserve(usd)
-        if day is not None and not _cancel_pending():
+        if day is not None and not cancellation_pending():
             return day
         self.budget.settle(usd, 0.0)
         self.budget.dropped += 1
@@ -632,31 +638,6 @@ class LearningService:
             "history": [e for e in events if e["kind"] in ("promotion", "revert", "candidate", "canary",
                                                            "canary_stopped")],
         }
-
-
-def _cancel_pending() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-async def _cancel_all(tasks: list[asyncio.Task], rounds: int = 20, wait_s: float = 0.5) -> None:
-    """Cancel ``tasks`` and wait for them, cancelling again the ones still running. A shadow worker
-    was seen (about 1 close in 7 of the replicas test) back at ``queue.get()`` after its cancellation:
-    a Redis call (the day cap's reservation) returned its reply with the task's cancellation still
-    pending (``Task.cancelling()`` > 0 after the await), so the job ran on, and a plain
-    cancel-then-gather waited forever. ``_reserve`` now honours such a cancellation; any other await
-    that swallows one is caught here. Gives up after ``rounds`` (the tasks are left behind, logged)
-    rather than hang the gateway's shutdown."""
-    for _ in range(rounds):
-        pending = [t for t in tasks if not t.done()]
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=wait_s)
-    left = [t.get_name() for t in tasks if not t.done()]
-    if left:
-        log.warning("learning: tasks still running after %d cancellations: %s", rounds, left)
 
 
 def _answer_text(body: bytes | None) -> str | None:

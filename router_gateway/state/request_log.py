@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import orjson
 
 from router_gateway.domain.record import RequestRecord, json_path
+from router_gateway.task_stop import stop_tasks
 
 log = logging.getLogger("router_gateway.log")
 
@@ -123,11 +124,7 @@ class RequestLog:
 
     async def close(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await stop_tasks([self._task], "request log")
         await self.flush()
         # a flush cancelled above (or by a request whose client left) still has its shielded write queued:
         # the database must stay open until it is done

@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 
 from router_gateway.state.expert_state import ExpertState
+from router_gateway.task_stop import cancellation_pending, stop_tasks
 
 log = logging.getLogger("router_gateway.shared_state")
 
@@ -70,8 +71,7 @@ class SharedState:
 
     async def close(self) -> None:
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task], "shared state")
         if self._redis is not None and self.connected:
             try:
                 await self._redis.delete(f"{self.prefix}inflight:{self.replica}")
@@ -105,11 +105,15 @@ class SharedState:
             await asyncio.sleep(self.sync_interval_s)
             if not self.connected:
                 await self._try_reconnect()
+                if cancellation_pending():
+                    raise asyncio.CancelledError
                 continue
             try:
                 await self.sync()
             except Exception as exc:  # noqa: BLE001
                 self.mark_down(exc)
+            if cancellation_pending():  # a Redis reply can swallow our cancellation (task_stop)
+                raise asyncio.CancelledError
 
     async def _try_reconnect(self) -> None:
         try:
