@@ -119,7 +119,8 @@ class LearningLoop:
         refresh = self._is_refresh(data.digests)
         result = gate(live_pred[rows], cv_pred[rows], data.Y[rows], self.norm_cost, g.min_gain,
                       g.refresh_z if refresh else g.z, g.min_rows, null_preds=[p[rows] for p in null_preds],
-                      null_z_min=g.null_z, not_worse=refresh, weights=gate_weights(g.max_weight, self.cost_weight))
+                      null_z_min=g.null_z, not_worse=refresh, weights=gate_weights(g.max_weight, self.cost_weight),
+                      signal=g.signal)
         result = self._with_ope(result, data, cv_pred, live_pred)
         router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router

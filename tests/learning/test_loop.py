@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from router_gateway.learning.gate import gate
+from router_gateway.learning.gate import gate, residual_signal
 from router_gateway.learning.graders import Grade
 from router_gateway.learning.policy import ShadowPolicy, hull_members
 from router_gateway.learning.promote import read_pointer
@@ -98,13 +98,15 @@ def feed_in_steps(store, loop, X, Y, step=50):
     return outcomes
 
 
+@pytest.mark.parametrize("signal", ["decisions", "residual"])
 @pytest.mark.parametrize("seed", range(8))
-def test_shipped_gate_never_promotes_shuffled_labels_over_many_retrains(tmp_path, seed):
+def test_shipped_gate_never_promotes_shuffled_labels_over_many_retrains(tmp_path, seed, signal):
     """The shipped gate (z 1, confirmed by 2 passing retrains in a row, 200 rows at least) tries again after every
-    50 labels: across all those tries a candidate on shuffled labels is never promoted."""
+    50 labels: across all those tries a candidate on shuffled labels is never promoted, whichever
+    statistic measures its lead over the controls."""
     store = LabelStore(tmp_path / "log.db")
     X, Y = topic_data(400, seed)
-    loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings())
+    loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings(signal=signal))
     outcomes = feed_in_steps(store, loop, X, Y[np.random.default_rng(seed + 1000).permutation(400)])
     assert not any(o.promoted for o in outcomes), [o.gate.reason for o in outcomes]
     assert promoter.live is promoter.baseline
@@ -195,6 +197,18 @@ def test_shipped_gate_sees_a_weak_but_real_signal(tmp_path, seed):
     loop, promoter = make_loop(tmp_path, store, gate_settings=GateSettings())
     outcomes = feed_in_steps(store, loop, X, Y)
     assert any(o.promoted for o in outcomes), [o.gate.reason for o in outcomes]
+
+
+def test_residual_signal_is_what_the_scores_know_beyond_each_experts_mean():
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.random((n, 3))
+    Y = (rng.random((n, 3)) < truth).astype(float)
+    Y[rng.random((n, 3)) < 0.5] = np.nan  # partial labels
+    informed, means_only = truth, np.tile(np.nanmean(Y, axis=0), (n, 1))
+    assert residual_signal(informed, Y) > 0.03
+    assert residual_signal(means_only, Y) == pytest.approx(0.0, abs=1e-9)
+    assert abs(residual_signal(truth[rng.permutation(n)], Y)) < 0.015  # scores of other prompts
 
 
 def test_value_policy_explores_a_share_of_low_value_prompts():
