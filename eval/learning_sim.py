@@ -1,6 +1,6 @@
 """Replay a routing table as live traffic through the learning loop (issue 20's figures).
 
-    python -m eval.learning_sim                       # llmrouter, seeds 0..4: value clean/noisy, random, shuffled
+    python -m eval.learning_sim                       # llmrouter, seeds 0..9: value clean/noisy, random, shuffled
 
 The real classes run: ``LabelStore`` (SQLite), ``ShadowPolicy``, ``ShadowBudget``, ``LearningLoop``
 (retrain -> gate -> promote) and ``ArtifactPromoter`` (artifacts written and loaded back). Only the
@@ -355,7 +355,7 @@ def markdown(out: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", default="../shared/data/bench/llmrouter.csv")
-    p.add_argument("--seeds", default="0,1,2,3,4", help="one pass per seed (traffic order, flips, policy draws)")
+    p.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="one pass per seed (traffic order, flips, policy draws)")
     p.add_argument("--held-fold", type=int, default=0)
     p.add_argument("--runs", default="value:0,value:0.1,random:0,shuffled,value:0.1:regrade,value:0.1:persistent:regrade",
                    help="policy:flip[:persistent][:regrade] per run (persistent: a flip repeats on every judge call "

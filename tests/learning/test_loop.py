@@ -98,7 +98,7 @@ def feed_in_steps(store, loop, X, Y, step=50):
     return outcomes
 
 
-@pytest.mark.parametrize("signal", ["decisions", "residual"])
+@pytest.mark.parametrize("signal", ["decisions", "residual", "either"])
 @pytest.mark.parametrize("seed", range(8))
 def test_shipped_gate_never_promotes_shuffled_labels_over_many_retrains(tmp_path, seed, signal):
     """The shipped gate (z 1, confirmed by 2 passing retrains in a row, 200 rows at least) tries again after every
