@@ -103,13 +103,8 @@ class SharedState:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.sync_interval_s)
-            if not self.connected:
-                await self._try_reconnect()
-                if cancellation_pending():
-                    raise asyncio.CancelledError
-                continue
-            try:
-                await self.sync()
+            try:  # a failure inside a reconnect (Redis gone again at once) must not end the loop either
+                await (self.sync() if self.connected else self._try_reconnect())
             except Exception as exc:  # noqa: BLE001
                 self.mark_down(exc)
             if cancellation_pending():  # a Redis reply can swallow our cancellation (task_stop)

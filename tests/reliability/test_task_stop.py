@@ -61,3 +61,31 @@ def test_shared_state_closes_when_its_sync_swallowed_the_cancellation():
         return closing in done and shared._task.done()
 
     assert asyncio.run(go())
+
+
+def test_shared_state_keeps_syncing_after_a_reconnect_that_failed_half_way():
+    """Redis answered the reconnect's ping, then went away before its sync: the loop used to die with
+    that error (no sync ever again); now it marks Redis down and tries again."""
+    async def go():
+        shared = SharedState("redis://127.0.0.1:1/0", ExpertState({}), sync_interval_s=0.01)
+        shared._redis = _QuietRedis()
+        calls = []
+
+        async def reconnect():
+            calls.append("reconnect")
+            if len(calls) == 1:
+                shared.connected = True
+                raise ConnectionError("gone again")
+
+        shared._try_reconnect = reconnect
+        shared._task = asyncio.create_task(shared._loop())
+        for _ in range(500):
+            if len(calls) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        alive = not shared._task.done()
+        await shared.close()
+        return calls, alive, shared.connected
+
+    calls, alive, connected = asyncio.run(go())
+    assert alive and len(calls) >= 3 and not connected
