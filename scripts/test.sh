@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 start=$(date +%s)
 
+# The suite needs ~13 GB of disk on a fresh machine (venvs 5.7 GB, converted experts 3.1 GB, vLLM's
+# compile cache 2.4 GB, the embedder caches, the tests' temporary files). A full disk fails whichever
+# test writes next ("No space left on device"), so say it up front.
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+say "free disk here: $((free_kb / 1048576)) GB"
+if [ "$free_kb" -lt $((16 * 1048576)) ]; then
+  say "WARNING: less than 16 GB free; the setup and the suite may run out of disk"
+fi
+
 bash scripts/setup.sh
 
 EXPERTS=deploy/cpu/experts.sh

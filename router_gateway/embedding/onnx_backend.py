@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
                       f"(onnxruntime, tokenizers): {exc}") from exc
 
 from router_gateway.embedding.base import DEFAULT_MODEL, EmbedderInfo, normalise
+from router_gateway.embedding.fingerprint import weights_fingerprint
 
 #: word pieces the model sees (sentence-transformers' max_seq_length for MiniLM)
 MAX_TOKENS = 256
@@ -58,9 +59,7 @@ def onnx_path_for(model_dir: Path, quantize: bool = True) -> Path:
     weights = model_dir / "model.safetensors"
     if not weights.exists():
         weights = model_dir / "pytorch_model.bin"
-    stat = weights.stat() if weights.exists() else None
-    key = f"{EXPORT_RECIPE}|{model_dir.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{EXPORT_RECIPE}|{weights_fingerprint(weights)}".encode()).hexdigest()[:12]
     suffix = "int8" if quantize else "fp32"
     return onnx_cache_dir() / f"{model_dir.name}-{digest}-{suffix}.onnx"
 

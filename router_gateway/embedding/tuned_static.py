@@ -38,6 +38,7 @@ import numpy as np
 
 from router_gateway.embedding import static_tuning
 from router_gateway.embedding.base import DEFAULT_MODEL
+from router_gateway.embedding.fingerprint import weights_fingerprint
 from router_gateway.embedding.static_backend import (
     model_dir_for,
     post_process,
@@ -60,14 +61,13 @@ class TunedTableMissing(RuntimeError):
 
 
 def _model_key(model_dir: Path) -> str:
-    """Recipe + the model files' paths, sizes and mtimes (not their sha256: hashing MiniLM's 90 MB of
-    weights cost ~0.4 s of every gateway start; the onnx export is keyed the same way)."""
+    """Recipe + the model files' fingerprints (size and the ends of the file, not a full sha256: hashing
+    MiniLM's 90 MB of weights cost ~0.4 s of every gateway start; the onnx export is keyed the same way)."""
     h = hashlib.sha256(RECIPE.encode())
     for name in ("model.safetensors", "pytorch_model.bin", "tokenizer.json"):
         path = model_dir / name
         if path.exists():
-            st = path.stat()
-            h.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+            h.update(f"{name}|{weights_fingerprint(path)}".encode())
     return h.hexdigest()[:16]
 
 
