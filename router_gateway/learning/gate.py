@@ -35,14 +35,16 @@ first promoted router).
 
 ``signal: residual`` measures test 2 on another statistic: how much the candidate's cross-fitted scores
 covary with the grades beyond each expert's mean grade (``residual_signal``), against the same
-controls, and then asks only that its gain exceed the controls' mean; ``either`` passes on either
-statistic. The residual uses every grade, where the decision gain moves only on prompts where two
-routers choose differently, so it keeps its power on noisy grades (replay, 10% flipped: largest lead
-+9.8 sd against +3.4), and a candidate on shuffled labels is as exchangeable with its controls as
-before. Not the default: on the replay's ten seeds it closes more (0.259 clean / 0.184 noisy against
-0.236 / 0.171) but a candidate on shuffled labels passed one retrain twice as often (6 of 150 seeds
-against 3, eval.gate_false_pass; ``either`` 7), and the issue's first rule is that shuffled labels are
-never promoted (README).
+controls, and then asks only that its gain exceed the controls' mean; ``either`` (the default) passes
+on either statistic. The residual uses every grade, where the decision gain moves only on prompts where
+two routers choose differently, so it keeps its power on noisy grades (replay, 10% flipped: largest
+lead +9.8 sd against +3.4), and a candidate on shuffled labels is as exchangeable with its controls as
+before. Its null has a heavier tail than the t approximation, so it has its own threshold
+(``residual_z_min``, gate.residual_null_z 3.0): on 1,000 seeds of shuffled unit-test labels
+(eval.gate_false_pass) one retrain passes 1.7% of the time on the decision gain alone at 2.33, 2.0%
+with ``either`` at 2.33 / 3.0 (3.1% with both at 2.33), and ``either`` passes wherever ``decisions``
+does. On the replay's ten seeds it closes 0.259 clean / 0.189 noisy against 0.236 / 0.171 for
+``decisions`` alone, and no shuffled run was promoted.
 
 Why impute the mean grade for an ungraded choice, when it is biased against a router that picks an
 expert where that expert beats its average? The alternative measured (each router chooses only among
@@ -141,7 +143,8 @@ def residual_signal(pred: np.ndarray, Y: np.ndarray) -> float:
 
 def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost: np.ndarray,
          min_gain: float = 0.0, z: float = 1.0, min_rows: int = 20, null_preds=(), null_z_min: float = 2.33,
-         not_worse: bool = False, weights: np.ndarray = SWEEP, signal: str = "decisions") -> GateResult:
+         not_worse: bool = False, weights: np.ndarray = SWEEP, signal: str = "decisions",
+         residual_z_min: float | None = None) -> GateResult:
     """Paired test of candidate vs live on held-out labelled prompts, and a permutation test against
     the shuffled-label controls ``null_preds`` (none: that test is skipped); see module doc."""
     n = int(Y.shape[0])
@@ -174,10 +177,11 @@ def gate(live_pred: np.ndarray, cand_pred: np.ndarray, Y: np.ndarray, norm_cost:
                        f"(needs > {null_z_min:g})")
         if signal in ("residual", "either") and not beats:
             zr = null_z(residual_signal(cand_pred, Y), np.array([residual_signal(p, Y) for p in null_preds]))
+            zr_min = null_z_min if residual_z_min is None else residual_z_min
             above = gain > nulls.mean()
-            beats = zr > null_z_min and above
-            reason += (f"; grade signal {zr:+.2f} sd {'above' if zr > null_z_min else 'not above'} {len(nulls)} "
-                       f"shuffled-label controls (needs > {null_z_min:g}), gain {'above' if above else 'not above'} "
+            beats = zr > zr_min and above
+            reason += (f"; grade signal {zr:+.2f} sd {'above' if zr > zr_min else 'not above'} {len(nulls)} "
+                       f"shuffled-label controls (needs > {zr_min:g}), gain {'above' if above else 'not above'} "
                        f"their mean {nulls.mean():+.4f}")
             zn = zr if signal == "residual" else max(zn, zr)
     return GateResult(bool(passed and beats), n, float(live.mean()), float(cand.mean()), gain, stderr, reason, zn)

@@ -120,7 +120,7 @@ class LearningLoop:
         result = gate(live_pred[rows], cv_pred[rows], data.Y[rows], self.norm_cost, g.min_gain,
                       g.refresh_z if refresh else g.z, g.min_rows, null_preds=[p[rows] for p in null_preds],
                       null_z_min=g.null_z, not_worse=refresh, weights=gate_weights(g.max_weight, self.cost_weight),
-                      signal=g.signal)
+                      signal=g.signal, residual_z_min=g.residual_null_z)
         result = self._with_ope(result, data, cv_pred, live_pred)
         router = build_candidate(r.router, r.params, data.X, data.Y, self.experts)
         self.candidate = router

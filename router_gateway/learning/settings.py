@@ -80,7 +80,10 @@ class GateSettings(_Strict):
     max_weight: float = Field(default=0.05, ge=0)  # judged at cost weights 0..max(this, the profile's)
     controls: int = Field(default=20, ge=0, le=200)  # shuffled-label controls per retrain (0: no permutation test)
     null_z: float = Field(default=2.33, ge=0)  # the candidate's lead over the controls, in their sd
-    signal: Literal["decisions", "residual", "either"] = "decisions"  # what the lead over the controls is measured on
+    # the same on the residual statistic (signal residual / either): its null has a heavier tail, and a
+    # second chance to pass must not let shuffled labels through more often (eval.gate_false_pass)
+    residual_null_z: float = Field(default=3.0, ge=0)
+    signal: Literal["decisions", "residual", "either"] = "either"  # what the lead over the controls is measured on
     confirm: int = Field(default=2, ge=1)  # first automatic promotion: after this many passing retrains in a row
     refresh_z: float | None = Field(default=1.0, ge=0)  # refit of the live learned router: not worse by z se
     ope_min_ess: float = Field(default=30.0, ge=1)  # logged-traffic veto needs this much support (learning.ope_check)

@@ -244,3 +244,22 @@ def test_min_gain_is_the_gain_the_not_worse_test_requires():
     assert gate(live, better, Y, cost, min_gain=0.1, z=0, min_rows=1).passed  # gain 0.25 > 0.1
     assert not gate(live, better, Y, cost, min_gain=0.5, z=0, min_rows=1).passed
 
+
+
+def test_residual_statistic_has_its_own_threshold():
+    """With ``signal: either`` a candidate may pass test 2 on the residual statistic, at
+    ``residual_z_min`` (its null has a heavier tail than the decision gain's): the same lead passes at a
+    threshold below it and fails at one above it, whatever ``null_z_min`` says."""
+    rng = np.random.default_rng(3)
+    n = 300
+    truth = rng.random((n, 3))
+    Y = (rng.random((n, 3)) < truth).astype(float)
+    live = np.tile([0.5, 0.5, 0.5], (n, 1))
+    cand = 0.5 + 0.02 * (truth - 0.5)  # a faint but real signal: it rarely changes a decision
+    controls = [0.5 + 0.02 * (truth[rng.permutation(n)] - 0.5) for _ in range(20)]
+    kw = dict(min_rows=20, z=1.0, null_preds=controls, signal="residual", null_z_min=0.0)
+    zr = gate(live, cand, Y, NORM_COST, residual_z_min=0.0, **kw).null_z
+    assert zr > 1.0
+    assert gate(live, cand, Y, NORM_COST, residual_z_min=zr - 0.5, **kw).passed
+    high = gate(live, cand, Y, NORM_COST, residual_z_min=zr + 0.5, **kw)
+    assert not high.passed and f"needs > {zr + 0.5:g}" in high.reason, high.reason
