@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -131,12 +132,11 @@ def build_router(name: str, seed: int, params: dict[str, Any] | None = None):
     return make_router(name, **params)
 
 
-def _pred_cache_path(cache_dir, name, X, table, folds, seed, params) -> "Path":
+def _pred_cache_path(cache_dir, name, X, table, folds, seed, params) -> Path:
     """Where one router's out-of-fold predictions are cached: keyed by the data, folds, seed,
     hyperparameters and the source of the router's module (an edited router is recomputed)."""
     import hashlib
     import json
-    from pathlib import Path
 
     cls = router_class(name)
     src = Path(inspect.getfile(cls)).read_bytes()
