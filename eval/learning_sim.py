@@ -381,7 +381,8 @@ def parse_args(argv=None):
     p.add_argument("--optimism", type=float, default=1.0)
     p.add_argument("--local", type=int, default=1, help="1: also label experts that could be chosen on the prompt")
     p.add_argument("--router", default="knn")
-    p.add_argument("--params", default='{"k": 80, "shrinkage": 2.0}')
+    p.add_argument("--params", default=json.dumps(RetrainSettings().params),
+                   help="the candidate's hyperparameters (default: the shipped learning.retrain.params)")
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--min-labels", type=int, default=50)
     p.add_argument("--folds", type=int, default=5)

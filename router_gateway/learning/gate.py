@@ -43,8 +43,8 @@ before. Its null has a heavier tail than the t approximation, so it has its own 
 (``residual_z_min``, gate.residual_null_z 3.0): on 1,000 seeds of shuffled unit-test labels
 (eval.gate_false_pass) one retrain passes 1.7% of the time on the decision gain alone at 2.33, 2.0%
 with ``either`` at 2.33 / 3.0 (3.1% with both at 2.33), and ``either`` passes wherever ``decisions``
-does. On the replay's ten seeds it closes 0.259 clean / 0.189 noisy against 0.236 / 0.171 for
-``decisions`` alone, and no shuffled run was promoted.
+does. On the replay's ten seeds (candidate shrinkage 2) it closed 0.259 clean / 0.189 noisy against
+0.236 / 0.171 for ``decisions`` alone, and no shuffled run was promoted.
 
 Why impute the mean grade for an ungraded choice, when it is biased against a router that picks an
 expert where that expert beats its average? The alternative measured (each router chooses only among
