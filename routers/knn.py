@@ -31,6 +31,18 @@ class KNNRouter(Router):
         self.Y_ = Y.astype(np.float32)
         self.global_mean_ = expert_means(Y)
 
+    # The training rows are kept transposed (d, n), C-contiguous: ``x @ XT`` streams the matrix in
+    # order and measured ~2x faster than ``X @ x`` once the matrix has left the CPU caches (as it has
+    # between two requests in a busy gateway: 0.42 vs 0.79-0.87 ms for 4,800 x 384), and a batch of
+    # prompts reads it once. ``X_`` (what artifacts store) is a view of it.
+    @property
+    def X_(self) -> np.ndarray:
+        return self._xt.T
+
+    @X_.setter
+    def X_(self, value: np.ndarray) -> None:
+        self._xt = np.ascontiguousarray(np.asarray(value, dtype=np.float32).T)
+
     def neighbours(self, X: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices (n, k) of the nearest training prompts and their cosine similarities."""
         X = _normalise(self.check_X(X))
@@ -38,7 +50,7 @@ class KNNRouter(Router):
         idx = np.empty((X.shape[0], k), dtype=np.int64)
         sim = np.empty((X.shape[0], k), dtype=np.float32)
         for start in range(0, X.shape[0], 1024):  # bounded memory for big batches
-            s = X[start:start + 1024] @ self.X_.T
+            s = _similarities(X[start:start + 1024], self._xt)
             part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.argsort(-s, axis=1)
             # deterministic order: by similarity, ties by index
             ps = np.take_along_axis(s, part, axis=1)
@@ -59,6 +71,19 @@ class KNNRouter(Router):
         g = np.asarray(self.global_mean_, dtype=np.float64)[None, :]
         out = np.where(counts + s > 0, (sums + s * g) / np.maximum(counts + s, 1e-12), g)
         return np.clip(out, 0.0, 1.0)
+
+
+def _similarities(X: np.ndarray, xt: np.ndarray) -> np.ndarray:
+    """``X @ xt`` (cosine similarities of normalised rows), (b, n)."""
+    if X.shape[0] < SMALL_BATCH:
+        # OpenBLAS's matrix product is slow for a few rows (2 x 384 by 384 x 4,800: 1.6 ms, against
+        # 0.9 ms for the two rows one at a time, the matrix out of cache): up to 5 rows go one by one
+        return np.stack([x @ xt for x in X])
+    return X @ xt
+
+
+#: below this many prompts, _similarities scores them one by one
+SMALL_BATCH = 6
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
