@@ -58,6 +58,10 @@ class Router(ABC):
     takes_domains: ClassVar[bool] = False
     #: ``neighbours(X) -> (indices, similarities)`` into its training rows, whose labels are ``Y_``
     keeps_neighbours: ClassVar[bool] = False
+    #: ``predict_scores`` scores each row on its own and a batch of rows costs much less than the rows
+    #: one by one (kNN: one pass over the training matrix), so the gateway batches concurrent requests
+    #: (router_gateway/routing/score_batcher.py). Not an ability: it changes cost, never scores.
+    batches_scores: ClassVar[bool] = False
 
     ABILITIES: ClassVar[tuple[str, ...]] = (
         "baseline", "stochastic", "chooses", "gives_probabilities", "learns_online", "learns_from_logs",

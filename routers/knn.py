@@ -18,6 +18,7 @@ class KNNRouter(Router):
     router_type = "knn"
     state_attrs = ("X_", "Y_", "global_mean_")
     keeps_neighbours = True
+    batches_scores = True  # rows are scored independently; a batch reads the matrix once
 
     def __init__(self, k: int = 80, shrinkage: float = 0.0, weighted: bool = False):
         self.k = k

@@ -89,9 +89,14 @@ def check_artifact_embedder(meta: dict[str, Any], info: EmbedderInfo | None) -> 
 
 def score_experts(loaded: LoadedRouter, x: np.ndarray, config: GatewayConfig) -> np.ndarray:
     """Scores for the config's experts in config order (unknown experts get their prior)."""
-    raw = loaded.router.predict_scores(x[None, :])[0]
-    out = np.empty(len(config.experts))
+    return score_rows(loaded, x[None, :], config)[0]
+
+
+def score_rows(loaded: LoadedRouter, X: np.ndarray, config: GatewayConfig) -> np.ndarray:
+    """``score_experts`` for a batch of prompts (n, d) -> (n, experts in config order)."""
+    raw = loaded.router.predict_scores(X)
+    out = np.empty((raw.shape[0], len(config.experts)))
     for i, (name, expert) in enumerate(config.experts.items()):
         col = loaded.columns.get(name, -1)
-        out[i] = raw[col] if col >= 0 else expert.prior_quality
+        out[:, i] = raw[:, col] if col >= 0 else expert.prior_quality
     return np.clip(out, 0.0, 1.0)

@@ -30,7 +30,8 @@ from router_gateway.embedding.batcher import BatchingEmbedder
 from router_gateway.embedding.text import prompt_text
 from router_gateway.routing.affinity import Affinity
 from router_gateway.routing.eligibility import static_ineligibility
-from router_gateway.routing.router_set import LoadedRouter, score_experts
+from router_gateway.routing.router_set import LoadedRouter, score_experts, score_rows
+from router_gateway.routing.score_batcher import ScoreBatcher
 from router_gateway.state.sessions import SessionRef
 from routers.policy import rank_experts, unit_hash
 
@@ -113,6 +114,9 @@ class RoutingService:
         self.health = health
         self.capacity = capacity  # engine-metrics queueing estimates (None: in-flight counts only)
         self._names = list(config.experts)
+        #: one batcher per router that scores rows independently (routing/score_batcher.py)
+        self._batchers = {name: ScoreBatcher(lambda X, lr=loaded: score_rows(lr, X, config))
+                          for name, loaded in routers.items() if loaded.router.batches_scores}
 
     def resolve_model(self, model: str) -> tuple[Profile | None, str | None]:
         """``model`` names a profile (routed) or an expert (direct); anything else is a 404."""
@@ -147,7 +151,8 @@ class RoutingService:
         t0 = time.perf_counter()
         x = await self._embedding(loaded, text, request_id)
         t1 = time.perf_counter()
-        scores = score_experts(loaded, x, self.config)
+        batcher = self._batchers.get(router_name)
+        scores = await batcher.score(x) if batcher is not None else score_experts(loaded, x, self.config)
         chooser = _bandit_chooser(loaded, x, request_id, self._names)
         decision = self._rank(scores, request, profile, tokens, cost_weight, request_id, allowed_experts,
                               chooser)
