@@ -188,10 +188,15 @@ class Gateway:
         for observer in self.observers:
             observer.on_embed_batch(size)
 
+    def on_score_batch(self, size: int) -> None:
+        for observer in self.observers:
+            observer.on_score_batch(size)
+
     def _build_runtime(self, config: GatewayConfig) -> Runtime:
         routers = build_router_set(config, self.embedder.info if self.embedder else None)
         self._version += 1
-        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity, self.affinity)
+        routing = RoutingService(config, routers, self.embedder, self.state, self.capacity, self.affinity,
+                                 on_score_batch=self.on_score_batch)
         forwarder = Forwarder(config, self.state, self.options.connect)
         return Runtime(self._version, config, routing, forwarder)
 

@@ -125,6 +125,8 @@ class RecordObserver(Protocol):
 
     def on_embed_batch(self, size: int) -> None: ...
 
+    def on_score_batch(self, size: int) -> None: ...
+
 
 def json_path(name: str) -> str:
     """The SQLite JSON path of a record field (``json_extract(data, json_path("key_id"))``); a name the

@@ -42,6 +42,13 @@ class Observability:
             except Exception:
                 log.exception("observer %s failed on an embed batch", type(part).__name__)
 
+    def on_score_batch(self, size: int) -> None:
+        for part in self._parts:
+            try:
+                part.on_score_batch(size)
+            except Exception:
+                log.exception("observer %s failed on a score batch", type(part).__name__)
+
     @staticmethod
     def _log_line(record: RequestRecord) -> None:
         status = int(record.status or 0)

@@ -68,6 +68,8 @@ class LiveView:
         self.clock = clock
         self.embed_batches = 0
         self.embedded = 0
+        self.score_batches = 0
+        self.scored = 0
         self.total = 0
 
     def on_record(self, record: RequestRecord) -> None:
@@ -97,6 +99,10 @@ class LiveView:
         self.embed_batches += 1
         self.embedded += size
 
+    def on_score_batch(self, size: int) -> None:
+        self.score_batches += 1
+        self.scored += size
+
     def data(self) -> dict[str, Any]:
         """What the page draws: per-minute series, hourly cost, percentiles and the recent decisions."""
         now = self.clock()
@@ -113,4 +119,5 @@ class LiveView:
         return {"now": now, "pid": os.getpid(), "total_requests": self.total, "experts_seen": experts,
                 "minutes": minutes, "hours": hours, "latency_recent": percentiles(recent_lat),
                 "embed": {"batches": self.embed_batches, "prompts": self.embedded},
+                "score": {"batches": self.score_batches, "prompts": self.scored},
                 "recent": list(reversed(self.recent))}

@@ -125,6 +125,9 @@ class GatewayMetrics:
         self.cost = Counter(f"{NS}_cost_usd", "USD spent, priced from experts.yaml", ["expert", "key"], registry=r)
         self.embed_batch = Histogram(f"{NS}_embed_batch_size", "prompts per embedder batch",
                                      buckets=BATCH_BUCKETS, registry=r)
+        self.score_batch = Histogram(f"{NS}_score_batch_size", "prompts per router scoring call (decisions "
+                                     "made together share one: routing/score_batcher.py)",
+                                     buckets=BATCH_BUCKETS, registry=r)
         # labelled children by (metric, labels): prometheus_client's labels() validates and locks on every
         # call (~3 us); a request updates up to ten of them. Label values are bounded (experts, profiles,
         # statuses, keys), so the cache is too.
@@ -188,6 +191,9 @@ class GatewayMetrics:
 
     def on_embed_batch(self, size: int) -> None:
         self.embed_batch.observe(size)
+
+    def on_score_batch(self, size: int) -> None:
+        self.score_batch.observe(size)
 
     # -- scrape ----------------------------------------------------------------------------
     def render(self) -> bytes:

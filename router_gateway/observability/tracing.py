@@ -105,6 +105,9 @@ class RecordTracer:
     def on_embed_batch(self, size: int) -> None:
         """Batches are shared by several requests: not a span of any one of them."""
 
+    def on_score_batch(self, size: int) -> None:
+        """The same for the router's batches."""
+
     def shutdown(self) -> None:
         self.provider.shutdown()
 

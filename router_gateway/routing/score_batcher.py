@@ -12,17 +12,22 @@ each prompt exactly what it would get alone) go through here; the others are sco
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable
 
 import numpy as np
+
+log = logging.getLogger("router_gateway.routing")
 
 
 class ScoreBatcher:
     """Collects (prompt embedding -> scores) calls made in one loop turn and answers them together."""
 
-    def __init__(self, score_rows: Callable[[np.ndarray], np.ndarray], max_batch: int = 64):
+    def __init__(self, score_rows: Callable[[np.ndarray], np.ndarray], max_batch: int = 64,
+                 on_batch: Callable[[int], None] | None = None):
         self._score_rows = score_rows
         self.max_batch = max(1, int(max_batch))
+        self._on_batch = on_batch  # metrics: prompts per batch
         self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
         self.batches = 0  # flushed batches and the prompts in them (for the bench and tests)
         self.prompts = 0
@@ -50,7 +55,12 @@ class ScoreBatcher:
             for _, future in items:
                 future.set_exception(exc)
             return
-        self.batches += 1
-        self.prompts += len(items)
         for row, (_, future) in zip(scores, items):
             future.set_result(row)
+        self.batches += 1
+        self.prompts += len(items)
+        if self._on_batch is not None:
+            try:
+                self._on_batch(len(items))
+            except Exception:  # metrics must not fail the requests: they have their scores already
+                log.exception("score batch observer failed")

@@ -106,7 +106,7 @@ class RoutingService:
 
     def __init__(self, config: GatewayConfig, routers: dict[str, LoadedRouter],
                  embedder: BatchingEmbedder | None, health: ExpertHealth, capacity: CapacityBook | None = None,
-                 affinity: Affinity | None = None):
+                 affinity: Affinity | None = None, on_score_batch: Callable[[int], None] | None = None):
         self.config = config
         self.affinity = affinity
         self.routers = routers
@@ -115,7 +115,7 @@ class RoutingService:
         self.capacity = capacity  # engine-metrics queueing estimates (None: in-flight counts only)
         self._names = list(config.experts)
         #: one batcher per router that scores rows independently (routing/score_batcher.py)
-        self._batchers = {name: ScoreBatcher(lambda X, lr=loaded: score_rows(lr, X, config))
+        self._batchers = {name: ScoreBatcher(lambda X, lr=loaded: score_rows(lr, X, config), on_batch=on_score_batch)
                           for name, loaded in routers.items() if loaded.router.batches_scores}
 
     def resolve_model(self, model: str) -> tuple[Profile | None, str | None]:

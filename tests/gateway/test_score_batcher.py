@@ -83,7 +83,7 @@ def test_knn_scores_a_batch_as_it_scores_each_prompt_alone(tmp_path):
     router = KNNRouter(k=25, shrinkage=2.0).fit(X, Y)
     Q = rng.standard_normal((40, 32)).astype(np.float32)
     alone = np.stack([router.predict_scores(q[None, :])[0] for q in Q])
-    for n in (2, 5, 6, 40):  # both paths of the scan: row by row (< 6) and one product
+    for n in (2, 15, 16, 40):  # both paths of the scan: row by row (< 16) and one product
         assert np.allclose(router.predict_scores(Q[:n]), alone[:n], atol=1e-6)
     # the reference: the plain definition over the untransposed rows
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -110,15 +110,17 @@ def knn_service(tmp_path):
     config = parse_config(config_text(experts, routers={"k": {"type": "knn", "artifact": str(tmp_path / "art")}},
                                       profiles={"auto": {"router": "k"}}))
 
-    def make():
+    def make(sizes: list[int]):
         return RoutingService(config, build_router_set(config, embedder.info),
-                              BatchingEmbedder(embedder, 64, 1.0, cache_size=0), ExpertState())
+                              BatchingEmbedder(embedder, 64, 1.0, cache_size=0), ExpertState(),
+                              on_score_batch=sizes.append)
     return make
 
 
 def test_concurrent_decisions_are_batched_and_decide_as_they_would_alone(knn_service):
     async def decide_all(concurrent: bool):
-        service = knn_service()
+        sizes: list[int] = []
+        service = knn_service(sizes)
         await service.embedder.start()
         requests = [parse_chat_request({"model": "auto", "messages": [
             {"role": "user", "content": f"question {i} about topic {i % 5}"}]}) for i in range(24)]
@@ -129,11 +131,11 @@ def test_concurrent_decisions_are_batched_and_decide_as_they_would_alone(knn_ser
                 out = [await service.decide(r, 100, f"req-{i}") for i, r in enumerate(requests)]
         finally:
             await service.embedder.close()
-        return out, service._batchers["k"]
-    together, batcher = asyncio.run(decide_all(True))
-    assert batcher.prompts == 24 and batcher.batches < 24  # the concurrent decisions shared calls
-    alone, single = asyncio.run(decide_all(False))
-    assert single.batches == 24  # one at a time: a batch of one each
+        return out, sizes
+    together, sizes = asyncio.run(decide_all(True))
+    assert sum(sizes) == 24 and len(sizes) < 24  # the concurrent decisions shared calls (metrics see it)
+    alone, sizes = asyncio.run(decide_all(False))
+    assert sizes == [1] * 24  # one at a time: a batch of one each
     for a, b in zip(together, alone):
         assert a.chosen == b.chosen
         assert [c.score for c in a.candidates] == pytest.approx([c.score for c in b.candidates], abs=1e-6)

@@ -97,6 +97,17 @@ def test_embed_batch_histogram(obs):
     assert o.live.data()["embed"] == {"batches": 4, "prompts": 47}
 
 
+def test_score_batch_histogram(obs):
+    o, _ = obs
+    for size in (1, 20):
+        o.on_score_batch(size)
+    text = o.metrics.render()
+    assert value(text, "router_gateway_score_batch_size_count") == 2
+    assert value(text, "router_gateway_score_batch_size_sum") == 21
+    assert value(text, "router_gateway_score_batch_size_bucket", le="16.0") == 1
+    assert o.live.data()["score"] == {"batches": 2, "prompts": 21}
+
+
 def test_state_gauges_read_at_scrape_time(obs):
     o, gateway = obs
     state = gateway.state
