@@ -7,6 +7,8 @@ concurrency 32 (20 ms stub, minus the stub alone), and the gateway's CPU per req
 median of per-round figures.
 
     python -m eval.bench.code_ab --base HEAD~1 [--embedder static-tuned] [--rounds 3] [--json OUT]
+
+(static-tuned needs its table built first: see the README's "Tuned static embedder".)
 """
 from __future__ import annotations
 
@@ -47,7 +49,22 @@ def measured(bench: Bench, name: str, url: str, model: str, concurrency: int, du
     return summary
 
 
-def run(base: str, embedder: str, rounds: int, duration: float) -> dict:
+def score_batches(url: str) -> dict | None:
+    """Prompts per router scoring call over the whole run, from /metrics (None: a version without it)."""
+    import httpx
+    response = httpx.get(url + "/metrics", timeout=10)  # open to a loopback caller (no keys in the config)
+    if response.status_code != 200:
+        return None
+    text = response.text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("router_gateway_score_batch_size_") and " " in line}
+    calls, prompts = values.get("router_gateway_score_batch_size_count"), values.get("router_gateway_score_batch_size_sum")
+    if not calls:
+        return None
+    return {"calls": int(calls), "prompts": int(prompts), "mean": round(prompts / calls, 2)}
+
+
+def run(base: str, embedder: str, rounds: int, duration: float, saturation_s: float = 8.0) -> dict:
     opts = BenchOptions(embedder=embedder, litellm=False, duration=duration)
     bench = Bench(opts)
     tree = Path(tempfile.mkdtemp(prefix="router-gateway-ab-")) / "base"
@@ -68,7 +85,7 @@ def run(base: str, embedder: str, rounds: int, duration: float) -> dict:
             row: dict = {}
             direct = loadgen(bench.urls["stub"] + "/v1/chat/completions", "stub-model", 32, duration, False)
             for name in (["base", "new"] if r % 2 == 0 else ["new", "base"]):
-                sat = measured(bench, name, urls[name], "auto-fast", opts.saturation_concurrency, max(duration, 8.0))
+                sat = measured(bench, name, urls[name], "auto-fast", opts.saturation_concurrency, saturation_s)
                 lat = measured(bench, name, urls[name], "auto", 32, duration)
                 row[name] = {"saturation_rps": sat["rps"], "saturation_errors": sat["errors"],
                              "cpu_ms_per_request": sat["gateway_cpu_ms_per_request"],
@@ -77,6 +94,7 @@ def run(base: str, embedder: str, rounds: int, duration: float) -> dict:
                           f"CPU {sat['gateway_cpu_ms_per_request']:.3f} ms/req  c=32 added p50 "
                           f"{row[name]['added_p50_ms']:.2f} ms p99 {row[name]['added_p99_ms']:.2f} ms")
             out["rounds"].append(row)
+        out["score_batches"] = {name: score_batches(url) for name, url in urls.items()}
     finally:
         bench.close()
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
@@ -92,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default="HEAD", help="git revision to compare the working tree against")
     p.add_argument("--embedder", default="static-tuned", choices=["onnx", "static", "static-tuned", "torch"])
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds of each c=32 latency run")
+    p.add_argument("--saturation-s", type=float, default=8.0, help="seconds of each saturation run")
     p.add_argument("--json", help="write the result here")
     args = p.parse_args(argv)
-    result = run(args.base, args.embedder, args.rounds, args.duration)
+    result = run(args.base, args.embedder, args.rounds, args.duration, args.saturation_s)
     print(json.dumps(result["median"], indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -159,3 +159,26 @@ def test_quick_bench_end_to_end_writes_every_key(tmp_path):
     assert data["rss_mb"] > 0 and data["cold_start_s"] > 0
     assert data["workers_speedup"]["routed"] > 0 and data["rps_routed_1_worker_paired"] > 0
     assert md.read_text().startswith("| figure |")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _gateway_importable(), reason="the gateway app is not importable yet")
+def test_code_ab_runs_two_versions_side_by_side(tmp_path):
+    """The side-by-side bench (eval/bench/code_ab.py): HEAD in a worktree against the working tree,
+    one short round; the new version reports how many prompts shared each kNN call."""
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "ab.json"
+    run = subprocess.run([sys.executable, "-m", "eval.bench.code_ab", "--base", "HEAD", "--embedder", "onnx",
+                          "--rounds", "1", "--duration", "1", "--saturation-s", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert data["router"] == "knn" and len(data["rounds"]) == 1
+    for name in ("base", "new"):
+        row = data["rounds"][0][name]
+        assert row["saturation_rps"] > 0 and row["saturation_errors"] == {}
+        assert row["cpu_ms_per_request"] > 0
+    batches = data["score_batches"]["new"]
+    assert batches["prompts"] >= batches["calls"] > 0
+    listed = subprocess.run(["git", "worktree", "list"], capture_output=True, text=True).stdout
+    assert "router-gateway-ab-" not in listed  # the worktree is removed again
