@@ -435,7 +435,9 @@ def main(argv=None) -> int:
             results = list(pool.map(one_run, jobs))
     else:
         results = [one_run(job) for job in jobs]
-    out = {"table": table.name, "args": vars(args), "gate": gate_settings(args).model_dump(),
+    # the output folder is recorded relative to the working directory: no path of the machine in reports
+    recorded = {**vars(args), "out": _relative(args.out)}
+    out = {"table": table.name, "args": recorded, "gate": gate_settings(args).model_dump(),
            "full_table_knn": reference, "runs": results}
     if args.out:
         folder = Path(args.out)
@@ -448,5 +450,15 @@ def main(argv=None) -> int:
     return 0
 
 
+def _relative(path: str | None) -> str | None:
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(path).name  # outside the working directory: its name only
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

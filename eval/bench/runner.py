@@ -311,7 +311,8 @@ def run_bench(opts: BenchOptions) -> dict:
         del embedder
         config = gateway_config(bench.urls["stub"], bench.urls["stub-fast"], bench.work, router_type,
                                 opts.embed_threads, opts.embedder)
-        result["meta"].update(embedder=opts.embedder, gateway_config=config.read_text(),
+        # the bench's temporary directory is written as $WORK: reports carry no path of the machine
+        result["meta"].update(embedder=opts.embedder, gateway_config=config.read_text().replace(str(bench.work), "$WORK"),
                               router_type=router_type or "strongest (no trained router registered: "
                               "routed requests skip the embedding)")
         say(opts, f"routing decision alone (router: {router_type or 'strongest'}) ...")
