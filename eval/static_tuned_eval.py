@@ -55,16 +55,23 @@ def pool(table: np.ndarray, encodings: list[list[int]]) -> np.ndarray:
     return normalise(out)
 
 
-def oof_predictions(router: str, X_of_fold, table, folds: np.ndarray, seed: int) -> np.ndarray:
-    """Out-of-fold predicted scores; ``X_of_fold(f)`` gives the embeddings used for fold ``f``."""
+def oof_predictions(router: str, X_of_fold, table, folds: np.ndarray, seed: int,
+                    train_views: list[np.ndarray] | None = None) -> np.ndarray:
+    """Out-of-fold predicted scores; ``X_of_fold(f)`` gives the embeddings used for fold ``f``.
+
+    ``train_views``: the router is trained on these embeddings of the training prompts instead
+    (each a full (n, d) matrix, stacked with the same labels: e.g. MiniLM's, or MiniLM's and the
+    query embedder's), and queried with ``X_of_fold``'s."""
     pred = np.full(table.scores.shape, np.nan)
     for f in np.unique(folds):
         X, test = X_of_fold(f), folds == f
+        views = [X] if not train_views else [V if V is not None else X for V in train_views]
         r = build_router(router, seed)
         extra = {}
         if r.takes_domains:
-            extra["domains"] = [t for t, tr in zip(table.tasks, ~test) if tr]
-        r.fit(X[~test], table.scores[~test], cost=table.costs[~test], experts=table.models, **extra)
+            extra["domains"] = [t for t, tr in zip(table.tasks, ~test) if tr] * len(views)
+        r.fit(np.vstack([V[~test] for V in views]), np.vstack([table.scores[~test]] * len(views)),
+              cost=np.vstack([table.costs[~test]] * len(views)), experts=table.models, **extra)
         pred[test] = r.predict_scores(X[test])
     return pred
 
@@ -155,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-variants", action="store_true",
                    help="score only the tuned variants (not MiniLM nor the isolated-token start)")
     p.add_argument("--seed", type=int, default=0, help="the routers' seed (its spread is the noise of a comparison)")
+    p.add_argument("--train-on", default="same", choices=("same", "minilm", "both"),
+                   help="the static variants' routers are trained on the same embedder (default), on "
+                        "MiniLM's embeddings of the training prompts, or on both stacked (queries: static)")
     p.add_argument("--json", help="results so far, rewritten after every router")
     args = p.parse_args(argv)
     fit_kw = {k: getattr(args, k) for k in ("epochs", "anchor", "lr") if getattr(args, k) is not None}
@@ -176,9 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         for label, make_table in variants(Y, enc, init, args.variants.split(","), fit_kw, extra).items():
             E = by_fold(make_table, enc, folds)
             embeddings[f"static {label}{' +extra' if args.extra else ''} (cross-fitted)"] = (lambda E: lambda f: E[int(f)])(E)
+        views = {"same": None, "minilm": [Y], "both": [Y, None]}[args.train_on]
         for router in args.routers.split(","):
             for label, X_of_fold in embeddings.items():
-                m = score(oof_predictions(router, X_of_fold, table, folds, args.seed), table)
+                static = label.startswith("static")
+                if static and views:
+                    label += f" [trained on {args.train_on}]"
+                m = score(oof_predictions(router, X_of_fold, table, folds, args.seed,
+                                          views if static else None), table)
                 results.setdefault(name, {}).setdefault(router, {})[label] = m["auc"]
                 log(f"{name} {router} {label}: auc {m['auc']:.4f}")
                 if args.json:
