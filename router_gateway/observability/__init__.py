@@ -36,18 +36,18 @@ class Observability:
         self._log_line(record)
 
     def on_embed_batch(self, size: int) -> None:
-        for part in self._parts:
-            try:
-                part.on_embed_batch(size)
-            except Exception:
-                log.exception("observer %s failed on an embed batch", type(part).__name__)
+        self._batch("on_embed_batch", size)
 
     def on_score_batch(self, size: int) -> None:
+        self._batch("on_score_batch", size)
+
+    def _batch(self, method: str, size: int) -> None:
+        """A batch shared by several requests (embedder or router) to every part; never raises."""
         for part in self._parts:
             try:
-                part.on_score_batch(size)
+                getattr(part, method)(size)
             except Exception:
-                log.exception("observer %s failed on a score batch", type(part).__name__)
+                log.exception("observer %s failed in %s(%d)", type(part).__name__, method, size)
 
     @staticmethod
     def _log_line(record: RequestRecord) -> None:
