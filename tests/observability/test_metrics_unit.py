@@ -86,26 +86,19 @@ def test_counters_and_histograms_from_records(obs):
     assert value(text, "router_gateway_decision_seconds_count", stage="embed") == 3
 
 
-def test_embed_batch_histogram(obs):
+@pytest.mark.parametrize("kind, sizes, le, below", [
+    ("embed", (1, 3, 3, 40), "4.0", 3),   # prompts per embedder batch
+    ("score", (1, 20), "16.0", 1),        # prompts per router scoring call (routing/score_batcher.py)
+])
+def test_batch_histograms(obs, kind, sizes, le, below):
     o, _ = obs
-    for size in (1, 3, 3, 40):
-        o.on_embed_batch(size)
+    for size in sizes:
+        getattr(o, f"on_{kind}_batch")(size)
     text = o.metrics.render()
-    assert value(text, "router_gateway_embed_batch_size_count") == 4
-    assert value(text, "router_gateway_embed_batch_size_sum") == 47
-    assert value(text, "router_gateway_embed_batch_size_bucket", le="4.0") == 3
-    assert o.live.data()["embed"] == {"batches": 4, "prompts": 47}
-
-
-def test_score_batch_histogram(obs):
-    o, _ = obs
-    for size in (1, 20):
-        o.on_score_batch(size)
-    text = o.metrics.render()
-    assert value(text, "router_gateway_score_batch_size_count") == 2
-    assert value(text, "router_gateway_score_batch_size_sum") == 21
-    assert value(text, "router_gateway_score_batch_size_bucket", le="16.0") == 1
-    assert o.live.data()["score"] == {"batches": 2, "prompts": 21}
+    assert value(text, f"router_gateway_{kind}_batch_size_count") == len(sizes)
+    assert value(text, f"router_gateway_{kind}_batch_size_sum") == sum(sizes)
+    assert value(text, f"router_gateway_{kind}_batch_size_bucket", le=le) == below
+    assert o.live.data()[kind] == {"batches": len(sizes), "prompts": sum(sizes)}
 
 
 def test_state_gauges_read_at_scrape_time(obs):
