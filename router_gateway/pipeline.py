@@ -26,6 +26,7 @@ from router_gateway.runtime import Runtime
 from router_gateway.state.holds import Hold, expected_hold
 from router_gateway.state.request_log import prompt_digest
 from router_gateway.state.sessions import SessionRef
+from router_gateway.task_stop import cancellation_pending
 
 
 def new_request_id() -> str:
@@ -117,6 +118,8 @@ class ChatService:
                                                     ctx.cost_weight_header, ctx.allowed_experts,
                                                     pace=budget_pacing(self.gateway, ctx.api_key, chat.model),
                                                     session=ctx.session)
+            if cancellation_pending():  # a Redis reply above can swallow the client's cancellation
+                raise asyncio.CancelledError  # (task_stop): do not send the expert a request nobody reads
             deadline = time.monotonic() + runtime.config.server.request_deadline_s
             experts = [c.expert for c in decision.candidates]
             if ctx.endpoint is CHAT and cascade.settings_for(runtime, decision) is not None:  # verified escalation
