@@ -117,11 +117,38 @@ def extra_corpus(names: str, exclude_task: str | None, minilm: str, max_tokens: 
     return encode(prompts, max_tokens), embed_cached(embedder, prompts)
 
 
+def reshape(table: np.ndarray, encodings: list[list[int]], targets: np.ndarray, how: str) -> np.ndarray:
+    """The linear map's table with its output's geometry changed, at no serving cost (an affine map
+    of every row is the same map of their mean). A ridge fit predicts E[MiniLM | static], so its
+    outputs are shrunk towards their mean and the common component weighs more in a cosine:
+
+    - ``center``: subtract the training prompts' mean output (cosines between deviations);
+    - ``recolor``: along each principal direction of the outputs, scale their spread to MiniLM's;
+    - ``whiten[:eps]``: ZCA-whiten the outputs (every direction the same spread; eps x the largest
+      variance is added so that near-empty directions do not explode)."""
+    from router_gateway.embedding.static_tuning import mean_rows
+    P = mean_rows(table, encodings).astype(np.float64)
+    Y = np.asarray(targets, np.float64)
+    mu_p, mu_y = P.mean(axis=0), Y.mean(axis=0)
+    var, U = np.linalg.eigh(np.cov(P - mu_p, rowvar=False, bias=True))
+    var = np.maximum(var, 1e-12)
+    kind, _, eps = how.partition(":")
+    if kind == "center":
+        return (table - mu_p).astype(np.float32)
+    if kind == "recolor":
+        scale = np.sqrt((((Y - mu_y) @ U) ** 2).mean(axis=0) / var)
+        return ((table - mu_p) @ (U * scale) @ U.T + mu_y).astype(np.float32)
+    if kind == "whiten":
+        return ((table - mu_p) @ (U / np.sqrt(var + float(eps or 1e-3) * var.max())) @ U.T).astype(np.float32)
+    raise ValueError(f"unknown reshaping {how!r} (center, recolor, whiten[:eps])")
+
+
 def variants(Y: np.ndarray, enc: list[list[int]], init: np.ndarray, names: list[str], fit_kw: dict,
              extra: tuple[list[list[int]], np.ndarray | None] = ([], None)):
     """Cross-fitted static tables: ``linear`` (one affine map of the isolated-token table),
     ``tuned`` (per-token training from the isolated-token table), ``linear+tuned`` (training
-    started from, and anchored to, the linear map)."""
+    started from, and anchored to, the linear map), ``center`` / ``recolor`` / ``whiten[:eps]``
+    (the linear map, then :func:`reshape` fitted on the same prompts)."""
     from router_gateway.embedding.static_tuning import fit_table, linear_start
     def sub(rows):  # the fold's training prompts plus the extra corpus
         return [enc[i] for i in rows] + extra[0]
@@ -135,8 +162,17 @@ def variants(Y: np.ndarray, enc: list[list[int]], init: np.ndarray, names: list[
         "linear+tuned": lambda rows: fit_table(sub(rows), tgt(rows), linear_start(sub(rows), tgt(rows), init),
                                                progress=None, **{"lr": 0.01, **fit_kw}),
     }
+    def reshaped(how):
+        def make(rows):
+            enc_rows, targets = sub(rows), tgt(rows)
+            return reshape(linear_start(enc_rows, targets, init), enc_rows, targets, how)
+        return make
+
     out = {}
     for name in names:  # "linear:1e-5" sets the ridge of the linear map
+        if name.partition(":")[0] in ("center", "recolor", "whiten"):
+            out[name] = reshaped(name)
+            continue
         base, _, ridge = name.partition(":")
         out[name] = ((lambda r: lambda rows: linear_start(sub(rows), tgt(rows), init, ridge=r))(float(ridge))
                      if base == "linear" and ridge else makers[base])
