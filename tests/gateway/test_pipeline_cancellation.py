@@ -13,15 +13,14 @@ from router_gateway.container import Gateway, GatewayOptions
 from router_gateway.domain.config import parse_config
 from router_gateway.domain.protocol import parse_chat_request
 from router_gateway.pipeline import CallContext, ChatService
+from tests.support.configs import config_text, fake_experts
 from tests.support.fakes import HashEmbedder, fake_connect
 
 
 def test_a_cancellation_swallowed_before_forwarding_stops_the_request(tmp_path, monkeypatch):
-    config = parse_config(
-        "experts:\n  okone: {base_url: http://fake/v1, model: okone, prior_quality: 0.5,\n"
-        "         price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-        "routers: {s: {type: strongest}}\nprofiles: {auto: {router: s}}\n"
-        f"logging: {{path: {tmp_path / 'log.db'}, flush_interval_ms: 20}}\n")
+    config = parse_config(config_text(fake_experts({"okone": {}}), routers={"s": {"type": "strongest"}},
+                                      profiles={"auto": {"router": "s"}}, log_path=tmp_path / "log.db",
+                                      flush_interval_ms=20))
     entered = asyncio.Event()
 
     async def admit_that_swallows(*args, **kwargs):
